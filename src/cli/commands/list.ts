@@ -1,0 +1,74 @@
+/** `uncloud-vm list` and `uncloud-vm gc`: the VMs the pool knows of, and reclaiming what dead ones held. */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Lease } from '../../store/pool.js';
+import { readRecord, recordAlive } from '../../system/run-dir.js';
+import { type Context, table } from '../context.js';
+import { leaseState } from './mac.js';
+
+export interface VmRow {
+  name: string;
+  uuid: string | null;
+  state: 'running' | 'stale' | 'held';
+  pids: number[];
+  nics: { nic: number | null; mac: string; host: string }[];
+}
+
+export function groupByVm(leases: Lease[]): VmRow[] {
+  const rows = new Map<string, VmRow>();
+  for (const l of leases) {
+    if (!l.vm) continue;
+    const key = l.vm.uuid ?? l.vm.name;
+    let row = rows.get(key);
+    if (!row) {
+      row = { name: l.vm.name, uuid: l.vm.uuid ?? null, state: 'held', pids: [], nics: [] };
+      rows.set(key, row);
+    }
+    const st = leaseState(l);
+    if (st === 'live') row.state = 'running';
+    else if (st === 'stale' && row.state !== 'running') row.state = 'stale';
+    for (const o of l.owners) if (!row.pids.includes(o.pid)) row.pids.push(o.pid);
+    row.nics.push({ nic: l.nic, mac: l.mac, host: l.host });
+  }
+  return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export async function list(flags: { json?: boolean }, ctx: Context): Promise<number> {
+  const vms = groupByVm(await (await ctx.store()).list());
+  if (flags.json) {
+    ctx.out(JSON.stringify(vms, null, 2));
+    return 0;
+  }
+  if (vms.length === 0) {
+    ctx.out('no VM holds a MAC');
+    return 0;
+  }
+  const rows = [['NAME', 'STATE', 'PIDS', 'MACS', 'UUID']];
+  for (const vm of vms) {
+    rows.push([vm.name, vm.state, vm.pids.join(',') || '-', vm.nics.map((n) => n.mac).join(','), vm.uuid ?? '-']);
+  }
+  ctx.out(table(rows));
+  return 0;
+}
+
+export async function gc(_flags: object, ctx: Context): Promise<number> {
+  const freed = await (await ctx.store()).gc();
+  for (const l of freed) ctx.out(`freed ${l.mac}${l.vm ? ` (VM ${l.vm.name}${l.nic !== null ? ` nic${l.nic}` : ''})` : ''}`);
+  // Run dirs of VMs whose launcher and qemu are both gone.
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(ctx.settings.runDir);
+  } catch {
+    entries = [];
+  }
+  const { rmSync } = await import('node:fs');
+  for (const e of entries) {
+    const rec = readRecord(join(ctx.settings.runDir, e, 'vm.json'));
+    if (rec && !recordAlive(rec)) {
+      rmSync(join(ctx.settings.runDir, e), { recursive: true, force: true });
+      ctx.out(`removed run dir of VM ${rec.name}`);
+    }
+  }
+  if (freed.length === 0) ctx.err('gc: no stale lease');
+  return 0;
+}

@@ -1,0 +1,83 @@
+/** `uncloud-vm mac …`: the pool itself, like the old mac-gen.py (allocate prints only the MAC). */
+import { UncloudError } from '../../core/errors.js';
+import { formatMac, parseMac } from '../../core/mac.js';
+import { validateUuid } from '../../core/vm-spec.js';
+import type { Lease } from '../../store/pool.js';
+import { isOwnerAlive } from '../../system/proc.js';
+import { type Context, table } from '../context.js';
+
+const UUID_LIKE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function macAllocate(flags: { vm?: string }, ctx: Context): Promise<number> {
+  let vm: Lease['vm'] = null;
+  if (flags.vm !== undefined) {
+    if (flags.vm === '' || /[\u0000-\u001f\u007f]/.test(flags.vm) || flags.vm.length > 128) {
+      throw new UncloudError('USAGE', '--vm must be 1 to 128 printable characters', 2);
+    }
+    vm = UUID_LIKE.test(flags.vm) ? { uuid: validateUuid(flags.vm), name: flags.vm } : { name: flags.vm };
+  }
+  const store = await ctx.store();
+  const [lease] = await store.allocate(ctx.pool, [{ vm, nic: null, owners: [] }]);
+  ctx.out(lease!.mac);
+  return 0;
+}
+
+export async function macRelease(mac: string, ctx: Context): Promise<number> {
+  const canonical = formatMac(parseMac(mac));
+  const store = await ctx.store();
+  if (!(await store.release(canonical))) {
+    throw new UncloudError('NOT_HELD', `MAC ${canonical} is not held in ${store.where}`);
+  }
+  return 0;
+}
+
+export function leaseState(lease: Lease): 'held' | 'live' | 'stale' {
+  if (lease.owners.length === 0) return 'held';
+  return lease.owners.some(isOwnerAlive) ? 'live' : 'stale';
+}
+
+export async function macList(flags: { json?: boolean }, ctx: Context): Promise<number> {
+  const leases = await (await ctx.store()).list();
+  if (flags.json) {
+    ctx.out(JSON.stringify(leases.map((l) => ({ ...l, state: leaseState(l) })), null, 2));
+    return 0;
+  }
+  if (leases.length === 0) {
+    ctx.out('no MAC is held');
+    return 0;
+  }
+  const rows = [['MAC', 'STATE', 'VM', 'NIC', 'HOST', 'PIDS', 'CREATED']];
+  for (const l of leases) {
+    rows.push([
+      l.mac,
+      leaseState(l),
+      l.vm?.name ?? '-',
+      l.nic === null ? '-' : String(l.nic),
+      l.host,
+      l.owners.map((o) => o.pid).join(',') || '-',
+      l.created,
+    ]);
+  }
+  ctx.out(table(rows));
+  return 0;
+}
+
+export async function macPool(flags: { json?: boolean }, ctx: Context): Promise<number> {
+  const store = await ctx.store();
+  const s = await store.status(ctx.pool);
+  if (flags.json) {
+    ctx.out(JSON.stringify({ ...s, free: s.size - s.held, store: store.where }, null, 2));
+    return 0;
+  }
+  ctx.out(
+    table([
+      ['prefix', s.prefix],
+      ['size', String(s.size)],
+      ['held', String(s.held)],
+      ['free', String(s.size - s.held)],
+      ['cursor', s.cursor],
+      ['store', store.where],
+    ]),
+  );
+  return 0;
+}

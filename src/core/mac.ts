@@ -1,0 +1,156 @@
+/**
+ * MAC addresses and pool arithmetic. Pure: no I/O, no clock, no randomness.
+ * A MAC is held as a number (48 bits fit exactly in a double).
+ */
+import { UncloudError, printable, usageError } from './errors.js';
+
+export const MAC_BITS = 48;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const PREFIX_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){0,4}$/;
+
+/** Parse "42:00:00:00:00:01" (also '-' separators, any case) into a number. */
+export function parseMac(text: string): number {
+  const norm = text.trim().toLowerCase().replaceAll('-', ':');
+  if (!MAC_RE.test(norm)) {
+    throw usageError(`invalid MAC address '${printable(text)}': expected six hex octets like 42:00:00:00:00:01`);
+  }
+  return parseInt(norm.replaceAll(':', ''), 16);
+}
+
+/** Format a 48-bit number as lowercase colon-separated octets. */
+export function formatMac(value: number): string {
+  if (!Number.isInteger(value) || value < 0 || value >= 2 ** MAC_BITS) {
+    throw new RangeError(`not a 48-bit MAC value: ${value}`);
+  }
+  const hex = value.toString(16).padStart(12, '0');
+  return hex.match(/../g)!.join(':');
+}
+
+export function firstOctet(mac: number): number {
+  return Math.floor(mac / 2 ** 40);
+}
+
+export function isMulticast(mac: number): boolean {
+  return (firstOctet(mac) & 1) === 1;
+}
+
+export function isLocallyAdministered(mac: number): boolean {
+  return (firstOctet(mac) & 2) === 2;
+}
+
+/** A MAC a guest NIC may carry: unicast and not all zero. */
+export function validateGuestMac(mac: number, text = formatMac(mac)): void {
+  if (mac === 0) throw usageError(`invalid MAC address '${text}': the all-zero address is not usable`);
+  if (isMulticast(mac)) {
+    throw usageError(`invalid MAC address '${text}': multicast (lowest bit of the first octet set); a NIC needs a unicast address`);
+  }
+}
+
+/** The host side of a tap: first octet fe so the bridge never adopts the guest's MAC (as libvirt does). */
+export function tapMacFor(guestMac: number): number {
+  return 0xfe * 2 ** 40 + (guestMac % 2 ** 40);
+}
+
+export interface Pool {
+  /** Canonical prefix text, e.g. "42:00:00". */
+  readonly prefix: string;
+  /** Number of octets in the prefix, 1..5. */
+  readonly octets: number;
+  /** The prefix shifted into place: the pool's first MAC. */
+  readonly base: number;
+  /** Number of addresses in the pool: 2^(8 * (6 - octets)). */
+  readonly size: number;
+}
+
+export interface PrefixOptions {
+  /** Accept a prefix that is multicast or not locally administered. */
+  force?: boolean;
+}
+
+/**
+ * Parse and validate a pool prefix (1 to 5 octets).
+ * Refused: multicast first octet, globally administered first octet (unless forced),
+ * QEMU's own 52:54:00 range, and fe (the host-side tap range).
+ */
+export function parsePool(text: string, opts: PrefixOptions = {}): Pool {
+  const norm = text.trim().toLowerCase().replaceAll('-', ':');
+  if (!PREFIX_RE.test(norm)) {
+    throw usageError(`invalid MAC prefix '${printable(text)}': expected 1 to 5 hex octets like 42:00:00`);
+  }
+  const parts = norm.split(':');
+  const first = parseInt(parts[0]!, 16);
+  if (first === 0xfe) {
+    throw usageError(`invalid MAC prefix '${norm}': fe is reserved for the host side of taps`);
+  }
+  if (norm === '52:54:00' || norm.startsWith('52:54:00:')) {
+    throw usageError(`invalid MAC prefix '${norm}': 52:54:00 is QEMU's own default range; pick a locally administered prefix such as 42:00:00`);
+  }
+  if (!opts.force) {
+    if (first & 1) {
+      throw usageError(`invalid MAC prefix '${norm}': first octet is multicast (lowest bit set); use e.g. 42:00:00, or --force-prefix`);
+    }
+    if (!(first & 2)) {
+      throw usageError(`invalid MAC prefix '${norm}': first octet is not locally administered (bit 1 clear); use e.g. 42:00:00, or --force-prefix`);
+    }
+  }
+  const octets = parts.length;
+  const suffixBits = 8 * (6 - octets);
+  const base = parseInt(parts.join(''), 16) * 2 ** suffixBits;
+  return { prefix: norm, octets, base, size: 2 ** suffixBits };
+}
+
+export function inPool(pool: Pool, mac: number): boolean {
+  return mac >= pool.base && mac < pool.base + pool.size;
+}
+
+/** Index (0..size-1) of a MAC inside its pool. */
+export function indexOf(pool: Pool, mac: number): number {
+  if (!inPool(pool, mac)) throw usageError(`MAC ${formatMac(mac)} is outside the pool ${describePool(pool)}`);
+  return mac - pool.base;
+}
+
+export function macAt(pool: Pool, index: number): number {
+  return pool.base + (((index % pool.size) + pool.size) % pool.size);
+}
+
+/** Whether an index is a usable guest address (not all-zero overall, unicast by construction of the prefix). */
+function usable(pool: Pool, index: number): boolean {
+  const mac = pool.base + index;
+  return mac !== 0 && !isMulticast(mac);
+}
+
+/**
+ * Candidate indices in allocation order: from the cursor to the end, then wrapping to the start,
+ * each index once. A freed address is only handed out again when the cursor comes round.
+ */
+export function* candidates(pool: Pool, cursor: number): Generator<number> {
+  const start = ((cursor % pool.size) + pool.size) % pool.size;
+  for (let k = 0; k < pool.size; k++) {
+    const index = (start + k) % pool.size;
+    if (usable(pool, index)) yield index;
+  }
+}
+
+/** The next free index from the cursor, or null when every address is taken. */
+export function nextFree(pool: Pool, cursor: number, taken: (index: number) => boolean): number | null {
+  for (const index of candidates(pool, cursor)) {
+    if (!taken(index)) return index;
+  }
+  return null;
+}
+
+/** The cursor after handing out `index`. */
+export function advance(pool: Pool, index: number): number {
+  return (index + 1) % pool.size;
+}
+
+export function describePool(pool: Pool): string {
+  return `${pool.prefix} (${pool.size.toLocaleString('en-US')} addresses)`;
+}
+
+export function exhaustedError(pool: Pool): UncloudError {
+  return new UncloudError(
+    'POOL_EXHAUSTED',
+    `MAC pool ${describePool(pool)} is exhausted: every address is held; free some with 'uncloud-vm gc' or 'uncloud-vm mac release <mac>', or configure a larger prefix`,
+  );
+}

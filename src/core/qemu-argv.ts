@@ -1,0 +1,90 @@
+/**
+ * VmSpec → qemu argv. Pure: the same spec always gives the same argv, and no user value can add an
+ * argument or a QEMU sub-option (values inside option lists have their commas doubled).
+ */
+import { qemuOptValue as q } from './quote.js';
+
+export interface NicSpec {
+  index: number;
+  mac: string;
+  tap: string;
+  bridge: string;
+  ifup: string;
+  ifdown: string;
+}
+
+export interface VmSpec {
+  qemu: string;
+  name: string;
+  uuid: string;
+  machine: string;
+  accel: 'kvm' | 'tcg';
+  memoryMiB: number;
+  cores: number;
+  nics: NicSpec[];
+  cdrom?: string;
+  disks: string[];
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  qmpSocket: string;
+  pidfile: string;
+  /** Serial console on the launcher's terminal; otherwise to serialLog. */
+  console: boolean;
+  serialLog: string;
+  noReboot: boolean;
+}
+
+export function buildQemuArgv(spec: VmSpec): string[] {
+  const argv = [
+    spec.qemu,
+    '-name', q(spec.name),
+    '-uuid', spec.uuid,
+    '-machine', `${q(spec.machine)},accel=${spec.accel}`,
+    '-m', String(spec.memoryMiB),
+    '-smp', String(spec.cores),
+    '-display', 'none',
+    '-monitor', 'none',
+  ];
+  if (spec.console) {
+    argv.push('-serial', 'mon:stdio');
+  } else {
+    argv.push('-chardev', `file,id=serial0,path=${q(spec.serialLog)}`, '-serial', 'chardev:serial0');
+  }
+  argv.push('-qmp', `unix:${q(spec.qmpSocket)},server=on,wait=off`);
+  argv.push('-pidfile', spec.pidfile);
+  for (const nic of spec.nics) {
+    argv.push(
+      '-netdev', `tap,id=net${nic.index},ifname=${q(nic.tap)},script=${q(nic.ifup)},downscript=${q(nic.ifdown)}`,
+      '-device', `virtio-net-pci,netdev=net${nic.index},id=nic${nic.index},mac=${nic.mac}`,
+    );
+  }
+  if (spec.cdrom !== undefined) argv.push('-drive', `file=${q(spec.cdrom)},media=cdrom`);
+  for (const disk of spec.disks) argv.push('-drive', `file=${q(disk)},if=virtio`);
+  if (spec.kernel !== undefined) argv.push('-kernel', spec.kernel);
+  if (spec.initrd !== undefined) argv.push('-initrd', spec.initrd);
+  if (spec.append !== undefined) argv.push('-append', spec.append);
+  if (spec.noReboot) argv.push('-no-reboot');
+  return argv;
+}
+
+const FLAGS_WITHOUT_VALUE = new Set(['-no-reboot']);
+
+/** The argv as a copy-pasteable shell command, one option with its value per line. */
+export function formatCommand(argv: string[], quote: (w: string) => string): string {
+  const lines: string[] = [];
+  let i = 0;
+  const head = argv[i++]!;
+  lines.push(quote(head));
+  while (i < argv.length) {
+    const opt = argv[i++]!;
+    const next = argv[i];
+    if (next !== undefined && !FLAGS_WITHOUT_VALUE.has(opt)) {
+      lines.push(`  ${quote(opt)} ${quote(next)}`);
+      i++;
+    } else {
+      lines.push(`  ${quote(opt)}`);
+    }
+  }
+  return lines.join(' \\\n');
+}

@@ -1,0 +1,13 @@
+/**
+ * Deterministic host tap names: "uc" + the first 10 hex digits of the VM's UUID + "n" + NIC index.
+ * At most 14 characters, inside Linux's 15-character interface name limit.
+ */
+export const MAX_NICS = 8;
+
+export function tapName(uuid: string, index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= MAX_NICS) {
+    throw new RangeError(`NIC index out of range: ${index}`);
+  }
+  const hex = uuid.replaceAll('-', '').toLowerCase().slice(0, 10);
+  return `uc${hex}n${index}`;
+}

@@ -1,0 +1,257 @@
+/**
+ * Options as the user typed them → a validated VM plan → a VmSpec for the argv builder.
+ * Pure: host facts, defaults and the random UUID come in as arguments.
+ */
+import { join } from 'node:path';
+import { v5 as uuidv5, validate as uuidValidate } from 'uuid';
+import { printable, usageError } from './errors.js';
+import { formatMac, parseMac, validateGuestMac } from './mac.js';
+import type { NicSpec, VmSpec } from './qemu-argv.js';
+import { MAX_NICS, tapName } from './tap-name.js';
+
+/** Namespace of the v5 UUIDs derived from VM names: a named VM keeps its UUID. */
+export const NAME_NAMESPACE = 'e8a3ffe0-78d6-4e36-9d77-c171da80f6f8';
+
+export interface StartOptions {
+  memory?: string;
+  cores?: string;
+  name?: string;
+  uuid?: string;
+  accel?: string;
+  machine?: string;
+  cdrom?: string;
+  disk?: string[];
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  nic?: string[];
+  qemu?: string;
+  console?: boolean;
+  noReboot?: boolean;
+}
+
+export interface HostFacts {
+  totalMemoryMiB: number;
+  cpus: number;
+  kvmUsable: boolean;
+}
+
+export interface NicRequest {
+  index: number;
+  bridge: string;
+  /** A specific MAC the user asked for. */
+  mac?: string;
+}
+
+export interface VmPlan {
+  name: string;
+  uuid: string;
+  accel: 'kvm' | 'tcg';
+  /** Set when accel was chosen automatically, to tell the user why. */
+  accelNote?: string;
+  machine: string;
+  memoryMiB: number;
+  cores: number;
+  nics: NicRequest[];
+  cdrom?: string;
+  disks: string[];
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  qemu: string;
+  console: boolean;
+  noReboot: boolean;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+const MACHINE_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+
+export function parseMemory(text: string, host: HostFacts): number {
+  if (!/^[0-9]+$/.test(text)) {
+    throw usageError(`invalid --memory '${printable(text)}': expected a whole number of MiB, e.g. 1024`);
+  }
+  const mib = Number(text);
+  if (mib < 16) throw usageError(`invalid --memory ${text}: at least 16 MiB`);
+  if (mib > host.totalMemoryMiB) {
+    throw usageError(`invalid --memory ${text}: this host has ${host.totalMemoryMiB} MiB in all`);
+  }
+  return mib;
+}
+
+export function parseCores(text: string, host: HostFacts): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
+    throw usageError(`invalid --cores '${printable(text)}': expected a whole number from 1 to ${host.cpus}`);
+  }
+  const cores = Number(text);
+  if (cores > host.cpus) throw usageError(`invalid --cores ${text}: this host has ${host.cpus} CPUs`);
+  return cores;
+}
+
+/** VM names end up in tap-free file names, QMP socket paths and systemd unit names. */
+export function validateName(text: string): string {
+  if (!NAME_RE.test(text)) {
+    throw usageError(
+      `invalid VM name '${printable(text)}': use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return text;
+}
+
+export function validateUuid(text: string): string {
+  if (!uuidValidate(text)) {
+    throw usageError(`invalid --uuid '${printable(text)}': expected a UUID like 123e4567-e89b-42d3-a456-426614174000`);
+  }
+  return text.toLowerCase();
+}
+
+export function uuidForName(name: string): string {
+  return uuidv5(name, NAME_NAMESPACE);
+}
+
+export function validateBridge(text: string): string {
+  if (!BRIDGE_RE.test(text)) {
+    throw usageError(
+      `invalid bridge name '${printable(text)}': use 1 to 15 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return text;
+}
+
+/** "--nic bridge=br0[,mac=42:00:00:00:00:07]" (a bare "br0" is read as bridge=br0). */
+export function parseNic(text: string, index: number, defaultBridge: string): NicRequest {
+  const nic: NicRequest = { index, bridge: defaultBridge };
+  if (text.trim() === '') throw usageError(`invalid --nic '': expected bridge=<bridge>[,mac=<mac>]`);
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? 'bridge' : part.slice(0, eq);
+    const value = eq < 0 ? part : part.slice(eq + 1);
+    if (key === 'bridge') nic.bridge = validateBridge(value);
+    else if (key === 'mac') {
+      const mac = parseMac(value);
+      validateGuestMac(mac, value);
+      nic.mac = formatMac(mac);
+    } else {
+      throw usageError(`invalid --nic '${printable(text)}': unknown key '${printable(key)}'; allowed: bridge, mac`);
+    }
+  }
+  return nic;
+}
+
+function parseAccel(text: string, host: HostFacts): { accel: 'kvm' | 'tcg'; note?: string } {
+  if (text === 'kvm' || text === 'tcg') return { accel: text };
+  if (text === 'auto') {
+    return host.kvmUsable
+      ? { accel: 'kvm', note: 'accel auto: using kvm (/dev/kvm is usable)' }
+      : { accel: 'tcg', note: 'accel auto: using tcg (/dev/kvm is not usable)' };
+  }
+  throw usageError(`invalid --accel '${printable(text)}': expected auto, kvm or tcg`);
+}
+
+function validateText(flag: string, text: string): string {
+  if (text === '' || CONTROL_RE.test(text)) {
+    throw usageError(`invalid ${flag} '${printable(text)}': must be non-empty and free of control characters`);
+  }
+  return text;
+}
+
+export function planVm(
+  opts: StartOptions,
+  host: HostFacts,
+  defaults: { bridge: string; qemu: string },
+  randomUuid: () => string,
+): VmPlan {
+  const name = opts.name !== undefined ? validateName(opts.name) : undefined;
+  const uuid =
+    opts.uuid !== undefined ? validateUuid(opts.uuid) : name !== undefined ? uuidForName(name) : randomUuid();
+  const accel = parseAccel(opts.accel ?? 'auto', host);
+  const machine = opts.machine ?? 'pc';
+  if (!MACHINE_RE.test(machine)) {
+    throw usageError(`invalid --machine '${printable(machine)}': expected a QEMU machine type such as pc or q35`);
+  }
+  const nicTexts = opts.nic && opts.nic.length > 0 ? opts.nic : [`bridge=${defaults.bridge}`];
+  if (nicTexts.length > MAX_NICS) throw usageError(`too many --nic options (${nicTexts.length}): at most ${MAX_NICS}`);
+  const nics = nicTexts.map((t, i) => parseNic(t, i, validateBridge(defaults.bridge)));
+  const macs = nics.flatMap((n) => (n.mac ? [n.mac] : []));
+  const dup = macs.find((m, i) => macs.indexOf(m) !== i);
+  if (dup) throw usageError(`MAC ${dup} is given to more than one --nic`);
+  const plan: VmPlan = {
+    name: name ?? `uncloud-${uuid}`,
+    uuid,
+    accel: accel.accel,
+    machine,
+    memoryMiB: parseMemory(opts.memory ?? '1024', host),
+    cores: parseCores(opts.cores ?? '1', host),
+    nics,
+    disks: (opts.disk ?? []).map((d) => validateText('--disk', d)),
+    qemu: validateText('--qemu', opts.qemu ?? defaults.qemu),
+    console: opts.console ?? false,
+    noReboot: opts.noReboot ?? false,
+  };
+  if (accel.note) plan.accelNote = accel.note;
+  if (opts.cdrom !== undefined) plan.cdrom = validateText('--cdrom', opts.cdrom);
+  if (opts.kernel !== undefined) plan.kernel = validateText('--kernel', opts.kernel);
+  if (opts.initrd !== undefined) plan.initrd = validateText('--initrd', opts.initrd);
+  if (opts.append !== undefined) plan.append = validateText('--append', opts.append);
+  if (plan.initrd !== undefined && plan.kernel === undefined) throw usageError('--initrd needs --kernel');
+  if (plan.append !== undefined && plan.kernel === undefined) throw usageError('--append needs --kernel');
+  return plan;
+}
+
+/** Where a VM's run files live: one directory per VM under the run dir. */
+export interface VmRunFiles {
+  dir: string;
+  qmpSocket: string;
+  pidfile: string;
+  serialLog: string;
+  record: string;
+  ifup: (index: number) => string;
+  ifdown: (index: number) => string;
+}
+
+export function vmRunFiles(runDir: string, name: string): VmRunFiles {
+  const dir = join(runDir, name);
+  return {
+    dir,
+    qmpSocket: join(dir, 'qmp.sock'),
+    pidfile: join(dir, 'qemu.pid'),
+    record: join(dir, 'vm.json'),
+    // The serial log sits beside the VM's directory so it outlives the VM for post-mortems.
+    serialLog: join(runDir, `${name}.serial.log`),
+    ifup: (i) => join(dir, `ifup-${i}.sh`),
+    ifdown: (i) => join(dir, `ifdown-${i}.sh`),
+  };
+}
+
+export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles): VmSpec {
+  const nics: NicSpec[] = plan.nics.map((nic, i) => ({
+    index: nic.index,
+    mac: macs[i]!,
+    tap: tapName(plan.uuid, nic.index),
+    bridge: nic.bridge,
+    ifup: files.ifup(nic.index),
+    ifdown: files.ifdown(nic.index),
+  }));
+  const spec: VmSpec = {
+    qemu: plan.qemu,
+    name: plan.name,
+    uuid: plan.uuid,
+    machine: plan.machine,
+    accel: plan.accel,
+    memoryMiB: plan.memoryMiB,
+    cores: plan.cores,
+    nics,
+    disks: plan.disks,
+    qmpSocket: files.qmpSocket,
+    pidfile: files.pidfile,
+    console: plan.console,
+    serialLog: files.serialLog,
+    noReboot: plan.noReboot,
+  };
+  if (plan.cdrom !== undefined) spec.cdrom = plan.cdrom;
+  if (plan.kernel !== undefined) spec.kernel = plan.kernel;
+  if (plan.initrd !== undefined) spec.initrd = plan.initrd;
+  if (plan.append !== undefined) spec.append = plan.append;
+  return spec;
+}

@@ -1,0 +1,371 @@
+/**
+ * The embedded MAC pool: one directory on this host.
+ *
+ *   <dir>/pool.json             {"version":1,"cursors":{"42:00:00":"42:00:00:00:00:05"}}
+ *   <dir>/leases/<12 hex>.json  one file per held address, created exclusively (link of a complete temp file)
+ *   <dir>/pool.lock/            proper-lockfile's lock, serialising cursor moves, releases and gc
+ *
+ * Allocation touches the cursor and one lease file, so its cost does not grow with the number of leases.
+ * Lease files are not fsynced into the directory: after a host crash every VM lease is stale anyway,
+ * and a lost cursor move only makes an address come round sooner.
+ */
+import { lstatSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { UncloudError, usageError } from '../core/errors.js';
+import {
+  advance,
+  candidates,
+  exhaustedError,
+  formatMac,
+  indexOf,
+  inPool,
+  macAt,
+  parseMac,
+  type Pool,
+} from '../core/mac.js';
+import { createFileExclusive, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { isOwnerAlive } from '../system/proc.js';
+import { ensurePrivateDir } from '../system/private-dir.js';
+import type { Lease, LeaseRequest, Owner, PoolStatus, Store } from './pool.js';
+import { parseLease, serializeLease } from './lease.js';
+
+export interface FileStoreOptions {
+  dir: string;
+  host?: string;
+  isAlive?: (owner: Owner) => boolean;
+  /** Milliseconds a crashed holder's lock stays before others break it. */
+  lockStaleMs?: number;
+}
+
+interface PoolFile {
+  version: 1;
+  cursors: Record<string, string>;
+}
+
+const TMP_MAX_AGE_MS = 60_000;
+/** A new pool starts at suffix 1, as the old mac-gen.py did; suffix 0 comes round after the wrap. */
+const FIRST_CURSOR = 1;
+
+class Exhausted extends Error {}
+
+export class FileStore implements Store {
+  readonly where: string;
+  private readonly dir: string;
+  private readonly leaseDir: string;
+  private readonly poolPath: string;
+  private readonly host: string;
+  private readonly isAlive: (owner: Owner) => boolean;
+  private readonly lockStaleMs: number;
+  private dirsReady = false;
+
+  constructor(opts: FileStoreOptions) {
+    this.dir = opts.dir;
+    this.where = `file store ${opts.dir}`;
+    this.leaseDir = join(opts.dir, 'leases');
+    this.poolPath = join(opts.dir, 'pool.json');
+    this.host = opts.host ?? hostname();
+    this.isAlive = opts.isAlive ?? isOwnerAlive;
+    this.lockStaleMs = opts.lockStaleMs ?? 10_000;
+  }
+
+  async allocate(pool: Pool, requests: LeaseRequest[]): Promise<Lease[]> {
+    for (const req of requests) {
+      if (req.mac !== undefined) this.checkInPool(pool, req.mac);
+    }
+    try {
+      return await this.withLock(() => this.allocateLocked(pool, requests));
+    } catch (err) {
+      if (!(err instanceof Exhausted)) throw err;
+    }
+    // Exhausted: reclaim what dead owners left behind, then try once more.
+    await this.gc();
+    try {
+      return await this.withLock(() => this.allocateLocked(pool, requests));
+    } catch (err) {
+      if (err instanceof Exhausted) throw exhaustedError(pool);
+      throw err;
+    }
+  }
+
+  private allocateLocked(pool: Pool, requests: LeaseRequest[]): Lease[] {
+    const file = this.readPoolFile();
+    const cursorText = file.cursors[pool.prefix];
+    let cursor = cursorText !== undefined ? indexOf(pool, parseMac(cursorText)) : FIRST_CURSOR;
+    const taken: Lease[] = [];
+    try {
+      for (const req of requests) {
+        const lease = (mac: string): Lease => this.newLease(mac, req);
+        if (req.mac !== undefined) {
+          const l = lease(req.mac);
+          if (!this.claim(l)) throw this.heldError(req.mac);
+          taken.push(l);
+          continue;
+        }
+        if (req.prefer !== undefined && inPool(pool, parseMac(req.prefer))) {
+          const l = lease(req.prefer);
+          if (this.claim(l)) {
+            taken.push(l);
+            continue;
+          }
+        }
+        let got: Lease | undefined;
+        for (const index of candidates(pool, cursor)) {
+          const mac = formatMac(macAt(pool, index));
+          if (this.exists(mac)) continue;
+          const l = lease(mac);
+          if (this.claim(l)) {
+            got = l;
+            cursor = advance(pool, index);
+            break;
+          }
+        }
+        if (!got) throw new Exhausted();
+        taken.push(got);
+      }
+      file.cursors[pool.prefix] = formatMac(macAt(pool, cursor));
+      writeFileAtomic(this.poolPath, `${JSON.stringify(file)}\n`);
+      return taken;
+    } catch (err) {
+      for (const l of taken) removeQuietly(this.leasePath(l.mac));
+      throw err;
+    }
+  }
+
+  async peek(pool: Pool, count: number): Promise<string[]> {
+    const file = this.readPoolFile();
+    const cursorText = file.cursors[pool.prefix];
+    const cursor = cursorText !== undefined ? indexOf(pool, parseMac(cursorText)) : FIRST_CURSOR;
+    const out: string[] = [];
+    for (const index of candidates(pool, cursor)) {
+      if (out.length === count) break;
+      const mac = formatMac(macAt(pool, index));
+      if (!this.exists(mac)) out.push(mac);
+    }
+    if (out.length < count) throw exhaustedError(pool);
+    return out;
+  }
+
+  async release(mac: string, expectVm?: string): Promise<boolean> {
+    const canonical = formatMac(parseMac(mac));
+    if (!this.exists(canonical)) return false;
+    return this.withLock(() => {
+      const lease = this.readLease(this.leasePath(canonical));
+      if (!lease) return false;
+      if (expectVm !== undefined && lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+      removeQuietly(this.leasePath(canonical));
+      return true;
+    });
+  }
+
+  async setOwners(macs: string[], owners: Owner[]): Promise<void> {
+    await this.withLock(() => {
+      for (const mac of macs) {
+        const path = this.leasePath(mac);
+        const lease = this.readLease(path);
+        if (!lease) throw new UncloudError('LEASE_GONE', `lease of ${mac} disappeared from ${this.where}`);
+        writeFileAtomic(path, serializeLease({ ...lease, owners }));
+      }
+    });
+  }
+
+  async list(): Promise<Lease[]> {
+    const out: Lease[] = [];
+    for (const entry of this.leaseEntries()) {
+      const lease = this.readLease(join(this.leaseDir, entry));
+      if (lease) out.push(lease);
+    }
+    return out.sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
+  }
+
+  async status(pool: Pool): Promise<PoolStatus> {
+    const file = this.readPoolFile();
+    const prefixHex = pool.prefix.replaceAll(':', '');
+    const held = this.leaseEntries().filter((e) => e.startsWith(prefixHex)).length;
+    return {
+      prefix: pool.prefix,
+      size: pool.size,
+      held,
+      cursor: file.cursors[pool.prefix] ?? formatMac(macAt(pool, FIRST_CURSOR)),
+    };
+  }
+
+  async gc(): Promise<Lease[]> {
+    if (!this.dirExists()) return [];
+    return this.withLock(() => {
+      const freed: Lease[] = [];
+      const now = Date.now();
+      for (const entry of readdirSync(this.leaseDir)) {
+        const path = join(this.leaseDir, entry);
+        if (entry.startsWith(TMP_PREFIX)) {
+          // A writer killed between its temp file and the rename left this behind.
+          const age = now - (safeMtime(path) ?? now);
+          if (age > TMP_MAX_AGE_MS) removeQuietly(path);
+          continue;
+        }
+        const lease = this.readLease(path);
+        if (!lease || lease.owners.length === 0) continue;
+        if (lease.owners.some((o) => this.isAlive(o))) continue;
+        removeQuietly(path);
+        freed.push(lease);
+      }
+      return freed;
+    });
+  }
+
+  async close(): Promise<void> {}
+
+  // --- internals ---
+
+  private newLease(mac: string, req: LeaseRequest): Lease {
+    return {
+      version: 1,
+      mac,
+      vm: req.vm,
+      nic: req.nic,
+      host: this.host,
+      owners: req.owners,
+      created: new Date().toISOString(),
+    };
+  }
+
+  private checkInPool(pool: Pool, mac: string): void {
+    if (!inPool(pool, parseMac(mac))) {
+      throw usageError(`MAC ${mac} is outside the pool ${pool.prefix}; pick one that starts with ${pool.prefix}`);
+    }
+  }
+
+  private heldError(mac: string): UncloudError {
+    const lease = this.readLease(this.leasePath(mac));
+    const by = lease?.vm ? `VM ${lease.vm.name}` : 'a manual allocation';
+    return new UncloudError('MAC_HELD', `MAC ${mac} is already held by ${by}; pick another or release it first`);
+  }
+
+  private claim(lease: Lease): boolean {
+    this.ensureDirs();
+    return createFileExclusive(this.leasePath(lease.mac), serializeLease(lease));
+  }
+
+  private exists(mac: string): boolean {
+    try {
+      lstatSync(this.leasePath(mac));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private leasePath(mac: string): string {
+    return join(this.leaseDir, `${mac.replaceAll(':', '')}.json`);
+  }
+
+  private leaseEntries(): string[] {
+    try {
+      return readdirSync(this.leaseDir).filter((e) => e.endsWith('.json') && !e.startsWith(TMP_PREFIX));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  /** A lease file, or null when it vanished meanwhile. A damaged one is an error naming the file. */
+  private readLease(path: string): Lease | null {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    return parseLease(text, path);
+  }
+
+  private readPoolFile(): PoolFile {
+    let text: string;
+    try {
+      text = readFileSync(this.poolPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, cursors: {} };
+      throw err;
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      throw damaged(this.poolPath, 'not valid JSON');
+    }
+    const d = data as Partial<PoolFile> | null;
+    if (typeof d !== 'object' || d === null) throw damaged(this.poolPath, 'not a JSON object');
+    if (d.version !== 1) {
+      throw new UncloudError(
+        'STATE_VERSION',
+        `state file ${this.poolPath} has version ${JSON.stringify(d.version)}; this uncloud-vm reads version 1`,
+      );
+    }
+    if (typeof d.cursors !== 'object' || d.cursors === null) throw damaged(this.poolPath, 'no cursors object');
+    for (const [prefix, cursor] of Object.entries(d.cursors)) {
+      if (typeof cursor !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(cursor)) {
+        throw damaged(this.poolPath, `bad cursor for prefix ${prefix}`);
+      }
+    }
+    return { version: 1, cursors: { ...d.cursors } as Record<string, string> };
+  }
+
+  private dirExists(): boolean {
+    try {
+      return statSync(this.dir).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Create the state directories (0700) on first write; refuse one others could write to. */
+  private ensureDirs(): void {
+    if (this.dirsReady) return;
+    ensurePrivateDir(this.dir);
+    mkdirSync(this.leaseDir, { recursive: true, mode: 0o700 });
+    this.dirsReady = true;
+  }
+
+  private async withLock<T>(fn: () => T): Promise<T> {
+    this.ensureDirs();
+    const { lock } = await import('proper-lockfile');
+    let compromised: Error | undefined;
+    let unlock: () => Promise<void>;
+    try {
+      unlock = await lock(this.dir, {
+        lockfilePath: join(this.dir, 'pool.lock'),
+        realpath: false,
+        stale: this.lockStaleMs,
+        retries: { retries: 2000, factor: 1.3, minTimeout: 2, maxTimeout: 40, randomize: true },
+        onCompromised: (err) => {
+          compromised = err;
+        },
+      });
+    } catch (err) {
+      throw new UncloudError('LOCK_BUSY', `cannot lock ${this.where}: ${(err as Error).message}`);
+    }
+    try {
+      const result = fn();
+      if (compromised) throw new UncloudError('LOCK_LOST', `lost the lock of ${this.where}: ${compromised.message}`);
+      return result;
+    } finally {
+      await unlock().catch(() => undefined);
+    }
+  }
+}
+
+function damaged(path: string, why: string): UncloudError {
+  return new UncloudError(
+    'STATE_DAMAGED',
+    `state file ${path} is damaged (${why}); it was left untouched: repair or remove it`,
+  );
+}
+
+function safeMtime(path: string): number | null {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return null;
+  }
+}

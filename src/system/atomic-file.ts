@@ -1,0 +1,76 @@
+/** Whole-file writes that a crash cannot leave half-done: temp file + fsync + rename (or link). */
+import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { UncloudError } from '../core/errors.js';
+
+let counter = 0;
+
+/** Temp files start with ".tmp-" so readers skip them and gc can sweep leftovers of killed writers. */
+export const TMP_PREFIX = '.tmp-';
+
+function tempPath(path: string): string {
+  counter += 1;
+  return join(dirname(path), `${TMP_PREFIX}${basename(path)}-${process.pid}-${counter}`);
+}
+
+function writeTemp(path: string, data: string, mode: number): string {
+  const tmp = tempPath(path);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx', mode);
+    const buf = Buffer.from(data);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    return tmp;
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    removeQuietly(tmp);
+    throw writeFailed(path, err);
+  }
+}
+
+/** Replace `path` with `data` atomically: readers see the old file or the new one, never a mix. */
+export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
+  const tmp = writeTemp(path, data, mode);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    removeQuietly(tmp);
+    throw writeFailed(path, err);
+  }
+}
+
+/**
+ * Create `path` with `data` only if it does not exist, atomically and completely.
+ * Returns false when the path is already taken (the exclusive claim lost).
+ */
+export function createFileExclusive(path: string, data: string, mode = 0o600): boolean {
+  const tmp = writeTemp(path, data, mode);
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw writeFailed(path, err);
+  } finally {
+    removeQuietly(tmp);
+  }
+}
+
+export function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function writeFailed(path: string, err: unknown): UncloudError {
+  const e = err as NodeJS.ErrnoException;
+  if (e instanceof UncloudError) return e;
+  const why = e.code === 'ENOSPC' ? 'no space left on device' : e.code === 'EACCES' ? 'permission denied' : e.message;
+  return new UncloudError('WRITE_FAILED', `cannot write ${path}: ${why}; the previous state is kept`);
+}

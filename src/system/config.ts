@@ -1,0 +1,106 @@
+/**
+ * Settings: built-in defaults < config file < environment < flags.
+ * Paths follow the FHS for root and XDG for everyone else.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { UncloudError, printable, usageError } from '../core/errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/uncloud-vm/config.json';
+
+export interface Settings {
+  stateDir: string;
+  runDir: string;
+  prefix: string;
+  forcePrefix: boolean;
+  bridge: string;
+  qemu: string;
+  store: string;
+}
+
+/** What a user can set, by flag or environment; each is optional. */
+export type Overrides = Partial<Settings> & { config?: string };
+
+const KEYS: (keyof Settings)[] = ['stateDir', 'runDir', 'prefix', 'forcePrefix', 'bridge', 'qemu', 'store'];
+
+const ENV: Record<string, keyof Settings | 'config'> = {
+  UNCLOUD_VM_CONFIG: 'config',
+  UNCLOUD_VM_STATE_DIR: 'stateDir',
+  UNCLOUD_VM_RUN_DIR: 'runDir',
+  UNCLOUD_VM_PREFIX: 'prefix',
+  UNCLOUD_VM_BRIDGE: 'bridge',
+  UNCLOUD_VM_QEMU: 'qemu',
+  UNCLOUD_VM_STORE: 'store',
+};
+
+export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {
+  const root = uid === 0;
+  const home = env.HOME ?? homedir();
+  const stateHome = env.XDG_STATE_HOME || join(home, '.local', 'state');
+  const runtime = env.XDG_RUNTIME_DIR || `/tmp/uncloud-vm-${uid}`;
+  return {
+    stateDir: root ? '/var/lib/uncloud-vm' : join(stateHome, 'uncloud-vm'),
+    runDir: root ? '/run/uncloud-vm' : join(runtime, 'uncloud-vm'),
+    prefix: '42:00:00',
+    forcePrefix: false,
+    bridge: 'br0',
+    qemu: 'qemu-system-x86_64',
+    store: 'file',
+  };
+}
+
+export function readConfigFile(path: string, mustExist: boolean): Partial<Settings> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !mustExist) return {};
+    if (code === 'ENOENT') throw usageError(`config file ${path} does not exist`);
+    throw new UncloudError('CONFIG', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new UncloudError('CONFIG', `config file ${path} is not valid JSON`, 2);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new UncloudError('CONFIG', `config file ${path} must hold a JSON object`, 2);
+  }
+  const out: Partial<Settings> = {};
+  for (const [key, value] of Object.entries(data)) {
+    if (!KEYS.includes(key as keyof Settings)) {
+      throw new UncloudError('CONFIG', `config file ${path}: unknown key '${printable(key)}'; allowed: ${KEYS.join(', ')}`, 2);
+    }
+    const want = key === 'forcePrefix' ? 'boolean' : 'string';
+    if (typeof value !== want) throw new UncloudError('CONFIG', `config file ${path}: '${key}' must be a ${want}`, 2);
+    (out as Record<string, unknown>)[key] = value;
+  }
+  return out;
+}
+
+export function envOverrides(env: NodeJS.ProcessEnv): Overrides {
+  const out: Record<string, string> = {};
+  for (const [name, key] of Object.entries(ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') out[key] = v;
+  }
+  return out as Overrides;
+}
+
+/** Resolve settings: defaults < config file < env < flags. */
+export function resolveSettings(flags: Overrides, env: NodeJS.ProcessEnv = process.env): Settings {
+  const fromEnv = envOverrides(env);
+  const configPath = flags.config ?? fromEnv.config;
+  const file = readConfigFile(configPath ?? DEFAULT_CONFIG_PATH, configPath !== undefined);
+  const merged: Settings = { ...defaultSettings(env, process.getuid?.() ?? 0), ...file };
+  for (const src of [fromEnv, flags]) {
+    for (const key of KEYS) {
+      const v = src[key];
+      if (v !== undefined) (merged as unknown as Record<string, unknown>)[key] = v;
+    }
+  }
+  return merged;
+}
