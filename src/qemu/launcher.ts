@@ -33,6 +33,8 @@ export interface PreparedVm {
 
 /** Check bridges, claim the run dir, lease the MACs and render the scripts. Gives everything back on failure. */
 export async function prepareVm(plan: VmPlan, deps: LaunchDeps, owners: Owner[]): Promise<PreparedVm> {
+  // Everything we and qemu create (scripts, pidfile, QMP socket, serial log) is for root's eyes only.
+  process.umask(0o077);
   for (const nic of plan.nics) {
     if (!deps.bridgeExists(nic.bridge)) {
       throw new UncloudError(
@@ -140,7 +142,12 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
         // qemu already ended; its exit is handled below.
       }
     }
+    // qemu's exit ends the VM even if something it started still holds its stderr open.
+    // (A qemu that never started has no exit event; the subprocess promise settles instead.)
+    await Promise.race([new Promise((resolve) => child.once('exit', resolve)), child]);
+    const drain = setTimeout(() => child.stderr?.destroy(), 1000);
     const result = await child;
+    clearTimeout(drain);
     if (result.exitCode !== undefined) {
       if (result.exitCode !== 0) {
         throw new UncloudError('QEMU_FAILED', `qemu exited with code ${result.exitCode}${lastLine(result.stderr)}`, result.exitCode);

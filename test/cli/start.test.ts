@@ -1,0 +1,168 @@
+/** `uncloud-vm start` through the built binary, with a fake qemu, inside a namespace with a bridge. */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import { createNetns, type Netns } from '../helpers/netns.js';
+import { snapshot } from '../helpers/state.js';
+
+let ns: Netns;
+let sb: Sandbox;
+beforeAll(() => {
+  ns = createNetns(['br0', 'br1']);
+});
+afterAll(() => ns.remove());
+beforeEach(() => {
+  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU });
+});
+afterEach(() => sb.cleanup());
+
+const leases = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string; vm: { name: string } }[];
+const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+  cli(['start', '--accel', 'tcg', '--memory', '64', ...args], { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
+
+describe('start with a fake qemu', () => {
+  it('holds the lease while qemu runs and frees it after; the argv reached qemu', async () => {
+    const log = join(sb.runDir, '..', 'argv.log');
+    const run = start(['--name', 'web1', '--cores', '2'], { FAKE_QEMU_SLEEP: '3', FAKE_QEMU_LOG: log });
+    const held = await waitFor('a live lease', async () => {
+      const l = await leases();
+      return l.length === 1 && l[0]!.state === 'live' ? l : undefined;
+    });
+    expect(held[0]!.vm.name).toBe('web1');
+    const vms = JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout);
+    expect(vms).toMatchObject([{ name: 'web1', state: 'running', nics: [{ mac: held[0]!.mac, nic: 0 }] }]);
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect(await leases()).toEqual([]);
+    expect(readdirSync(sb.runDir)).toEqual(['web1.serial.log'].filter((f) => existsSync(join(sb.runDir, f))));
+    const argv = readFileSync(log, 'utf8').trim().split('\n');
+    expect(argv).toContain(`virtio-net-pci,netdev=net0,id=nic0,mac=${held[0]!.mac}`);
+    expect(argv.slice(0, 4)).toEqual(['-name', 'web1', '-uuid', expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+  });
+
+  it("passes qemu's exit code and last stderr line on, and frees the lease", async () => {
+    const r = await start([], { FAKE_QEMU_EXIT: '3', FAKE_QEMU_STDERR: 'qemu-system-x86_64: -device foo: bad device' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/uncloud-vm: qemu exited with code 3: qemu-system-x86_64: -device foo: bad device/);
+    expect(await leases()).toEqual([]);
+  });
+
+  it('SIGTERM to the launcher stops qemu and frees the lease', async () => {
+    let pid = 0;
+    const run = start(['--name', 'sig1'], { FAKE_QEMU_SLEEP: '60' }, (c) => (pid = c.pid!));
+    await waitFor('a live lease', async () => (await leases()).length === 1);
+    // `ip netns exec` execs the launcher in place: the pid we spawned is the launcher's.
+    const rec = JSON.parse(readFileSync(join(sb.runDir, 'sig1', 'vm.json'), 'utf8'));
+    expect(rec.launcher.pid).toBe(pid);
+    process.kill(pid, 'SIGTERM');
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/SIGTERM: stopping VM sig1/);
+    expect(await leases()).toEqual([]);
+    expect(existsSync(join(sb.runDir, 'sig1'))).toBe(false);
+  });
+
+  it('qemu killed by a signal: exit 128+n, lease freed', async () => {
+    const run = start(['--name', 'k1'], { FAKE_QEMU_SLEEP: '60' });
+    await waitFor('qemu pid', () => existsSync(join(sb.runDir, 'k1', 'qemu.pid')) && readFileSync(join(sb.runDir, 'k1', 'qemu.pid'), 'utf8').trim());
+    process.kill(Number(readFileSync(join(sb.runDir, 'k1', 'qemu.pid'), 'utf8')), 'SIGKILL');
+    const r = await run;
+    expect(r.code).toBe(137);
+    expect(r.stderr).toMatch(/qemu was killed by SIGKILL/);
+    expect(await leases()).toEqual([]);
+  });
+
+  it('a missing qemu binary is a clear error and frees the lease', async () => {
+    const r = await start(['--qemu', '/nonexistent/qemu-system-x86_64']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/qemu binary '\/nonexistent\/qemu-system-x86_64' not found/);
+    expect(await leases()).toEqual([]);
+    expect(readdirSync(sb.runDir).filter((e) => !e.endsWith('.serial.log'))).toEqual([]);
+  });
+
+  it('a missing bridge fails before qemu starts and takes nothing', async () => {
+    const log = join(sb.runDir, '..', 'argv.log');
+    const r = await start(['--nic', 'bridge=nobr0'], { FAKE_QEMU_LOG: log });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/bridge nobr0 does not exist/);
+    expect(existsSync(log)).toBe(false);
+    expect(await leases()).toEqual([]);
+  });
+
+  it('two NICs on two bridges get two leases; a specific MAC is honoured', async () => {
+    const log = join(sb.runDir, '..', 'argv.log');
+    const r = await start(['--nic', 'bridge=br0', '--nic', 'bridge=br1,mac=42:00:00:00:99:01'], { FAKE_QEMU_LOG: log });
+    expect(r.code, r.stderr).toBe(0);
+    const argv = readFileSync(log, 'utf8');
+    expect(argv).toMatch(/netdev=net0,id=nic0,mac=42:00:00:00:00:01/);
+    expect(argv).toMatch(/netdev=net1,id=nic1,mac=42:00:00:00:99:01/);
+  });
+
+  it('refuses a second launcher for a VM name that is running', async () => {
+    const first = start(['--name', 'dup'], { FAKE_QEMU_SLEEP: '4' });
+    await waitFor('first VM', async () => (await leases()).length === 1);
+    const second = await start(['--name', 'dup']);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/VM dup is already running/);
+    expect(await leases()).toHaveLength(1);
+    expect((await first).code).toBe(0);
+  });
+});
+
+describe('start --dry-run', () => {
+  it('prints the command one option per line and writes nothing', async () => {
+    await cli(['mac', 'allocate'], { env: sb.env });
+    const before = snapshot(join(sb.stateDir, '..'));
+    const r = await start(['--dry-run', '--cores', '2', '--name', 'dry1']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`${FAKE_QEMU} \\`);
+    expect(lines).toContain('  -smp 2 \\');
+    expect(lines).toContain('  -m 64 \\');
+    expect(lines.at(-1)).toBe('  -device virtio-net-pci,netdev=net0,id=nic0,mac=42:00:00:00:00:02');
+    expect(r.stderr).toMatch(/tentative/);
+    expect(snapshot(join(sb.stateDir, '..'))).toEqual(before);
+  });
+
+  it('--json gives argv, uuid, name and tentative NICs', async () => {
+    const r = await start(['--dry-run', '--json', '--name', 'dry2', '--nic', 'br0', '--nic', 'bridge=br1,mac=42:00:00:00:50:00']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.name).toBe('dry2');
+    expect(j.argv[0]).toBe(FAKE_QEMU);
+    expect(j.nics).toEqual([
+      { mac: '42:00:00:00:00:01', tap: expect.stringMatching(/^uc[0-9a-f]{10}n0$/), bridge: 'br0', tentative: true },
+      { mac: '42:00:00:00:50:00', tap: expect.stringMatching(/^uc[0-9a-f]{10}n1$/), bridge: 'br1', tentative: false },
+    ]);
+    expect(existsSync(sb.stateDir)).toBe(false);
+  });
+
+  it('a named VM gets the same UUID every time', async () => {
+    const a = JSON.parse((await start(['--dry-run', '--json', '--name', 'same'])).stdout);
+    const b = JSON.parse((await start(['--dry-run', '--json', '--name', 'same'])).stdout);
+    expect(a.uuid).toBe(b.uuid);
+  });
+});
+
+describe('CLI basics', () => {
+  it.each([
+    [['start', '--memory', 'abc'], /^uncloud-vm: invalid --memory 'abc': expected a whole number of MiB/],
+    [['start', '--frob'], /^uncloud-vm: unknown option '--frob'/],
+    [['nope'], /^uncloud-vm: unknown command 'nope'/],
+    [['mac', 'release'], /^uncloud-vm: missing required argument 'mac'/],
+    [['start', '--accel', 'hvf'], /^uncloud-vm: option '--accel <accel>' argument 'hvf' is invalid/],
+  ])('%j is a one-line usage error, exit 2', async (args, re) => {
+    const r = await cli(args, { env: sb.env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(re);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('--help teaches, exit 0', async () => {
+    const r = await cli(['start', '--help'], { env: sb.env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--nic <spec>/);
+    expect(r.stdout).toMatch(/Examples:/);
+  });
+});

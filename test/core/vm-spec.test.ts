@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { parseNic, planVm, uuidForName, validateName, type HostFacts } from '../../src/core/vm-spec.js';
+
+const host: HostFacts = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
+const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
+const fixedUuid = () => '11111111-2222-4333-8444-555555555555';
+
+describe('planVm', () => {
+  it('defaults: 1024 MiB, 1 core, a random UUID, one NIC on the default bridge, tcg without kvm', () => {
+    const plan = planVm({}, host, defaults, fixedUuid);
+    expect(plan).toMatchObject({
+      name: 'uncloud-11111111-2222-4333-8444-555555555555',
+      uuid: '11111111-2222-4333-8444-555555555555',
+      memoryMiB: 1024,
+      cores: 1,
+      accel: 'tcg',
+      machine: 'pc',
+      nics: [{ index: 0, bridge: 'br0' }],
+    });
+    expect(plan.accelNote).toMatch(/tcg/);
+  });
+
+  it('auto picks kvm when /dev/kvm is usable', () => {
+    expect(planVm({}, { ...host, kvmUsable: true }, defaults, fixedUuid).accel).toBe('kvm');
+  });
+
+  it('a named VM gets the v5 UUID of its name, stable across calls', () => {
+    const a = planVm({ name: 'web1' }, host, defaults, fixedUuid);
+    const b = planVm({ name: 'web1' }, host, defaults, () => 'other');
+    expect(a.uuid).toBe(b.uuid);
+    expect(a.uuid).toBe(uuidForName('web1'));
+    expect(a.uuid).toMatch(/^[0-9a-f-]{14}5/);
+  });
+
+  it('an explicit --uuid wins over the name', () => {
+    const plan = planVm({ name: 'web1', uuid: 'AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE' }, host, defaults, fixedUuid);
+    expect(plan.uuid).toBe('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['memory 0', { memory: '0' }, /--memory 0: at least 16 MiB/],
+    ['memory negative', { memory: '-5' }, /invalid --memory '-5'/],
+    ['memory 1e9', { memory: '1e9' }, /whole number of MiB/],
+    ['memory abc', { memory: 'abc' }, /whole number of MiB/],
+    ['memory beyond host', { memory: '9000' }, /host has 8192 MiB/],
+    ['cores 0', { cores: '0' }, /from 1 to 4/],
+    ['cores beyond host', { cores: '5' }, /host has 4 CPUs/],
+    ['cores 1.5', { cores: '1.5' }, /from 1 to 4/],
+    ['name with slash', { name: 'a/b' }, /invalid VM name/],
+    ['name ..', { name: '..' }, /invalid VM name/],
+    ['name with space', { name: 'a b' }, /invalid VM name/],
+    ['name too long', { name: 'a'.repeat(65) }, /invalid VM name/],
+    ['uuid', { uuid: 'not-a-uuid' }, /invalid --uuid/],
+    ['accel', { accel: 'hvf' }, /expected auto, kvm or tcg/],
+    ['machine', { machine: 'pc,accel=kvm' }, /invalid --machine/],
+    ['bridge too long', { nic: ['bridge=abcdefghijklmnop'] }, /invalid bridge name/],
+    ['nic key', { nic: ['bridge=br0,model=e1000'] }, /unknown key 'model'/],
+    ['nic multicast mac', { nic: ['bridge=br0,mac=43:00:00:00:00:01'] }, /multicast/],
+    ['same mac twice', { nic: ['mac=42:00:00:00:00:09', 'mac=42:00:00:00:00:09'] }, /more than one --nic/],
+    ['nine nics', { nic: Array(9).fill('br0') }, /at most 8/],
+    ['initrd without kernel', { initrd: '/x' }, /--initrd needs --kernel/],
+    ['append with newline', { kernel: '/k', append: 'a\nb' }, /control characters/],
+  ])('refuses %s', (_label, opts, re) => {
+    expect(() => planVm(opts, host, defaults, fixedUuid)).toThrow(re);
+  });
+});
+
+describe('parseNic', () => {
+  it.each([
+    ['bridge=br1', { index: 0, bridge: 'br1' }],
+    ['br2', { index: 0, bridge: 'br2' }],
+    ['mac=42:00:00:00:00:AA', { index: 0, bridge: 'br0', mac: '42:00:00:00:00:aa' }],
+    ['bridge=br1,mac=42-00-00-00-00-01', { index: 0, bridge: 'br1', mac: '42:00:00:00:00:01' }],
+  ])('%s', (text, want) => {
+    expect(parseNic(text, 0, 'br0')).toEqual(want);
+  });
+});
+
+describe('validateName', () => {
+  it.each(['web1', 'a', 'db-2.prod_x', '9lives'])('accepts %s', (n) => {
+    expect(validateName(n)).toBe(n);
+  });
+  it.each(['-x', '.hidden', 'a$(id)', "a'b", 'ä', ''])('refuses %j', (n) => {
+    expect(() => validateName(n)).toThrow(/invalid VM name/);
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The store contract: one suite every MAC pool backend must pass (file store, etcd store).
+ * `make` builds a fresh, empty store; `alive` decides which owners count as running.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parsePool } from '../../src/core/mac.js';
+import type { Owner, Store } from '../../src/store/pool.js';
+
+export interface StoreFactory {
+  make: (opts: { isAlive: (o: Owner) => boolean; host?: string }) => Promise<Store>;
+  cleanup: () => Promise<void>;
+}
+
+const tiny = parsePool('42:00:00:00:00'); // 256 addresses
+const big = parsePool('42:00:00');
+const vm = (name: string) => ({ uuid: `00000000-0000-4000-8000-${name.padStart(12, '0')}`, name });
+const manual = { vm: null, nic: null, owners: [] as Owner[] };
+
+export function storeContract(label: string, factory: () => StoreFactory): void {
+  describe(`${label}: store contract`, () => {
+    let f: StoreFactory;
+    let store: Store;
+    const dead = new Set<number>();
+    const isAlive = (o: Owner) => !dead.has(o.pid);
+
+    beforeEach(async () => {
+      dead.clear();
+      f = factory();
+      store = await f.make({ isAlive });
+    });
+    afterEach(async () => {
+      await store.close();
+      await f.cleanup();
+    });
+
+    it('hands out addresses in order from the start of the pool', async () => {
+      const got = [];
+      for (let i = 0; i < 3; i++) got.push((await store.allocate(big, [manual]))[0]!.mac);
+      expect(got).toEqual(['42:00:00:00:00:01', '42:00:00:00:00:02', '42:00:00:00:00:03']);
+    });
+
+    it('records the lease: vm, nic, owners, host, created', async () => {
+      const [l] = await store.allocate(big, [{ vm: vm('1'), nic: 2, owners: [{ pid: 42, startTime: 7 }] }]);
+      const [listed] = await store.list();
+      expect(listed).toEqual(l);
+      expect(listed).toMatchObject({ version: 1, vm: vm('1'), nic: 2, owners: [{ pid: 42, startTime: 7 }] });
+      expect(typeof listed!.host).toBe('string');
+      expect(Date.parse(listed!.created)).not.toBeNaN();
+    });
+
+    it('a freed address is not handed out again until the cursor comes round', async () => {
+      const [a] = await store.allocate(big, [manual]);
+      await store.allocate(big, [manual]);
+      expect(await store.release(a!.mac)).toBe(true);
+      const [c] = await store.allocate(big, [manual]);
+      expect(c!.mac).toBe('42:00:00:00:00:03');
+    });
+
+    it('multi-NIC allocation gives distinct addresses, all or none', async () => {
+      const leases = await store.allocate(big, [0, 1, 2].map((nic) => ({ vm: vm('2'), nic, owners: [] })));
+      expect(new Set(leases.map((l) => l.mac)).size).toBe(3);
+      // Ask for one more than the tiny pool has free: nothing may stay held.
+      const before = (await store.status(tiny)).held;
+      await store.allocate(tiny, Array.from({ length: 250 }, () => manual));
+      await expect(store.allocate(tiny, Array.from({ length: 7 }, () => manual))).rejects.toThrow(/exhausted/);
+      expect((await store.status(tiny)).held).toBe(before + 250);
+    });
+
+    it('exhaustion is one clear error naming the pool and its size', async () => {
+      await store.allocate(tiny, Array.from({ length: 256 }, () => manual));
+      await expect(store.allocate(tiny, [manual])).rejects.toThrow(
+        /MAC pool 42:00:00:00:00 \(256 addresses\) is exhausted.*uncloud-vm gc/,
+      );
+    });
+
+    it('an exhausted pool runs gc before it gives up', async () => {
+      const owner = { pid: 999_001, startTime: 1 };
+      await store.allocate(tiny, Array.from({ length: 256 }, () => ({ vm: vm('3'), nic: 0, owners: [owner] })));
+      dead.add(999_001);
+      const [l] = await store.allocate(tiny, [manual]);
+      expect(l!.mac).toMatch(/^42:00:00:00:00:/);
+      expect((await store.status(tiny)).held).toBe(1);
+    });
+
+    it('claims a specific MAC once; a second claim fails naming the holder', async () => {
+      await store.allocate(big, [{ vm: vm('4'), nic: 0, owners: [], mac: '42:00:00:00:10:00' }]);
+      await expect(store.allocate(big, [{ ...manual, mac: '42:00:00:00:10:00' }])).rejects.toThrow(/already held by VM 0*4/);
+      await expect(store.allocate(big, [{ ...manual, mac: '42:00:01:00:00:00' }])).rejects.toThrow(/outside the pool/);
+    });
+
+    it('prefers a given MAC and falls back to the next free one when it is held', async () => {
+      const [a] = await store.allocate(big, [{ ...manual, prefer: '42:00:00:00:20:00' }]);
+      expect(a!.mac).toBe('42:00:00:00:20:00');
+      const [b] = await store.allocate(big, [{ ...manual, prefer: '42:00:00:00:20:00' }]);
+      expect(b!.mac).toBe('42:00:00:00:00:01');
+    });
+
+    it('release: true once, false after; a release for another VM leaves the lease alone', async () => {
+      const [l] = await store.allocate(big, [{ vm: vm('5'), nic: 0, owners: [] }]);
+      expect(await store.release(l!.mac, vm('6').uuid)).toBe(false);
+      expect(await store.list()).toHaveLength(1);
+      expect(await store.release(l!.mac, vm('5').uuid)).toBe(true);
+      expect(await store.release(l!.mac)).toBe(false);
+      expect(await store.list()).toHaveLength(0);
+    });
+
+    it('gc frees only leases whose owners are all gone; manual leases stay', async () => {
+      const a = { pid: 999_101, startTime: 1 };
+      const b = { pid: 999_102, startTime: 1 };
+      await store.allocate(big, [
+        { vm: vm('7'), nic: 0, owners: [a] },
+        { vm: vm('8'), nic: 0, owners: [a, b] },
+        manual,
+      ]);
+      dead.add(a.pid);
+      expect(await store.gc()).toHaveLength(1);
+      dead.add(b.pid);
+      const freed = await store.gc();
+      expect(freed.map((l) => l.vm?.name)).toEqual(['8']);
+      const left = await store.list();
+      expect(left).toHaveLength(1);
+      expect(left[0]!.vm).toBeNull();
+    });
+
+    it('setOwners replaces the owners of leases', async () => {
+      const [l] = await store.allocate(big, [{ vm: vm('9'), nic: 0, owners: [{ pid: 1, startTime: 1 }] }]);
+      await store.setOwners([l!.mac], [{ pid: 2, startTime: 3 }]);
+      expect((await store.list())[0]!.owners).toEqual([{ pid: 2, startTime: 3 }]);
+    });
+
+    it('peek shows what comes next and changes nothing', async () => {
+      await store.allocate(big, [manual]);
+      const before = await store.status(big);
+      expect(await store.peek(big, 2)).toEqual(['42:00:00:00:00:02', '42:00:00:00:00:03']);
+      expect(await store.status(big)).toEqual(before);
+      const [next] = await store.allocate(big, [manual]);
+      expect(next!.mac).toBe('42:00:00:00:00:02');
+    });
+
+    it('status reports prefix, size, held and cursor', async () => {
+      await store.allocate(tiny, [manual, manual]);
+      expect(await store.status(tiny)).toEqual({ prefix: '42:00:00:00:00', size: 256, held: 2, cursor: '42:00:00:00:00:03' });
+      // The tiny pool lies inside the big one; a disjoint pool holds nothing.
+      expect((await store.status(big)).held).toBe(2);
+      expect((await store.status(parsePool('42:00:01'))).held).toBe(0);
+    });
+
+    it('concurrent allocations in one process never share an address', async () => {
+      const all = await Promise.all(Array.from({ length: 20 }, () => store.allocate(big, [manual])));
+      expect(new Set(all.map((l) => l[0]!.mac)).size).toBe(20);
+    });
+  });
+}

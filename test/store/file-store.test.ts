@@ -1,0 +1,13 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileStore } from '../../src/store/file-store.js';
+import { storeContract } from './contract.js';
+
+storeContract('file store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'uncloud-vm-store-'));
+  return {
+    make: async ({ isAlive, host }) => new FileStore({ dir: join(dir, 'state'), isAlive, ...(host ? { host } : {}) }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+});
