@@ -9,6 +9,35 @@ export interface ProgramResult {
 
 const collect = (value: string, prev: string[] = []): string[] => [...prev, value];
 
+type Handler = (args: string[], opts: Record<string, unknown>, ctx: Context) => Promise<number>;
+
+/** The start options, shared by `start`, `unit` and the unit's `hook prepare`. */
+function addStartOptions(cmd: Command, withName = true): Command {
+  cmd
+    .option('--memory <MiB>', 'guest memory in MiB', '1024')
+    .option('--cores <n>', 'virtual CPUs', '1');
+  if (withName) cmd.option('--name <name>', 'VM name (default uncloud-<uuid>); a named VM keeps its UUID and MACs');
+  return cmd
+    .option('--uuid <uuid>', 'VM UUID (default: v5 of the name, else random)')
+    .addOption(new Option('--accel <accel>', 'accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .option('--machine <type>', 'QEMU machine type', 'pc')
+    .option('--cdrom <iso>', 'boot CD-ROM image')
+    .option('--disk <path>', 'virtio disk image (repeatable)', collect)
+    .option('--kernel <file>', 'boot this Linux kernel directly')
+    .option('--initrd <file>', 'initramfs for --kernel')
+    .option('--append <cmdline>', 'kernel command line for --kernel')
+    .option('--nic <spec>', 'NIC: bridge=<br>[,mac=<mac>] (repeatable; default one NIC on the configured bridge)', collect)
+    .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
+    .option('--no-reboot', 'end the VM when the guest reboots')
+    .option('--stop-timeout <s>', 'seconds a graceful stop waits for the guest to power off', '60');
+}
+
+/** commander turns --no-reboot into reboot=false. */
+function startFlags(o: Record<string, unknown>) {
+  const { reboot, ...rest } = o;
+  return { ...rest, noReboot: reboot === false } as import('./commands/start.js').StartFlags;
+}
+
 export function buildProgram(result: ProgramResult): Command {
   const program = new Command('uncloud-vm');
   program
@@ -17,7 +46,7 @@ export function buildProgram(result: ProgramResult): Command {
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError(true)
-    .option('--config <file>', 'config file (JSON)', undefined)
+    .option('--config <file>', 'config file (JSON; default /etc/uncloud-vm/config.json)')
     .option('--state-dir <dir>', 'where the MAC pool lives (default /var/lib/uncloud-vm as root)')
     .option('--run-dir <dir>', 'where running VMs keep sockets and scripts (default /run/uncloud-vm as root)')
     .option('--prefix <octets>', 'MAC pool prefix, 1 to 5 octets (default 42:00:00)')
@@ -33,11 +62,13 @@ UNCLOUD_VM_STORE, UNCLOUD_VM_CONFIG), then flags.
 Examples:
   uncloud-vm start --dry-run --memory 1024 --cores 2
   uncloud-vm start --name web1 --memory 2048 --cores 2 --disk /var/lib/vms/web1.qcow2 --nic bridge=br0
+  uncloud-vm unit web1 --memory 2048 --disk /var/lib/vms/web1.qcow2 --install --enable
+  uncloud-vm stop web1
   uncloud-vm mac allocate
   uncloud-vm list`,
     );
 
-  const run = (load: () => Promise<(ctx: Context) => Promise<number>>) => async (...args: unknown[]) => {
+  const action = (load: () => Promise<Handler>) => async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
     const globals = cmd.optsWithGlobals() as Record<string, unknown>;
     const flags: Overrides = {};
@@ -47,45 +78,112 @@ Examples:
     if (globals.prefix !== undefined) flags.prefix = globals.prefix as string;
     if (globals.forcePrefix) flags.forcePrefix = true;
     if (globals.store !== undefined) flags.store = globals.store as string;
-    const fn = await load();
-    result.exitCode = await fn(makeContext(flags));
+    const handler = await load();
+    result.exitCode = await handler(cmd.args, cmd.opts(), makeContext(flags));
   };
 
-  program
-    .command('start')
-    .description('start a VM: lease its MACs, run qemu in the foreground, give everything back when it ends')
-    .option('--memory <MiB>', 'guest memory in MiB', '1024')
-    .option('--cores <n>', 'virtual CPUs', '1')
-    .option('--name <name>', 'VM name (default uncloud-<uuid>); a named VM keeps its UUID')
-    .option('--uuid <uuid>', 'VM UUID (default: v5 of --name, else random)')
-    .addOption(new Option('--accel <accel>', 'accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
-    .option('--machine <type>', 'QEMU machine type', 'pc')
-    .option('--cdrom <iso>', 'boot CD-ROM image')
-    .option('--disk <path>', 'virtio disk image (repeatable)', collect)
-    .option('--kernel <file>', 'boot this Linux kernel directly')
-    .option('--initrd <file>', 'initramfs for --kernel')
-    .option('--append <cmdline>', 'kernel command line for --kernel')
-    .option('--nic <spec>', 'NIC: bridge=<br>[,mac=<mac>] (repeatable; default one NIC on the configured bridge)', collect)
-    .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
+  addStartOptions(
+    program
+      .command('start')
+      .description('start a VM: lease its MACs, run qemu, give everything back when it ends'),
+  )
     .option('--console', 'serial console on this terminal (default: to a log file in the run dir)')
-    .option('--no-reboot', 'end the VM when the guest reboots')
+    .option('--detach', 'run the VM in the background; return once qemu answers on QMP')
     .option('--dry-run', 'print the qemu command and reserve nothing')
     .option('--json', 'with --dry-run: print the argv and NICs as JSON')
     .addHelpText(
       'after',
       `
 The launcher stays in the foreground as qemu's parent. When qemu ends (shutdown, crash, kill) the VM's MACs
-are released and its run files removed; SIGINT/SIGTERM stop qemu first. The exit code is qemu's.
+are released and its run files removed. Ctrl-C or SIGTERM stop the VM gracefully (ACPI power button over
+QMP, up to --stop-timeout, then quit, then kill); a second one kills it. The exit code is qemu's.
+A named VM comes back with the same UUID and, while no other VM holds them, the same MACs.
 
 Examples:
   uncloud-vm start --dry-run --memory 1024 --cores 2
   uncloud-vm start --dry-run --json --nic bridge=br0 --nic bridge=br1
-  uncloud-vm start --name web1 --cdrom alpine.iso --nic bridge=br0,mac=42:00:00:00:00:10`,
+  uncloud-vm start --name web1 --cdrom alpine.iso --nic bridge=br0,mac=42:00:00:00:00:10
+  uncloud-vm start --name web1 --disk web1.qcow2 --detach`,
     )
     .action(
-      run(async () => {
+      action(async () => {
         const { start } = await import('./commands/start.js');
-        return (ctx) => start(startFlags(program.commands.find((c) => c.name() === 'start')!.opts()), ctx);
+        return (_a, o, ctx) => start(startFlags(o), ctx);
+      }),
+    );
+
+  program
+    .command('stop')
+    .description('stop a VM gracefully: ACPI power button, wait, then quit, then kill')
+    .argument('<vm>', 'VM name or UUID')
+    .option('--timeout <s>', 'seconds to wait for the guest to power off', '60')
+    .option('--force', 'do not wait for the guest: quit qemu at once')
+    .action(
+      action(async () => {
+        const { stop } = await import('./commands/vm.js');
+        return (a, o, ctx) => stop(a[0]!, o, ctx);
+      }),
+    );
+
+  program
+    .command('status')
+    .description("a VM's state (from QMP), pid, uptime and NICs")
+    .argument('<vm>', 'VM name or UUID')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async () => {
+        const { status } = await import('./commands/vm.js');
+        return (a, o, ctx) => status(a[0]!, o, ctx);
+      }),
+    );
+
+  program
+    .command('list')
+    .description('VMs: running, stopped (named, holding nothing), stale (owner gone) or held (manual lease)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async () => {
+        const { list } = await import('./commands/list.js');
+        return (_a, o, ctx) => list(o, ctx);
+      }),
+    );
+
+  program
+    .command('gc')
+    .description('free leases whose owner process is gone (or its pid reused), and their run dirs')
+    .action(
+      action(async () => {
+        const { gc } = await import('./commands/list.js');
+        return (_a, _o, ctx) => gc({}, ctx);
+      }),
+    );
+
+  addStartOptions(
+    program
+      .command('unit')
+      .description('a systemd unit for a VM: printed, or installed with --install')
+      .argument('<name>', 'VM name (the unit is uncloud-vm-<name>.service)'),
+    false,
+  )
+    .option('--user', "a user unit (the user's unit dir, systemctl --user)")
+    .option('--install', 'write the unit file and reload systemd')
+    .option('--enable', 'with --install: enable the unit')
+    .addHelpText(
+      'after',
+      `
+Under the unit, qemu is the service's main process: ExecStartPre leases the MACs and writes the qemu
+command, ExecStart execs qemu, ExecStop stops the guest over QMP, ExecStopPost gives the MACs back however
+the service ended. The unit records the state dir, run dir, prefix and store in force now.
+
+Examples:
+  uncloud-vm unit web1 --memory 2048 --disk /var/lib/vms/web1.qcow2
+  uncloud-vm unit web1 --memory 2048 --disk /var/lib/vms/web1.qcow2 --install --enable
+  systemctl start uncloud-vm-web1.service`,
+    )
+    .action(
+      action(async () => {
+        const { unit } = await import('./commands/unit.js');
+        return (a, o, ctx) => unit(a[0]!, startFlags(o), ctx);
       }),
     );
 
@@ -95,9 +193,9 @@ Examples:
     .description('lease the next free MAC and print it (held until released)')
     .option('--vm <id>', 'record which VM this MAC is for')
     .action(
-      run(async () => {
+      action(async () => {
         const { macAllocate } = await import('./commands/mac.js');
-        return (ctx) => macAllocate(mac.commands.find((c) => c.name() === 'allocate')!.opts(), ctx);
+        return (_a, o, ctx) => macAllocate(o, ctx);
       }),
     );
   mac
@@ -105,9 +203,9 @@ Examples:
     .description('free a leased MAC')
     .argument('<mac>', 'the MAC to free')
     .action(
-      run(async () => {
+      action(async () => {
         const { macRelease } = await import('./commands/mac.js');
-        return (ctx) => macRelease(mac.commands.find((c) => c.name() === 'release')!.args[0]!, ctx);
+        return (a, _o, ctx) => macRelease(a[0]!, ctx);
       }),
     );
   mac
@@ -115,9 +213,9 @@ Examples:
     .description('every held MAC, with its VM, host, owner pids and state (held, live, stale)')
     .option('--json', 'machine-readable output')
     .action(
-      run(async () => {
+      action(async () => {
         const { macList } = await import('./commands/mac.js');
-        return (ctx) => macList(mac.commands.find((c) => c.name() === 'list')!.opts(), ctx);
+        return (_a, o, ctx) => macList(o, ctx);
       }),
     );
   mac
@@ -125,38 +223,51 @@ Examples:
     .description('the pool: prefix, size, held, free, cursor')
     .option('--json', 'machine-readable output')
     .action(
-      run(async () => {
+      action(async () => {
         const { macPool } = await import('./commands/mac.js');
-        return (ctx) => macPool(mac.commands.find((c) => c.name() === 'pool')!.opts(), ctx);
+        return (_a, o, ctx) => macPool(o, ctx);
       }),
     );
 
-  program
-    .command('list')
-    .description('VMs that hold MACs, with state running, stale (owner gone) or held')
-    .option('--json', 'machine-readable output')
+  // Run by generated units and by detached VMs' ifdown scripts, not by people.
+  const hook = program.command('hook', { hidden: true }).description('steps run by systemd units and detached VMs');
+  addStartOptions(hook.command('prepare').description('ExecStartPre: lease MACs, write the qemu command')).action(
+    action(async () => {
+      const { hookPrepare } = await import('./commands/start.js');
+      return (_a, o, ctx) => hookPrepare(startFlags(o), ctx);
+    }),
+  );
+  hook
+    .command('adopt')
+    .argument('<name>')
+    .description('ExecStartPost: make qemu the owner of the leases')
     .action(
-      run(async () => {
-        const { list } = await import('./commands/list.js');
-        return (ctx) => list(program.commands.find((c) => c.name() === 'list')!.opts(), ctx);
+      action(async () => {
+        const { hookAdopt } = await import('./commands/vm.js');
+        return (a, _o, ctx) => hookAdopt(a[0]!, ctx);
       }),
     );
-
-  program
-    .command('gc')
-    .description('free leases whose owner process is gone (or its pid reused), and their run dirs')
+  hook
+    .command('release')
+    .argument('<name>')
+    .argument('<mac>')
+    .description("ifdown of a detached VM: give one NIC's MAC back")
     .action(
-      run(async () => {
-        const { gc } = await import('./commands/list.js');
-        return (ctx) => gc({}, ctx);
+      action(async () => {
+        const { hookRelease } = await import('./commands/vm.js');
+        return (a, _o, ctx) => hookRelease(a[0]!, a[1]!, ctx);
+      }),
+    );
+  hook
+    .command('cleanup')
+    .argument('<name>')
+    .description('ExecStopPost: give back all the VM holds')
+    .action(
+      action(async () => {
+        const { hookCleanup } = await import('./commands/vm.js');
+        return (a, _o, ctx) => hookCleanup(a[0]!, ctx);
       }),
     );
 
   return program;
-}
-
-function startFlags(o: Record<string, unknown>) {
-  // commander turns --no-reboot into reboot=false.
-  const { reboot, ...rest } = o;
-  return { ...rest, noReboot: reboot === false } as import('./commands/start.js').StartFlags;
 }

@@ -12,3 +12,26 @@ export function shellQuote(word: string): string {
 export function qemuOptValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
+
+const SYSTEMD_SAFE = /^[A-Za-z0-9_@+=:,./-]+$/;
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Quote one word of a systemd Exec*= command line: double quotes with C escapes for \ and ",
+ * and % and $ doubled so systemd expands no specifier or variable. Control characters cannot be
+ * written safely and are refused.
+ */
+export function systemdExecWord(word: string): string {
+  if (CONTROL.test(word)) throw new Error(`cannot put a control character into a unit file: ${JSON.stringify(word)}`);
+  const escaped = word.replaceAll('%', '%%').replaceAll('$', '$$$$');
+  if (word !== '' && SYSTEMD_SAFE.test(word)) return escaped;
+  return `"${escaped.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+/** A plain unit setting value (Description=, WantedBy=): % doubled; control characters and \ refused. */
+export function systemdValue(value: string): string {
+  if (CONTROL.test(value) || value.includes('\\')) {
+    throw new Error(`cannot put this value into a unit file: ${JSON.stringify(value)}`);
+  }
+  return value.replaceAll('%', '%%');
+}

@@ -3,7 +3,6 @@
  * Pure: host facts, defaults and the random UUID come in as arguments.
  */
 import { join } from 'node:path';
-import { v5 as uuidv5, validate as uuidValidate } from 'uuid';
 import { printable, usageError } from './errors.js';
 import { formatMac, parseMac, validateGuestMac } from './mac.js';
 import type { NicSpec, VmSpec } from './qemu-argv.js';
@@ -45,6 +44,8 @@ export interface NicRequest {
 
 export interface VmPlan {
   name: string;
+  /** The user gave --name: the VM keeps its identity (UUID, MACs) across restarts. */
+  named: boolean;
   uuid: string;
   accel: 'kvm' | 'tcg';
   /** Set when accel was chosen automatically, to tell the user why. */
@@ -99,15 +100,19 @@ export function validateName(text: string): string {
   return text;
 }
 
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
 export function validateUuid(text: string): string {
-  if (!uuidValidate(text)) {
+  if (!UUID_RE.test(text)) {
     throw usageError(`invalid --uuid '${printable(text)}': expected a UUID like 123e4567-e89b-42d3-a456-426614174000`);
   }
   return text.toLowerCase();
 }
 
-export function uuidForName(name: string): string {
-  return uuidv5(name, NAME_NAMESPACE);
+/** Where UUIDs come from: random for an unnamed VM, derived (v5 in NAME_NAMESPACE) for a named one. */
+export interface UuidSource {
+  random: () => string;
+  forName: (name: string) => string;
 }
 
 export function validateBridge(text: string): string {
@@ -160,11 +165,11 @@ export function planVm(
   opts: StartOptions,
   host: HostFacts,
   defaults: { bridge: string; qemu: string },
-  randomUuid: () => string,
+  uuids: UuidSource,
 ): VmPlan {
   const name = opts.name !== undefined ? validateName(opts.name) : undefined;
   const uuid =
-    opts.uuid !== undefined ? validateUuid(opts.uuid) : name !== undefined ? uuidForName(name) : randomUuid();
+    opts.uuid !== undefined ? validateUuid(opts.uuid) : name !== undefined ? uuids.forName(name) : uuids.random();
   const accel = parseAccel(opts.accel ?? 'auto', host);
   const machine = opts.machine ?? 'pc';
   if (!MACHINE_RE.test(machine)) {
@@ -178,6 +183,7 @@ export function planVm(
   if (dup) throw usageError(`MAC ${dup} is given to more than one --nic`);
   const plan: VmPlan = {
     name: name ?? `uncloud-${uuid}`,
+    named: name !== undefined,
     uuid,
     accel: accel.accel,
     machine,
@@ -202,6 +208,8 @@ export function planVm(
 /** Where a VM's run files live: one directory per VM under the run dir. */
 export interface VmRunFiles {
   dir: string;
+  /** The qemu command as a shell script that execs qemu (what a systemd unit runs). */
+  execScript: string;
   qmpSocket: string;
   pidfile: string;
   serialLog: string;
@@ -214,6 +222,7 @@ export function vmRunFiles(runDir: string, name: string): VmRunFiles {
   const dir = join(runDir, name);
   return {
     dir,
+    execScript: join(dir, 'exec.sh'),
     qmpSocket: join(dir, 'qmp.sock'),
     pidfile: join(dir, 'qemu.pid'),
     record: join(dir, 'vm.json'),

@@ -1,18 +1,21 @@
 /**
- * Prepare a VM (run dir, leases, ifup/ifdown scripts, argv) and supervise qemu in the foreground.
- * Whatever way qemu ends, the VM's leases are released and its run files removed.
- * This module and qmp.ts are the only ones that talk to qemu processes.
+ * Prepare a VM (run dir, leases, ifup/ifdown/exec scripts, argv) and run it: supervised in the foreground,
+ * or detached. Whatever way qemu ends, the VM's leases are released and its run files removed.
+ * This module, stop.ts and qmp.ts are the only ones that talk to qemu processes.
  */
 import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import { formatMac, parseMac, type Pool, tapMacFor } from '../core/mac.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
-import type { Lease, Owner, Store } from '../store/pool.js';
+import type { Lease, LeaseRequest, Owner, Store } from '../store/pool.js';
 import { ownerOf } from '../system/proc.js';
-import { claimRunDir, removeRunDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
+import { claimRunDir, readRecord, removeRunDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { loadTemplate, render } from '../system/templates.js';
+import { QmpClient } from './qmp.js';
+import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
 
 export interface LaunchDeps {
   store: Store;
@@ -21,6 +24,7 @@ export interface LaunchDeps {
   bridgeExists: (name: string) => boolean;
   /** Progress and notes for the user (stderr). */
   note: (msg: string) => void;
+  stopTimeoutS?: number;
 }
 
 export interface PreparedVm {
@@ -31,9 +35,15 @@ export interface PreparedVm {
   record: VmRecord;
 }
 
+export interface PrepareOptions {
+  owners: Owner[];
+  /** A command (argv) each ifdown script runs with the NIC's MAC appended, to give it back (detached VMs). */
+  releaseOnDown?: string[];
+}
+
 /** Check bridges, claim the run dir, lease the MACs and render the scripts. Gives everything back on failure. */
-export async function prepareVm(plan: VmPlan, deps: LaunchDeps, owners: Owner[]): Promise<PreparedVm> {
-  // Everything we and qemu create (scripts, pidfile, QMP socket, serial log) is for root's eyes only.
+export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
+  // Everything we and qemu create (scripts, pidfile, QMP socket, serial log) is for our eyes only.
   process.umask(0o077);
   for (const nic of plan.nics) {
     if (!deps.bridgeExists(nic.bridge)) {
@@ -47,20 +57,34 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, owners: Owner[])
   claimRunDir(deps.runDir, files, plan.name);
   let leases: Lease[] = [];
   try {
-    leases = await deps.store.allocate(
-      deps.pool,
-      plan.nics.map((nic) => ({
-        vm: { uuid: plan.uuid, name: plan.name },
-        nic: nic.index,
-        owners,
-        ...(nic.mac !== undefined ? { mac: nic.mac } : {}),
-      })),
-    );
+    const known = plan.named ? await deps.store.getIdentity(plan.name) : null;
+    const requests: LeaseRequest[] = plan.nics.map((nic) => {
+      const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: opts.owners };
+      if (nic.mac !== undefined) req.mac = nic.mac;
+      else if (known?.macs[nic.index] !== undefined) req.prefer = known.macs[nic.index]!;
+      return req;
+    });
+    leases = await deps.store.allocate(deps.pool, requests);
+    requests.forEach((req, i) => {
+      if (req.prefer !== undefined && leases[i]!.mac !== req.prefer) {
+        deps.note(`VM ${plan.name}: nic${req.nic}'s previous MAC ${req.prefer} is held by another VM; using ${leases[i]!.mac}`);
+      }
+    });
+    if (plan.named) {
+      await deps.store.putIdentity({
+        version: 1,
+        name: plan.name,
+        uuid: plan.uuid,
+        macs: leases.map((l) => l.mac),
+        updated: new Date().toISOString(),
+      });
+    }
     const spec = specFor(
       plan,
       leases.map((l) => l.mac),
       files,
     );
+    const argv = buildQemuArgv(spec);
     const ifup = loadTemplate('ifup.sh');
     const ifdown = loadTemplate('ifdown.sh');
     for (const nic of spec.nics) {
@@ -70,14 +94,16 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, owners: Owner[])
         bridge: nic.bridge,
         tapMac: formatMac(tapMacFor(parseMac(nic.mac))),
       };
+      const afterDown = opts.releaseOnDown ? `${[...opts.releaseOnDown, nic.mac].map(shellQuote).join(' ')} >/dev/null 2>&1 || true` : ':';
       writeScript(nic.ifup, render(ifup, values, shellQuote));
-      writeScript(nic.ifdown, render(ifdown, values, shellQuote));
+      writeScript(nic.ifdown, render(ifdown, values, shellQuote, { afterDown }));
     }
+    writeScript(files.execScript, render(loadTemplate('exec.sh'), { vm: spec.name }, shellQuote, { command: argv.map(shellQuote).join(' ') }));
     const record: VmRecord = {
       version: 1,
       name: spec.name,
       uuid: spec.uuid,
-      launcher: owners[0] ?? null,
+      launcher: opts.owners[0] ?? null,
       qemu: null,
       nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge })),
       started: new Date().toISOString(),
@@ -85,7 +111,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, owners: Owner[])
       serialLog: spec.serialLog,
     };
     writeRecord(files, record);
-    return { spec, argv: buildQemuArgv(spec), files, leases, record };
+    return { spec, argv, files, leases, record };
   } catch (err) {
     await giveBack(deps.store, plan.uuid, leases, files);
     throw err;
@@ -100,44 +126,70 @@ export async function giveBack(store: Store, uuid: string, leases: Lease[], file
   removeRunDir(files);
 }
 
-const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15, SIGABRT: 6 };
+/** Give back everything a VM holds, found by its run record (or, without one, its remembered identity). */
+export async function releaseVm(store: Store, runDir: string, name: string): Promise<Lease[]> {
+  const files = vmRunFiles(runDir, name);
+  const uuid = readRecord(files.record)?.uuid ?? (await store.getIdentity(name))?.uuid;
+  const held = (await store.list()).filter((l) => l.vm && (uuid !== undefined ? l.vm.uuid === uuid : l.vm.name === name));
+  for (const l of held) await store.release(l.mac, l.vm!.uuid ?? l.vm!.name);
+  removeRunDir(files);
+  return held;
+}
+
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15 };
+
+/** Record qemu as an owner of the VM's leases, so they stay held while qemu runs without us. */
+async function adoptQemu(vm: PreparedVm, deps: LaunchDeps, qemu: Owner, keepLauncher: boolean): Promise<VmRecord> {
+  const owners = keepLauncher && vm.record.launcher ? [vm.record.launcher, qemu] : [qemu];
+  await deps.store.setOwners(
+    vm.leases.map((l) => l.mac),
+    owners,
+  );
+  const record = { ...vm.record, qemu, launcher: keepLauncher ? vm.record.launcher : null };
+  writeRecord(vm.files, record);
+  return record;
+}
 
 /**
- * Run qemu as our child until it ends. SIGINT/SIGTERM/SIGHUP to the launcher stop qemu first
- * (a second signal kills it). Returns qemu's exit code (128 + signal number when killed).
+ * Run qemu as our child until it ends. SIGINT/SIGTERM/SIGHUP to the launcher stop the VM gracefully
+ * (ACPI power button, then quit, then kill); a second signal kills qemu at once.
+ * Returns 0 for a clean end; a failure throws with qemu's exit code (128 + n when killed by signal n).
  */
 export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<number> {
   const [file, ...args] = vm.argv;
   let stopping = 0;
+  let qemu: Owner | undefined;
   const child = execa(file!, args, {
     reject: false,
     stdin: vm.spec.console ? 'inherit' : 'ignore',
     stdout: 'inherit',
     stderr: ['pipe', 'inherit'],
-    // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops qemu in order.
+    // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
     detached: !vm.spec.console,
     cleanup: true,
   });
   const onSignal = (sig: NodeJS.Signals): void => {
     stopping += 1;
-    if (stopping === 1) {
-      deps.note(`${sig}: stopping VM ${vm.spec.name}`);
-      child.kill('SIGTERM');
-    } else {
+    if (stopping > 1 || !qemu) {
       child.kill('SIGKILL');
+      return;
     }
+    deps.note(`${sig}: stopping VM ${vm.spec.name}`);
+    void stopVm(
+      { name: vm.spec.name, qmpSocket: vm.spec.qmpSocket, qemu },
+      { timeoutMs: (deps.stopTimeoutS ?? DEFAULT_STOP_TIMEOUT_S) * 1000, force: false, progress: deps.note },
+    ).catch((err) => {
+      deps.note(`stopping VM ${vm.spec.name} failed: ${(err as Error).message}; killing qemu`);
+      child.kill('SIGKILL');
+    });
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   try {
     if (child.pid !== undefined) {
       try {
-        const qemu = ownerOf(child.pid);
-        await deps.store.setOwners(
-          vm.leases.map((l) => l.mac),
-          [...(vm.record.launcher ? [vm.record.launcher] : []), qemu],
-        );
-        writeRecord(vm.files, { ...vm.record, qemu });
+        qemu = ownerOf(child.pid);
+        await adoptQemu(vm, deps, qemu, true);
       } catch {
         // qemu already ended; its exit is handled below.
       }
@@ -158,14 +210,72 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
       if (stopping > 0 && result.signal === 'SIGTERM') return 0;
       throw new UncloudError('QEMU_KILLED', `qemu was killed by ${result.signal}`, 128 + (SIGNAL_NUMBERS[result.signal] ?? 0));
     }
-    const code = (result as { code?: string }).code;
-    if (code === 'ENOENT') {
-      throw new UncloudError('QEMU_NOT_FOUND', `qemu binary '${file}' not found; install qemu-system-x86 or pass --qemu <path>`);
-    }
-    throw new UncloudError('QEMU_FAILED', `qemu could not be started: ${result.shortMessage ?? result.message}`);
+    throw notStarted(file!, result as { code?: string; shortMessage?: string; message?: string });
   } finally {
     for (const s of signals) process.off(s, onSignal);
     await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
+  }
+}
+
+function notStarted(file: string, result: { code?: string; shortMessage?: string; message?: string }): UncloudError {
+  if (result.code === 'ENOENT') {
+    return new UncloudError('QEMU_NOT_FOUND', `qemu binary '${file}' not found; install qemu-system-x86 or pass --qemu <path>`);
+  }
+  return new UncloudError('QEMU_FAILED', `qemu could not be started: ${result.shortMessage ?? result.message}`);
+}
+
+/**
+ * Start qemu in the background and return once its QMP socket answers. The leases pass to qemu
+ * (owner = qemu's pid), the ifdown scripts give them back when the VM ends, and gc after a SIGKILL.
+ */
+export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
+  const [file, ...args] = vm.argv;
+  const stderrPath = `${vm.files.dir}/qemu.stderr`;
+  const child = execa(file!, args, {
+    reject: false,
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: { file: stderrPath },
+    detached: true,
+    cleanup: false,
+  });
+  try {
+    if (child.pid === undefined) throw notStarted(file!, (await child) as { code?: string });
+    const qemu = ownerOf(child.pid);
+    let exited = false;
+    void child.then(() => (exited = true));
+    const deadline = Date.now() + readyTimeoutMs;
+    for (;;) {
+      if (exited) {
+        const r = await child;
+        const err = readStderr(stderrPath);
+        if (r.exitCode === undefined && !r.signal) throw notStarted(file!, r as { code?: string });
+        throw new UncloudError('QEMU_FAILED', `qemu exited at start with ${r.exitCode ?? r.signal}${lastLine(err)}`, 1);
+      }
+      try {
+        const qmp = await QmpClient.connect(vm.spec.qmpSocket, 2000);
+        qmp.close();
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new UncloudError('QEMU_TIMEOUT', `qemu's QMP socket did not answer within ${readyTimeoutMs / 1000} s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await adoptQemu(vm, deps, qemu, false);
+    child.unref();
+    return qemu;
+  } catch (err) {
+    child.kill('SIGKILL');
+    await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
+    throw err;
+  }
+}
+
+function readStderr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
   }
 }
 

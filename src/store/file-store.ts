@@ -4,12 +4,13 @@
  *   <dir>/pool.json             {"version":1,"cursors":{"42:00:00":"42:00:00:00:00:05"}}
  *   <dir>/leases/<12 hex>.json  one file per held address, created exclusively (link of a complete temp file)
  *   <dir>/pool.lock/            proper-lockfile's lock, serialising cursor moves, releases and gc
+ *   <dir>/vms/<name>.json       what a named VM had last time (UUID, MAC per NIC); holds no address
  *
  * Allocation touches the cursor and one lease file, so its cost does not grow with the number of leases.
  * Lease files are not fsynced into the directory: after a host crash every VM lease is stale anyway,
  * and a lost cursor move only makes an address come round sooner.
  */
-import { lstatSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError, usageError } from '../core/errors.js';
@@ -27,8 +28,8 @@ import {
 import { createFileExclusive, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
-import type { Lease, LeaseRequest, Owner, PoolStatus, Store } from './pool.js';
-import { parseLease, serializeLease } from './lease.js';
+import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './pool.js';
+import { parseIdentity, parseLease, serializeLease } from './lease.js';
 
 export interface FileStoreOptions {
   dir: string;
@@ -213,6 +214,45 @@ export class FileStore implements Store {
     });
   }
 
+  async getIdentity(name: string): Promise<VmIdentity | null> {
+    const path = this.identityPath(name);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    return parseIdentity(text, path);
+  }
+
+  async putIdentity(identity: VmIdentity): Promise<void> {
+    this.ensureDirs();
+    mkdirSync(join(this.dir, 'vms'), { recursive: true, mode: 0o700 });
+    writeFileAtomic(this.identityPath(identity.name), `${JSON.stringify(identity)}\n`);
+  }
+
+  async listIdentities(): Promise<VmIdentity[]> {
+    let entries: string[];
+    try {
+      entries = readdirSync(join(this.dir, 'vms'));
+    } catch {
+      return [];
+    }
+    const out: VmIdentity[] = [];
+    for (const e of entries.filter((x) => x.endsWith('.json') && !x.startsWith(TMP_PREFIX)).sort()) {
+      const v = await this.getIdentity(e.slice(0, -'.json'.length));
+      if (v) out.push(v);
+    }
+    return out;
+  }
+
+  async deleteIdentity(name: string): Promise<boolean> {
+    if (!existsSync(this.identityPath(name))) return false;
+    removeQuietly(this.identityPath(name));
+    return true;
+  }
+
   async close(): Promise<void> {}
 
   // --- internals ---
@@ -253,6 +293,10 @@ export class FileStore implements Store {
     } catch {
       return false;
     }
+  }
+
+  private identityPath(name: string): string {
+    return join(this.dir, 'vms', `${name}.json`);
   }
 
   private leasePath(mac: string): string {

@@ -44,6 +44,16 @@ export interface PoolStatus {
   cursor: string;
 }
 
+/** What a named VM had last time, so it comes back with the same UUID and MACs. Holds no address. */
+export interface VmIdentity {
+  version: 1;
+  name: string;
+  uuid: string;
+  /** MAC per NIC index, as last leased. */
+  macs: string[];
+  updated: string;
+}
+
 export interface Store {
   /** Human-readable location, for messages. */
   readonly where: string;
@@ -59,5 +69,10 @@ export interface Store {
   status(pool: Pool): Promise<PoolStatus>;
   /** Free every lease whose owners are all gone. Returns the freed leases. */
   gc(): Promise<Lease[]>;
+  getIdentity(name: string): Promise<VmIdentity | null>;
+  putIdentity(identity: VmIdentity): Promise<void>;
+  listIdentities(): Promise<VmIdentity[]>;
+  /** Returns whether there was one. */
+  deleteIdentity(name: string): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseNic, planVm, uuidForName, validateName, type HostFacts } from '../../src/core/vm-spec.js';
+import { v5 } from 'uuid';
+import { NAME_NAMESPACE, parseNic, planVm, validateName, validateUuid, type HostFacts } from '../../src/core/vm-spec.js';
 
 const host: HostFacts = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
 const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
-const fixedUuid = () => '11111111-2222-4333-8444-555555555555';
+const fixedUuid = { random: () => '11111111-2222-4333-8444-555555555555', forName: (n: string) => v5(n, NAME_NAMESPACE) };
 
 describe('planVm', () => {
   it('defaults: 1024 MiB, 1 core, a random UUID, one NIC on the default bridge, tcg without kvm', () => {
@@ -26,9 +27,9 @@ describe('planVm', () => {
 
   it('a named VM gets the v5 UUID of its name, stable across calls', () => {
     const a = planVm({ name: 'web1' }, host, defaults, fixedUuid);
-    const b = planVm({ name: 'web1' }, host, defaults, () => 'other');
+    const b = planVm({ name: 'web1' }, host, defaults, { ...fixedUuid, random: () => 'other' });
     expect(a.uuid).toBe(b.uuid);
-    expect(a.uuid).toBe(uuidForName('web1'));
+    expect(a.uuid).toBe(v5('web1', NAME_NAMESPACE));
     expect(a.uuid).toMatch(/^[0-9a-f-]{14}5/);
   });
 
@@ -63,6 +64,18 @@ describe('planVm', () => {
   ])('refuses %s', (_label, opts, re) => {
     expect(() => planVm(opts, host, defaults, fixedUuid)).toThrow(re);
   });
+});
+
+describe('validateUuid', () => {
+  it.each(['123e4567-e89b-42d3-a456-426614174000', '7B5B0D47-2B2B-5C26-8F0F-D7E5AE6F07B3'])('accepts %s', (u) => {
+    expect(validateUuid(u)).toBe(u.toLowerCase());
+  });
+  it.each(['', 'not-a-uuid', '123e4567-e89b-02d3-a456-426614174000', '123e4567e89b42d3a456426614174000', '123e4567-e89b-42d3-a456-42661417400g'])(
+    'refuses %j',
+    (u) => {
+      expect(() => validateUuid(u)).toThrow(/invalid --uuid/);
+    },
+  );
 });
 
 describe('parseNic', () => {

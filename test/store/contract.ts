@@ -145,6 +145,22 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       expect((await store.status(parsePool('42:00:01'))).held).toBe(0);
     });
 
+    it('remembers, lists and forgets VM identities', async () => {
+      expect(await store.getIdentity('web1')).toBeNull();
+      const id = { version: 1 as const, name: 'web1', uuid: vm('1').uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
+      await store.putIdentity(id);
+      await store.putIdentity({ ...id, name: 'web2' });
+      expect(await store.getIdentity('web1')).toEqual(id);
+      expect((await store.listIdentities()).map((i) => i.name)).toEqual(['web1', 'web2']);
+      await store.putIdentity({ ...id, macs: ['42:00:00:00:00:06', '42:00:00:00:00:07'] });
+      expect((await store.getIdentity('web1'))!.macs).toEqual(['42:00:00:00:00:06', '42:00:00:00:00:07']);
+      expect(await store.deleteIdentity('web1')).toBe(true);
+      expect(await store.deleteIdentity('web1')).toBe(false);
+      expect(await store.getIdentity('web1')).toBeNull();
+      // An identity holds no address.
+      expect((await store.status(big)).held).toBe(0);
+    });
+
     it('concurrent allocations in one process never share an address', async () => {
       const all = await Promise.all(Array.from({ length: 20 }, () => store.allocate(big, [manual])));
       expect(new Set(all.map((l) => l[0]!.mac)).size).toBe(20);

@@ -1,7 +1,7 @@
 /** `uncloud-vm list` and `uncloud-vm gc`: the VMs the pool knows of, and reclaiming what dead ones held. */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lease } from '../../store/pool.js';
+import type { Lease, VmIdentity } from '../../store/pool.js';
 import { readRecord, recordAlive } from '../../system/run-dir.js';
 import { type Context, table } from '../context.js';
 import { leaseState } from './mac.js';
@@ -9,12 +9,13 @@ import { leaseState } from './mac.js';
 export interface VmRow {
   name: string;
   uuid: string | null;
-  state: 'running' | 'stale' | 'held';
+  state: 'running' | 'stopped' | 'stale' | 'held';
   pids: number[];
   nics: { nic: number | null; mac: string; host: string }[];
 }
 
-export function groupByVm(leases: Lease[]): VmRow[] {
+/** VMs from their leases, plus named VMs that hold nothing now (stopped). */
+export function groupByVm(leases: Lease[], identities: VmIdentity[] = []): VmRow[] {
   const rows = new Map<string, VmRow>();
   for (const l of leases) {
     if (!l.vm) continue;
@@ -30,17 +31,22 @@ export function groupByVm(leases: Lease[]): VmRow[] {
     for (const o of l.owners) if (!row.pids.includes(o.pid)) row.pids.push(o.pid);
     row.nics.push({ nic: l.nic, mac: l.mac, host: l.host });
   }
+  for (const id of identities) {
+    if (rows.has(id.uuid)) continue;
+    rows.set(id.uuid, { name: id.name, uuid: id.uuid, state: 'stopped', pids: [], nics: id.macs.map((mac, nic) => ({ nic, mac, host: '-' })) });
+  }
   return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export async function list(flags: { json?: boolean }, ctx: Context): Promise<number> {
-  const vms = groupByVm(await (await ctx.store()).list());
+  const store = await ctx.store();
+  const vms = groupByVm(await store.list(), await store.listIdentities());
   if (flags.json) {
     ctx.out(JSON.stringify(vms, null, 2));
     return 0;
   }
   if (vms.length === 0) {
-    ctx.out('no VM holds a MAC');
+    ctx.out('no VM is known');
     return 0;
   }
   const rows = [['NAME', 'STATE', 'PIDS', 'MACS', 'UUID']];

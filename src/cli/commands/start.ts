@@ -5,17 +5,38 @@ import { resolve } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
-import { planVm, specFor, type StartOptions, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
+import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import { bridgeExists, hostFacts } from '../../system/host.js';
 import type { Context } from '../context.js';
 
 export interface StartFlags extends StartOptions {
   dryRun?: boolean;
   json?: boolean;
+  detach?: boolean;
+  stopTimeout?: string;
+}
+
+/** The uuid package is loaded only when a name-derived UUID is needed: it is the costliest import of a dry run. */
+export async function uuidSource(flags: StartOptions): Promise<UuidSource> {
+  const forName = flags.name !== undefined && flags.uuid === undefined ? (await import('uuid')).v5 : undefined;
+  return {
+    random: randomUUID,
+    forName: (name) => {
+      if (!forName) throw new Error('uuidSource: name-derived UUID not prepared');
+      return forName(name, NAME_NAMESPACE);
+    },
+  };
+}
+
+export function parseTimeout(text: string, flag: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) > 86400) {
+    throw new UncloudError('USAGE', `invalid ${flag} '${text}': expected whole seconds from 0 to 86400`, 2);
+  }
+  return Number(text);
 }
 
 /** Boot media must exist; they are passed to qemu as absolute paths. */
-function resolveMedia(plan: VmPlan): void {
+export function resolveMedia(plan: VmPlan): void {
   const check = (flag: string, path: string): string => {
     const abs = resolve(path);
     if (!existsSync(abs)) throw new UncloudError('NO_FILE', `${flag} ${path}: no such file`, 2);
@@ -29,20 +50,31 @@ function resolveMedia(plan: VmPlan): void {
 
 export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { settings } = ctx;
-  const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, randomUUID);
+  const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
   if (flags.dryRun) return dryRun(plan, flags, ctx);
   if (flags.json) throw new UncloudError('USAGE', '--json goes with --dry-run', 2);
 
-  const { prepareVm, superviseVm } = await import('../../qemu/launcher.js');
+  const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(60), '--stop-timeout');
+  if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
+  const { prepareVm, runDetached, superviseVm } = await import('../../qemu/launcher.js');
   const { ownerOf } = await import('../../system/proc.js');
-  const deps = { store: await ctx.store(), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
+  const { selfCommand } = await import('../self.js');
+  const deps = { store: await ctx.store(), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, stopTimeoutS };
   if (plan.accelNote) ctx.err(plan.accelNote);
-  const vm = await prepareVm(plan, deps, [ownerOf(process.pid)]);
+  const vm = await prepareVm(plan, deps, {
+    owners: [ownerOf(process.pid)],
+    ...(flags.detach ? { releaseOnDown: [...selfCommand(settings), 'hook', 'release', plan.name] } : {}),
+  });
   for (const nic of vm.spec.nics) {
     ctx.err(`VM ${vm.spec.name} (${vm.spec.uuid}): nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   }
   if (!vm.spec.console) ctx.err(`serial console: ${vm.spec.serialLog}`);
+  if (flags.detach) {
+    const qemu = await runDetached(vm, deps);
+    ctx.err(`VM ${vm.spec.name} runs in the background (qemu pid ${qemu.pid}); stop it with 'uncloud-vm stop ${vm.spec.name}'`);
+    return 0;
+  }
   return superviseVm(vm, deps);
 }
 
@@ -69,5 +101,18 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
     if (!bridgeExists(nic.bridge)) ctx.err(`note: bridge ${nic.bridge} does not exist; start would refuse to run`);
   }
   if (auto > 0) ctx.err(`dry run: nothing reserved; ${auto === 1 ? 'the MAC shown is' : 'MACs shown are'} what the pool would give next (tentative)`);
+  return 0;
+}
+
+/** ExecStartPre of a unit: lease the MACs and write the scripts; systemd then execs qemu. */
+export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<number> {
+  if (flags.name === undefined) throw new UncloudError('USAGE', 'hook prepare needs --name', 2);
+  const { settings } = ctx;
+  const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
+  resolveMedia(plan);
+  const { prepareVm } = await import('../../qemu/launcher.js');
+  const deps = { store: await ctx.store(), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
+  const vm = await prepareVm(plan, deps, { owners: [] });
+  for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;
 }

@@ -1,0 +1,252 @@
+#!/usr/bin/env node
+// npm run bench: what operators feel, each figure a median (with min and max) over several runs, measured
+// side by side with its reference in this one run. Writes bench/results/latest.{json,md}.
+// Needs root (a network namespace with a bridge for the launcher figures). Not a test: it asserts only
+// correctness (no duplicate MAC), never a time.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(ROOT, 'dist/cli/main.js');
+const FAKE_QEMU = join(ROOT, 'test/fixtures/fake-qemu');
+const QUICK = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const rows = [];
+const temps = [];
+
+function tmp(label) {
+  const d = mkdtempSync(join(tmpdir(), `uncloud-vm-bench-${label}-`));
+  temps.push(d);
+  return d;
+}
+
+function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1], runs: s.length };
+}
+
+function record(section, name, unit, samples, extra = {}) {
+  const row = { section, name, unit, ...stats(samples), ...extra };
+  rows.push(row);
+  const fmt = (v) => (unit === 'ms' ? v.toFixed(1) : unit === 'MiB' ? v.toFixed(1) : String(Math.round(v)));
+  console.log(`${section.padEnd(22)} ${name.padEnd(52)} ${fmt(row.median).padStart(9)} ${unit.padEnd(4)} (min ${fmt(row.min)}, max ${fmt(row.max)}, n=${row.runs})${extra.note ? `  ${extra.note}` : ''}`);
+  return row;
+}
+
+function timeSync(cmd, args, env) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return ms;
+}
+
+function envFor(dir, extra = {}) {
+  return {
+    PATH: process.env.PATH,
+    HOME: dir,
+    UNCLOUD_VM_STATE_DIR: join(dir, 'state'),
+    UNCLOUD_VM_RUN_DIR: join(dir, 'run'),
+    UNCLOUD_VM_CONFIG: join(ROOT, 'test/fixtures/empty-config.json'),
+    ...extra,
+  };
+}
+
+const want = (name) => !only || only.includes(name);
+
+// 1. CLI latency, interleaved with `node -e 0` so both see the same machine state.
+function cliLatency() {
+  const dir = tmp('cli');
+  const env = envFor(dir);
+  spawnSync(process.execPath, [BIN, 'mac', 'allocate'], { env });
+  const n = QUICK ? 7 : 21;
+  const base = [];
+  const dry = [];
+  const pool = [];
+  for (let i = 0; i < n; i++) {
+    base.push(timeSync(process.execPath, ['-e', '0'], env));
+    dry.push(timeSync(process.execPath, [BIN, 'start', '--dry-run', '--memory', '1024', '--cores', '2'], env));
+    pool.push(timeSync(process.execPath, [BIN, 'mac', 'pool'], env));
+  }
+  const b = record('cli latency', 'node -e 0 (the floor)', 'ms', base);
+  const d = record('cli latency', 'start --dry-run --memory 1024 --cores 2', 'ms', dry);
+  const p = record('cli latency', 'mac pool', 'ms', pool);
+  const ratio = (x) => x.median / b.median;
+  d.ratio = ratio(d);
+  p.ratio = ratio(p);
+  console.log(`${''.padEnd(22)} ratio to node -e 0: dry-run ${d.ratio.toFixed(2)}x, mac pool ${p.ratio.toFixed(2)}x (target <= 1.3x)`);
+}
+
+// 2. Allocation throughput on the file store: one process, and 64 processes at once.
+async function allocation() {
+  const { FileStore } = await import(join(ROOT, 'dist/store/file-store.js'));
+  const { parsePool } = await import(join(ROOT, 'dist/core/mac.js'));
+  const pool = parsePool('42:00:00');
+  const total = QUICK ? 2000 : 10000;
+  const per = [];
+  for (let rep = 0; rep < 3; rep++) {
+    const store = new FileStore({ dir: join(tmp('alloc1'), 'state') });
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < total; i++) await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
+    per.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const held = (await store.status(pool)).held;
+    if (held !== total) throw new Error(`expected ${total} held, got ${held}`);
+  }
+  record('allocation (file)', `one process, ${total} allocations: total`, 'ms', per, { note: `${(per.sort((a, b) => a - b)[1] / total).toFixed(3)} ms each` });
+
+  const procs = 64;
+  const each = QUICK ? 20 : 100;
+  const script = `
+    const { FileStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/file-store.js'))});
+    const { parsePool } = await import(${JSON.stringify(join(ROOT, 'dist/core/mac.js'))});
+    const store = new FileStore({ dir: process.argv[1] });
+    const pool = parsePool('42:00:00');
+    const out = [];
+    for (let i = 0; i < ${each}; i++) out.push((await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
+    process.stdout.write(out.join('\\n'));`;
+  const times = [];
+  for (let rep = 0; rep < 3; rep++) {
+    const dir = join(tmp('alloc64'), 'state');
+    const t0 = process.hrtime.bigint();
+    const outs = await Promise.all(
+      Array.from({ length: procs }, () =>
+        new Promise((res, rej) => {
+          const c = spawn(process.execPath, ['--input-type=module', '-e', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+          let o = '';
+          c.stdout.on('data', (d) => (o += d));
+          c.on('close', (code) => (code === 0 ? res(o) : rej(new Error(`allocator exited ${code}`))));
+        }),
+      ),
+    );
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const macs = outs.flatMap((o) => o.split('\n'));
+    const dups = macs.length - new Set(macs).size;
+    if (macs.length !== procs * each || dups !== 0) throw new Error(`64-way: ${macs.length} MACs, ${dups} duplicates`);
+  }
+  record('allocation (file)', `${procs} processes x ${each} at once: total`, 'ms', times, { note: '0 duplicates' });
+
+  const cliTimes = [];
+  for (let rep = 0; rep < 3; rep++) {
+    const env = envFor(tmp('cli64'));
+    const t0 = process.hrtime.bigint();
+    const outs = await Promise.all(
+      Array.from({ length: 64 }, () =>
+        new Promise((res, rej) => {
+          const c = spawn(process.execPath, [BIN, 'mac', 'allocate'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+          let o = '';
+          c.stdout.on('data', (d) => (o += d));
+          c.on('close', (code) => (code === 0 ? res(o.trim()) : rej(new Error(`mac allocate exited ${code}`))));
+        }),
+      ),
+    );
+    cliTimes.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (new Set(outs).size !== 64) throw new Error('64 concurrent mac allocate: duplicates');
+  }
+  record('allocation (file)', '64 concurrent `uncloud-vm mac allocate`: total', 'ms', cliTimes, { note: '64 distinct' });
+}
+
+// 3. Scaling: allocation latency with 0, 10k and 100k leases held.
+async function scaling() {
+  const { FileStore } = await import(join(ROOT, 'dist/store/file-store.js'));
+  const { parsePool, formatMac } = await import(join(ROOT, 'dist/core/mac.js'));
+  const pool = parsePool('42:00:00');
+  const sizes = QUICK ? [0, 10000] : [0, 10000, 100000];
+  const results = {};
+  for (const held of sizes) {
+    const dir = join(tmp(`scale${held}`), 'state');
+    const store = new FileStore({ dir });
+    await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
+    // Pre-fill leases as the store writes them, spread over the pool past the cursor.
+    const leaseDir = join(dir, 'leases');
+    for (let i = 0; i < held; i++) {
+      const mac = formatMac(pool.base + 0x100000 + i * 7);
+      const lease = { version: 1, mac, vm: null, nic: null, host: 'bench', owners: [], created: new Date(0).toISOString() };
+      writeFileSync(join(leaseDir, `${mac.replaceAll(':', '')}.json`), `${JSON.stringify(lease)}\n`, { mode: 0o600 });
+    }
+    const samples = [];
+    for (let i = 0; i < (QUICK ? 100 : 300); i++) {
+      const t0 = process.hrtime.bigint();
+      await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
+      samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    results[held] = record('scaling (file)', `allocate with ${held} leases held`, 'ms', samples);
+  }
+  const last = results[sizes[sizes.length - 1]];
+  console.log(`${''.padEnd(22)} ratio ${sizes[sizes.length - 1]} held / 0 held: ${(last.median / results[0].median).toFixed(2)}x (target <= 2x)`);
+  last.ratio = last.median / results[0].median;
+}
+
+// 4 + 5. Launcher overhead and resident cost, with a fake qemu, in a namespace with a bridge.
+async function launcher() {
+  const ns = `uncloud-bench-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'add', 'br0', 'type', 'bridge']);
+    const n = QUICK ? 5 : 15;
+    const direct = [];
+    const viaStart = [];
+    for (let i = 0; i < n; i++) {
+      const dir = tmp('launch');
+      const env = envFor(dir, { UNCLOUD_VM_QEMU: FAKE_QEMU });
+      mkdirSync(join(dir, 'run'), { recursive: true });
+      direct.push(timeSync('ip', ['netns', 'exec', ns, FAKE_QEMU, '-pidfile', join(dir, 'direct.pid')], env));
+      viaStart.push(timeSync('ip', ['netns', 'exec', ns, process.execPath, BIN, 'start', '--accel', 'tcg', '--memory', '64'], env));
+    }
+    const d = record('launcher', 'fake qemu run directly (exits at once)', 'ms', direct);
+    const s = record('launcher', 'uncloud-vm start + the same fake qemu, until all is released', 'ms', viaStart);
+    console.log(`${''.padEnd(22)} launcher overhead: ${(s.median - d.median).toFixed(1)} ms`);
+
+    const rss = [];
+    for (let i = 0; i < 3; i++) {
+      const dir = tmp('rss');
+      const env = envFor(dir, { UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_SLEEP: '30' });
+      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'start', '--accel', 'tcg', '--memory', '64', '--name', 'rss'], { env, stdio: 'ignore' });
+      const rec = join(dir, 'run', 'rss', 'vm.json');
+      let pid;
+      for (let t = 0; t < 200 && !pid; t++) {
+        await new Promise((r) => setTimeout(r, 50));
+        try {
+          const j = JSON.parse(readFileSync(rec, 'utf8'));
+          if (j.qemu) pid = j.launcher.pid;
+        } catch {}
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      rss.push(Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024);
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('close', r));
+    }
+    record('resident cost', 'foreground launcher RSS while its VM runs', 'MiB', rss);
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+}
+
+try {
+  console.log(`uncloud-vm bench${QUICK ? ' (quick)' : ''} — ${new Date().toISOString()}, node ${process.version}\n`);
+  if (want('cli')) cliLatency();
+  if (want('alloc')) await allocation();
+  if (want('scaling')) await scaling();
+  if (want('launcher')) await launcher();
+  const outDir = join(ROOT, 'bench/results');
+  mkdirSync(outDir, { recursive: true });
+  const meta = { date: new Date().toISOString(), node: process.version, quick: QUICK };
+  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
+  const md = [
+    `# uncloud-vm bench — ${meta.date}${QUICK ? ' (quick)' : ''}`,
+    '',
+    '| section | figure | median | min | max | runs | note |',
+    '| --- | --- | ---: | ---: | ---: | ---: | --- |',
+    ...rows.map((r) => `| ${r.section} | ${r.name} | ${r.median.toFixed(1)} ${r.unit} | ${r.min.toFixed(1)} | ${r.max.toFixed(1)} | ${r.runs} | ${[r.ratio ? `${r.ratio.toFixed(2)}x` : '', r.note ?? ''].filter(Boolean).join('; ')} |`),
+    '',
+  ].join('\n');
+  writeFileSync(join(outDir, 'latest.md'), md);
+  console.log(`\nwritten: bench/results/latest.json, bench/results/latest.md`);
+} finally {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+}
