@@ -10,7 +10,7 @@
  * Lease files are not fsynced into the directory: after a host crash every VM lease is stale anyway,
  * and a lost cursor move only makes an address come round sooner.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError, usageError } from '../core/errors.js';
@@ -25,7 +25,7 @@ import {
   parseMac,
   type Pool,
 } from '../core/mac.js';
-import { createFileExclusive, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { createFileExclusive, readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
 import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './pool.js';
@@ -216,14 +216,8 @@ export class FileStore implements Store {
 
   async getIdentity(name: string): Promise<VmIdentity | null> {
     const path = this.identityPath(name);
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    return parseIdentity(text, path);
+    const text = readTextIfExists(path);
+    return text === null ? null : parseIdentity(text, path);
   }
 
   async putIdentity(identity: VmIdentity): Promise<void> {
@@ -314,24 +308,13 @@ export class FileStore implements Store {
 
   /** A lease file, or null when it vanished meanwhile. A damaged one is an error naming the file. */
   private readLease(path: string): Lease | null {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
-    return parseLease(text, path);
+    const text = readTextIfExists(path);
+    return text === null ? null : parseLease(text, path);
   }
 
   private readPoolFile(): PoolFile {
-    let text: string;
-    try {
-      text = readFileSync(this.poolPath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, cursors: {} };
-      throw err;
-    }
+    const text = readTextIfExists(this.poolPath);
+    if (text === null) return { version: 1, cursors: {} };
     let data: unknown;
     try {
       data = JSON.parse(text);

@@ -6,18 +6,29 @@ export function serializeLease(lease: Lease): string {
   return `${JSON.stringify(lease)}\n`;
 }
 
-export function parseLease(text: string, where: string): Lease {
+/** A JSON object of a known version, or an error naming the file. */
+function parseRecord<T>(text: string, what: string, where: string): Partial<T> {
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch {
-    throw damagedLease(where, 'not valid JSON');
+    throw damaged(what, where, 'not valid JSON');
   }
-  const l = data as Partial<Lease> | null;
-  if (typeof l !== 'object' || l === null) throw damagedLease(where, 'not a JSON object');
-  if (l.version !== 1) {
-    throw new UncloudError('STATE_VERSION', `lease ${where} has version ${JSON.stringify(l.version)}; this uncloud-vm reads version 1`);
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw damaged(what, where, 'not a JSON object');
+  const version = (data as { version?: unknown }).version;
+  if (version !== 1) {
+    throw new UncloudError('STATE_VERSION', `${what} ${where} has version ${JSON.stringify(version)}; this uncloud-vm reads version 1`);
   }
+  return data as Partial<T>;
+}
+
+function damaged(what: string, where: string, why: string): UncloudError {
+  return new UncloudError('STATE_DAMAGED', `${what} ${where} is damaged (${why}); it was left untouched: repair or remove it`);
+}
+
+export function parseLease(text: string, where: string): Lease {
+  const l = parseRecord<Lease>(text, 'lease', where);
+  const damagedLease = (w: string, why: string) => damaged('lease', w, why);
   if (typeof l.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(l.mac)) throw damagedLease(where, 'bad mac');
   if (l.vm !== null && (typeof l.vm !== 'object' || typeof l.vm?.name !== 'string')) throw damagedLease(where, 'bad vm');
   if (l.nic !== null && typeof l.nic !== 'number') throw damagedLease(where, 'bad nic');
@@ -29,29 +40,11 @@ export function parseLease(text: string, where: string): Lease {
   return l as Lease;
 }
 
-function damagedLease(where: string, why: string): UncloudError {
-  return new UncloudError('STATE_DAMAGED', `lease ${where} is damaged (${why}); it was left untouched: repair or remove it`);
-}
-
 export function parseIdentity(text: string, where: string): VmIdentity {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw damaged(where, 'not valid JSON');
-  }
-  const v = data as Partial<VmIdentity> | null;
-  if (typeof v !== 'object' || v === null) throw damaged(where, 'not a JSON object');
-  if (v.version !== 1) {
-    throw new UncloudError('STATE_VERSION', `VM record ${where} has version ${JSON.stringify(v.version)}; this uncloud-vm reads version 1`);
-  }
-  if (typeof v.name !== 'string' || typeof v.uuid !== 'string') throw damaged(where, 'bad name or uuid');
+  const v = parseRecord<VmIdentity>(text, 'VM record', where);
+  if (typeof v.name !== 'string' || typeof v.uuid !== 'string') throw damaged('VM record', where, 'bad name or uuid');
   if (!Array.isArray(v.macs) || !v.macs.every((m) => typeof m === 'string' && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m))) {
-    throw damaged(where, 'bad macs');
+    throw damaged('VM record', where, 'bad macs');
   }
   return v as VmIdentity;
-}
-
-function damaged(where: string, why: string): UncloudError {
-  return new UncloudError('STATE_DAMAGED', `VM record ${where} is damaged (${why}); it was left untouched: repair or remove it`);
 }

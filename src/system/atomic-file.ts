@@ -1,5 +1,5 @@
 /** Whole-file writes that a crash cannot leave half-done: temp file + fsync + rename (or link). */
-import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 
@@ -57,6 +57,16 @@ export function createFileExclusive(path: string, data: string, mode = 0o600): b
     throw writeFailed(path, err);
   } finally {
     removeQuietly(tmp);
+  }
+}
+
+/** A whole file's text, or null when it does not exist. */
+export function readTextIfExists(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
 }
 
