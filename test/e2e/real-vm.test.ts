@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cli, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
 import { bootGuest, buildGuest } from '../helpers/guest.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
@@ -18,10 +18,14 @@ let guest: { kernel: string; initrd: string };
 beforeAll(() => {
   guest = buildGuest();
   ns = createNetns(['br0', 'br1']);
+});
+afterAll(() => ns.remove());
+// Each test gets its own pool and run dir; whatever a failed test left running is killed.
+beforeEach(() => {
   sb = sandbox();
 });
-afterAll(() => {
-  ns.remove();
+afterEach(() => {
+  ns.killAll();
   sb.cleanup();
 });
 

@@ -41,6 +41,6 @@ export function bootGuest(
     done,
     child: () => child!,
     serial,
-    waitSerial: (re, timeoutMs = 60_000) => waitFor(`${name}: ${re}`, () => serial().match(re) ?? undefined, timeoutMs),
+    waitSerial: (re, timeoutMs = 90_000) => waitFor(`${name}: ${re}`, () => serial().match(re) ?? undefined, timeoutMs),
   };
 }

@@ -6,6 +6,8 @@ let counter = 0;
 export interface Netns {
   name: string;
   ip: (...args: string[]) => string;
+  /** SIGKILL every process in the namespace (what a failed test left running). */
+  killAll: () => void;
   remove: () => void;
 }
 
@@ -18,23 +20,26 @@ export function createNetns(bridges: string[] = ['br0']): Netns {
     ip('link', 'add', br, 'type', 'bridge');
     ip('link', 'set', br, 'up');
   }
+  const killAll = (): void => {
+    try {
+      const pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+    } catch {
+      // namespace already gone
+    }
+  };
   return {
     name,
     ip,
+    killAll,
     remove: () => {
-      try {
-        // Kill anything still running in the namespace before removing it.
-        const pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).split('\n').filter(Boolean);
-        for (const pid of pids) {
-          try {
-            process.kill(Number(pid), 'SIGKILL');
-          } catch {
-            // gone already
-          }
-        }
-      } catch {
-        // namespace already gone
-      }
+      killAll();
       try {
         execFileSync('ip', ['netns', 'del', name]);
       } catch {
