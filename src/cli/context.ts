@@ -1,6 +1,6 @@
 /** What every command gets: resolved settings, the pool, the store, and where to write. */
 import { parsePool, type Pool } from '../core/mac.js';
-import { openStore } from '../store/open-store.js';
+import { type OpenOptions, openStore } from '../store/open-store.js';
 import type { Store } from '../store/pool.js';
 import { type Overrides, resolveSettings, type Settings } from '../system/config.js';
 
@@ -12,8 +12,9 @@ export interface Io {
 export interface Context extends Io {
   settings: Settings;
   pool: Pool;
-  /** Opened on first use, so verbs that need no store never load one. */
-  store: () => Promise<Store>;
+  /** Opened on first use, so verbs that need no store never load one; the first call's options stick. */
+  store: (opts?: OpenOptions) => Promise<Store>;
+  close: () => Promise<void>;
 }
 
 export const stdio: Io = {
@@ -29,7 +30,10 @@ export function makeContext(flags: Overrides, io: Io = stdio): Context {
     ...io,
     settings,
     pool,
-    store: () => (store ??= openStore(settings)),
+    store: (opts) => (store ??= openStore(settings, { onLeaseTrouble: io.err, ...opts })),
+    close: async () => {
+      if (store) await (await store.catch(() => undefined))?.close();
+    },
   };
 }
 

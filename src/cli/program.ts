@@ -51,7 +51,7 @@ export function buildProgram(result: ProgramResult): Command {
     .option('--run-dir <dir>', 'where running VMs keep sockets and scripts (default /run/uncloud-vm as root)')
     .option('--prefix <octets>', 'MAC pool prefix, 1 to 5 octets (default 42:00:00)')
     .option('--force-prefix', 'accept a multicast or globally administered prefix')
-    .option('--store <store>', "MAC pool store: 'file' (default)")
+    .option('--store <store>', "MAC pool store: 'file' (default) or etcd://host:port[,host:port…][/prefix][?ttl=s]")
     .addHelpText(
       'after',
       `
@@ -79,7 +79,12 @@ Examples:
     if (globals.forcePrefix) flags.forcePrefix = true;
     if (globals.store !== undefined) flags.store = globals.store as string;
     const handler = await load();
-    result.exitCode = await handler(cmd.args, cmd.opts(), makeContext(flags));
+    const ctx = makeContext(flags);
+    try {
+      result.exitCode = await handler(cmd.args, cmd.opts(), ctx);
+    } finally {
+      await ctx.close();
+    }
   };
 
   addStartOptions(
@@ -184,6 +189,32 @@ Examples:
       action(async () => {
         const { unit } = await import('./commands/unit.js');
         return (a, o, ctx) => unit(a[0]!, startFlags(o), ctx);
+      }),
+    );
+
+  program
+    .command('agent')
+    .description('etcd store: keep this host\'s lease alive (one resident process per host)')
+    .option('--unit', 'print a systemd unit for the agent instead of running it')
+    .option('--user', 'with --unit: a user unit')
+    .option('--install', 'with --unit: write it and reload systemd')
+    .option('--enable', 'with --install: enable and start it')
+    .addHelpText(
+      'after',
+      `
+With the etcd store, the addresses of this host's running VMs hang on one etcd lease per host with a TTL
+(?ttl= in the store URL, 30 s by default). The agent keeps it alive; if the host dies, its VMs' addresses
+return to the pool after the TTL. VMs under systemd and detached VMs need the agent; a foreground start
+without one keeps a lease of its own alive.
+
+Examples:
+  uncloud-vm --store etcd://10.0.0.1:2379 agent
+  uncloud-vm --store etcd://10.0.0.1:2379 agent --unit --install --enable`,
+    )
+    .action(
+      action(async () => {
+        const { agent } = await import('./commands/agent.js');
+        return (_a, o, ctx) => agent(o, ctx);
       }),
     );
 

@@ -1,14 +1,49 @@
 /** Pick the store a setting names: "file" (the embedded default) or etcd://host:port[,host:port…][/prefix]. */
-import { printable, usageError } from '../core/errors.js';
+import { readFileSync } from 'node:fs';
+import { UncloudError } from '../core/errors.js';
+import { parseStore } from '../core/store-url.js';
 import { FileStore } from './file-store.js';
 import type { Store } from './pool.js';
 
 export interface StoreSettings {
   store: string;
   stateDir: string;
+  host: string;
 }
 
-export async function openStore(settings: StoreSettings): Promise<Store> {
-  if (settings.store === 'file') return new FileStore({ dir: settings.stateDir });
-  throw usageError(`invalid store '${printable(settings.store)}': expected 'file'`);
+export interface OpenOptions {
+  /** etcd: refuse leases for running VMs unless this host's agent runs (units, detached VMs). */
+  requireAgent?: boolean;
+  /** etcd: told when keeping this process's own lease alive runs into trouble. */
+  onLeaseTrouble?: (msg: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
+  const path = env[name];
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UncloudError('USAGE', `${name}=${path}: ${(err as Error).message}`, 2);
+  }
+}
+
+export async function openStore(settings: StoreSettings, opts: OpenOptions = {}): Promise<Store> {
+  const target = parseStore(settings.store);
+  if (target.kind === 'file') return new FileStore({ dir: settings.stateDir, host: settings.host });
+  const env = opts.env ?? process.env;
+  const { EtcdStore } = await import('./etcd-store.js');
+  const user = env.UNCLOUD_VM_ETCD_USER;
+  const ca = readPem(env, 'UNCLOUD_VM_ETCD_CA');
+  const cert = readPem(env, 'UNCLOUD_VM_ETCD_CERT');
+  const key = readPem(env, 'UNCLOUD_VM_ETCD_KEY');
+  return new EtcdStore({
+    target,
+    host: settings.host,
+    ...(user ? { auth: { username: user, password: env.UNCLOUD_VM_ETCD_PASSWORD ?? '' } } : {}),
+    ...(ca ? { credentials: { rootCertificate: ca, ...(key ? { privateKey: key } : {}), ...(cert ? { certChain: cert } : {}) } } : {}),
+    ...(opts.requireAgent ? { requireAgent: true } : {}),
+    ...(opts.onLeaseTrouble ? { onLeaseTrouble: opts.onLeaseTrouble } : {}),
+  });
 }

@@ -3,7 +3,7 @@
  * Paths follow the FHS for root and XDG for everyone else.
  */
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
 
@@ -17,12 +17,14 @@ export interface Settings {
   bridge: string;
   qemu: string;
   store: string;
+  /** This host's name in leases (etcd: whose leases gc may free). */
+  host: string;
 }
 
 /** What a user can set, by flag or environment; each is optional. */
 export type Overrides = Partial<Settings> & { config?: string };
 
-const KEYS: (keyof Settings)[] = ['stateDir', 'runDir', 'prefix', 'forcePrefix', 'bridge', 'qemu', 'store'];
+const KEYS: (keyof Settings)[] = ['stateDir', 'runDir', 'prefix', 'forcePrefix', 'bridge', 'qemu', 'store', 'host'];
 
 const ENV: Record<string, keyof Settings | 'config'> = {
   UNCLOUD_VM_CONFIG: 'config',
@@ -32,6 +34,7 @@ const ENV: Record<string, keyof Settings | 'config'> = {
   UNCLOUD_VM_BRIDGE: 'bridge',
   UNCLOUD_VM_QEMU: 'qemu',
   UNCLOUD_VM_STORE: 'store',
+  UNCLOUD_VM_HOST: 'host',
 };
 
 export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {
@@ -47,6 +50,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {
     bridge: 'br0',
     qemu: 'qemu-system-x86_64',
     store: 'file',
+    host: hostname(),
   };
 }
 

@@ -16,6 +16,7 @@ export function createNetns(bridges: string[] = ['br0']): Netns {
   const name = `uctest-${process.pid}-${counter}`;
   execFileSync('ip', ['netns', 'add', name]);
   const ip = (...args: string[]): string => execFileSync('ip', ['netns', 'exec', name, 'ip', ...args], { encoding: 'utf8' });
+  ip('link', 'set', 'lo', 'up');
   for (const br of bridges) {
     ip('link', 'add', br, 'type', 'bridge');
     ip('link', 'set', br, 'up');

@@ -14,8 +14,9 @@ export interface VmRow {
   nics: { nic: number | null; mac: string; host: string }[];
 }
 
+
 /** VMs from their leases, plus named VMs that hold nothing now (stopped). */
-export function groupByVm(leases: Lease[], identities: VmIdentity[] = []): VmRow[] {
+export function groupByVm(leases: Lease[], identities: VmIdentity[], host: string): VmRow[] {
   const rows = new Map<string, VmRow>();
   for (const l of leases) {
     if (!l.vm) continue;
@@ -25,8 +26,8 @@ export function groupByVm(leases: Lease[], identities: VmIdentity[] = []): VmRow
       row = { name: l.vm.name, uuid: l.vm.uuid ?? null, state: 'held', pids: [], nics: [] };
       rows.set(key, row);
     }
-    const st = leaseState(l);
-    if (st === 'live') row.state = 'running';
+    const st = leaseState(l, host);
+    if (st === 'live' || st === 'remote') row.state = 'running';
     else if (st === 'stale' && row.state !== 'running') row.state = 'stale';
     for (const o of l.owners) if (!row.pids.includes(o.pid)) row.pids.push(o.pid);
     row.nics.push({ nic: l.nic, mac: l.mac, host: l.host });
@@ -40,7 +41,7 @@ export function groupByVm(leases: Lease[], identities: VmIdentity[] = []): VmRow
 
 export async function list(flags: { json?: boolean }, ctx: Context): Promise<number> {
   const store = await ctx.store();
-  const vms = groupByVm(await store.list(), await store.listIdentities());
+  const vms = groupByVm(await store.list(), await store.listIdentities(), ctx.settings.host);
   if (flags.json) {
     ctx.out(JSON.stringify(vms, null, 2));
     return 0;

@@ -31,15 +31,20 @@ export async function macRelease(mac: string, ctx: Context): Promise<number> {
   return 0;
 }
 
-export function leaseState(lease: Lease): 'held' | 'live' | 'stale' {
+/**
+ * held: no owner process (until released); live/stale: this host's owners run or are gone;
+ * remote: another host's VM, kept alive by that host's etcd lease (its pids mean nothing here).
+ */
+export function leaseState(lease: Lease, host: string): 'held' | 'live' | 'stale' | 'remote' {
   if (lease.owners.length === 0) return 'held';
+  if (lease.host !== host) return 'remote';
   return lease.owners.some(isOwnerAlive) ? 'live' : 'stale';
 }
 
 export async function macList(flags: { json?: boolean }, ctx: Context): Promise<number> {
   const leases = await (await ctx.store()).list();
   if (flags.json) {
-    ctx.out(JSON.stringify(leases.map((l) => ({ ...l, state: leaseState(l) })), null, 2));
+    ctx.out(JSON.stringify(leases.map((l) => ({ ...l, state: leaseState(l, ctx.settings.host) })), null, 2));
     return 0;
   }
   if (leases.length === 0) {
@@ -50,7 +55,7 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
   for (const l of leases) {
     rows.push([
       l.mac,
-      leaseState(l),
+      leaseState(l, ctx.settings.host),
       l.vm?.name ?? '-',
       l.nic === null ? '-' : String(l.nic),
       l.host,

@@ -60,7 +60,9 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { prepareVm, runDetached, superviseVm } = await import('../../qemu/launcher.js');
   const { ownerOf } = await import('../../system/proc.js');
   const { selfCommand } = await import('../self.js');
-  const deps = { store: await ctx.store(), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, stopTimeoutS };
+  // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
+  const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
+  const deps = { store, pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, stopTimeoutS };
   if (plan.accelNote) ctx.err(plan.accelNote);
   const vm = await prepareVm(plan, deps, {
     owners: [ownerOf(process.pid)],
@@ -111,7 +113,7 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
   const { prepareVm } = await import('../../qemu/launcher.js');
-  const deps = { store: await ctx.store(), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
+  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
   const vm = await prepareVm(plan, deps, { owners: [] });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;

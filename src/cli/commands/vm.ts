@@ -154,7 +154,8 @@ export async function hookAdopt(name: string, ctx: Context): Promise<number> {
     if (Date.now() > deadline) throw new UncloudError('QEMU_TIMEOUT', `qemu of VM ${name} wrote no pidfile within 30 s`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  const store = await ctx.store();
+  // With etcd, qemu's leases must hang on the host agent's lease: this process ends right after.
+  const store = await ctx.store({ requireAgent: true });
   await store.setOwners(
     rec.nics.map((n) => n.mac),
     [qemu],

@@ -1,0 +1,396 @@
+/**
+ * The cluster MAC pool on etcd, for hosts that share one layer-2 network.
+ *
+ *   <prefix>/macs/<12 hex>      one key per held address (the Lease record as JSON)
+ *   <prefix>/cursors/<pool>     the shared rotating cursor of a pool
+ *   <prefix>/vms/<name>         what a named VM had last time (UUID, MAC per NIC); holds no address
+ *   <prefix>/hosts/<host>       the host agent's etcd lease id, attached to that lease
+ *
+ * An allocation is one transaction: every chosen address key must be absent (create revision 0) and the
+ * cursor unchanged since it was read; then all keys and the new cursor are written. A lost race retries.
+ * Addresses of running VMs (leases with owners) are attached to an etcd lease of their host, kept alive by
+ * `uncloud-vm agent` (or, without one, by the foreground launcher itself): when a host dies its addresses
+ * return to the pool after the TTL. Manual allocations have no TTL and stay until released.
+ */
+import { hostname } from 'node:os';
+import { Etcd3, type Lease as EtcdLease } from 'etcd3';
+import { UncloudError } from '../core/errors.js';
+import { advance, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool } from '../core/mac.js';
+import type { EtcdTarget } from '../core/store-url.js';
+import { isOwnerAlive } from '../system/proc.js';
+import { parseIdentity, parseLease, serializeLease } from './lease.js';
+import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './pool.js';
+
+export interface EtcdStoreOptions {
+  target: EtcdTarget;
+  host?: string;
+  isAlive?: (o: Owner) => boolean;
+  auth?: { username: string; password: string };
+  credentials?: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer };
+  /** Refuse ephemeral leases without a running agent (systemd units and detached VMs need one). */
+  requireAgent?: boolean;
+  /** Told when the keep-alive of this process's own etcd lease fails or recovers. */
+  onLeaseTrouble?: (msg: string) => void;
+}
+
+const SCAN_BATCH = 256;
+const TXN_CHUNK = 60;
+const MAX_ATTEMPTS = 200;
+const CALL_DEADLINE_MS = 5000;
+
+class Exhausted extends Error {}
+
+export class EtcdStore implements Store {
+  readonly where: string;
+  readonly client: Etcd3;
+  private readonly p: string;
+  readonly host: string;
+  private readonly isAlive: (o: Owner) => boolean;
+  private ownLease: EtcdLease | undefined;
+  private ownLeaseId: Promise<string> | undefined;
+
+  constructor(private readonly opts: EtcdStoreOptions) {
+    const t = opts.target;
+    this.where = `etcd store ${t.endpoints.map((e) => e.replace(/^https?:\/\//, '')).join(',')}${t.prefix}`;
+    this.p = t.prefix;
+    this.host = opts.host ?? hostname();
+    this.isAlive = opts.isAlive ?? isOwnerAlive;
+    this.client = new Etcd3({
+      hosts: t.endpoints,
+      dialTimeout: 3000,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
+      ...(opts.auth ? { auth: opts.auth } : {}),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    });
+  }
+
+  // --- keys ---
+  private macKey(mac: string): string {
+    return `${this.p}/macs/${mac.replaceAll(':', '')}`;
+  }
+  private cursorKey(pool: Pool): string {
+    return `${this.p}/cursors/${pool.prefix}`;
+  }
+  private vmKey(name: string): string {
+    return `${this.p}/vms/${name}`;
+  }
+  hostKey(host = this.host): string {
+    return `${this.p}/hosts/${host}`;
+  }
+
+  /** Every etcd call goes through here: a failure becomes one clear error naming the endpoints. */
+  async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof UncloudError || err instanceof Exhausted) throw err;
+      const msg = (err as Error).message.split('\n')[0] ?? '';
+      const cause = /Last error: (?:Error: )?(.+?)(?:\.? - |\. Resolution note|$)/.exec(msg)?.[1]?.trim();
+      if (/UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|GRPCConnectFailed|circuit/i.test(msg)) {
+        throw new UncloudError(
+          'ETCD_UNAVAILABLE',
+          `${this.where}: ${what} failed: cannot reach etcd${cause ? ` (${cause})` : ''}; check that etcd runs and the endpoints are right`,
+        );
+      }
+      throw new UncloudError('ETCD_FAILED', `${this.where}: ${what} failed: ${msg}`);
+    }
+  }
+
+  async allocate(pool: Pool, requests: LeaseRequest[]): Promise<Lease[]> {
+    for (const req of requests) {
+      if (req.mac !== undefined && !inPool(pool, parseMac(req.mac))) {
+        throw new UncloudError('USAGE', `MAC ${req.mac} is outside the pool ${pool.prefix}; pick one that starts with ${pool.prefix}`, 2);
+      }
+    }
+    const ephemeral = requests.some((r) => r.owners.length > 0);
+    const leaseId = ephemeral ? await this.hostLeaseId() : undefined;
+    try {
+      return await this.allocateChunks(pool, requests, leaseId);
+    } catch (err) {
+      if (!(err instanceof Exhausted)) throw err;
+    }
+    await this.gc();
+    try {
+      return await this.allocateChunks(pool, requests, leaseId);
+    } catch (err) {
+      if (err instanceof Exhausted) throw exhaustedError(pool);
+      throw err;
+    }
+  }
+
+  /**
+   * etcd caps a transaction at 128 operations: a request for more addresses than fit in one goes in
+   * chunks, and what earlier chunks took is given back if a later one fails (all or none).
+   */
+  private async allocateChunks(pool: Pool, requests: LeaseRequest[], leaseId: string | undefined): Promise<Lease[]> {
+    const taken: Lease[] = [];
+    try {
+      for (let i = 0; i < requests.length; i += TXN_CHUNK) {
+        taken.push(...(await this.allocateOnce(pool, requests.slice(i, i + TXN_CHUNK), leaseId)));
+      }
+      return taken;
+    } catch (err) {
+      for (const l of taken) await this.release(l.mac).catch(() => false);
+      throw err;
+    }
+  }
+
+  private async allocateOnce(pool: Pool, requests: LeaseRequest[], leaseId: string | undefined): Promise<Lease[]> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const cur = await this.readCursor(pool);
+      let cursor = cur.index;
+      const chosen: string[] = [];
+      const skip = new Set<string>();
+      for (const req of requests) {
+        if (req.mac !== undefined) {
+          if (await this.exists(req.mac)) throw await this.heldError(req.mac);
+          chosen.push(req.mac);
+          continue;
+        }
+        if (req.prefer !== undefined && inPool(pool, parseMac(req.prefer)) && !chosen.includes(req.prefer) && !(await this.exists(req.prefer))) {
+          chosen.push(req.prefer);
+          continue;
+        }
+        const index = await this.nextFree(pool, cursor, new Set([...chosen, ...skip]));
+        if (index === null) throw new Exhausted();
+        chosen.push(formatMac(macAt(pool, index)));
+        cursor = advance(pool, index);
+      }
+      const leases = requests.map((req, i) => this.newLease(chosen[i]!, req));
+      let txn = this.client.if(this.cursorKey(pool), cur.modRevision === '0' ? 'Create' : 'Mod', '==', cur.modRevision === '0' ? 0 : cur.modRevision);
+      for (const mac of chosen) txn = txn.and(this.macKey(mac), 'Create', '==', 0);
+      const puts = leases.map((l, i) => {
+        const put = this.client.put(this.macKey(l.mac)).value(serializeLease(l));
+        return leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put;
+      });
+      const result = await this.call('allocation', () =>
+        txn.then(...puts, this.client.put(this.cursorKey(pool)).value(formatMac(macAt(pool, cursor)))).commit(),
+      );
+      if (result.succeeded) return leases;
+      // Lost a race: someone took an address or moved the cursor. Read again and retry.
+    }
+    throw new UncloudError('ETCD_CONTENTION', `${this.where}: allocation lost ${MAX_ATTEMPTS} races in a row; try again`);
+  }
+
+  /** First free index from the cursor (wrapping), reading held keys in batches rather than one by one. */
+  private async nextFree(pool: Pool, cursor: number, also: Set<string>): Promise<number | null> {
+    const held = async (from: number, to: number): Promise<Set<string>> => {
+      const start = this.macKey(formatMac(macAt(pool, from)));
+      const end = to >= pool.size ? `${this.p}/macs/${formatMac(pool.base + pool.size - 1).replaceAll(':', '')}\u0000` : this.macKey(formatMac(macAt(pool, to)));
+      const keys = await this.call('scan', () => this.client.getAll().inRange({ start, end }).keys());
+      return new Set(keys.map((k) => k.slice(k.lastIndexOf('/') + 1)));
+    };
+    let scanned = 0;
+    let from = cursor;
+    while (scanned < pool.size) {
+      const to = Math.min(from + SCAN_BATCH, pool.size);
+      const taken = await held(from, to);
+      for (let i = from; i < to; i++) {
+        const mac = formatMac(macAt(pool, i));
+        const value = macAt(pool, i);
+        if (value === 0 || Math.floor(value / 2 ** 40) & 1) continue;
+        if (!taken.has(mac.replaceAll(':', '')) && !also.has(mac)) return i;
+      }
+      scanned += to - from;
+      from = to >= pool.size ? 0 : to;
+    }
+    return null;
+  }
+
+  private async readCursor(pool: Pool): Promise<{ index: number; modRevision: string }> {
+    const res = await this.call('reading the cursor', () => this.client.get(this.cursorKey(pool)).exec());
+    const kv = res.kvs[0];
+    if (!kv) return { index: 1, modRevision: '0' };
+    const text = kv.value.toString();
+    let index: number;
+    try {
+      index = indexOf(pool, parseMac(text));
+    } catch {
+      throw new UncloudError('STATE_DAMAGED', `${this.where}: cursor key ${this.cursorKey(pool)} is damaged ('${text.slice(0, 40)}'); repair or delete it`);
+    }
+    return { index, modRevision: String(kv.mod_revision) };
+  }
+
+  private async exists(mac: string): Promise<boolean> {
+    return this.call('lookup', () => this.client.get(this.macKey(mac)).exists());
+  }
+
+  private async heldError(mac: string): Promise<UncloudError> {
+    const lease = await this.getLease(mac);
+    const by = lease?.vm ? `VM ${lease.vm.name}` : 'a manual allocation';
+    return new UncloudError('MAC_HELD', `MAC ${mac} is already held by ${by}${lease ? ` on ${lease.host}` : ''}; pick another or release it first`);
+  }
+
+  private newLease(mac: string, req: LeaseRequest): Lease {
+    return { version: 1, mac, vm: req.vm, nic: req.nic, host: this.host, owners: req.owners, created: new Date().toISOString() };
+  }
+
+  private async getLease(mac: string): Promise<Lease | null> {
+    const text = await this.call('lookup', () => this.client.get(this.macKey(mac)).string());
+    return text === null ? null : parseLease(text, this.macKey(mac));
+  }
+
+  async peek(pool: Pool, count: number): Promise<string[]> {
+    let cursor = (await this.readCursor(pool)).index;
+    const out: string[] = [];
+    while (out.length < count) {
+      const i = await this.nextFree(pool, cursor, new Set(out));
+      if (i === null) throw exhaustedError(pool);
+      out.push(formatMac(macAt(pool, i)));
+      cursor = advance(pool, i);
+    }
+    return out;
+  }
+
+  async release(mac: string, expectVm?: string): Promise<boolean> {
+    const key = this.macKey(formatMac(parseMac(mac)));
+    const res = await this.call('release', () => this.client.get(key).exec());
+    const kv = res.kvs[0];
+    if (!kv) return false;
+    const lease = parseLease(kv.value.toString(), key);
+    if (expectVm !== undefined && lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+    const r = await this.call('release', () =>
+      this.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(this.client.delete().key(key)).commit(),
+    );
+    return r.succeeded;
+  }
+
+  async setOwners(macs: string[], owners: Owner[]): Promise<void> {
+    for (const mac of macs) {
+      const key = this.macKey(mac);
+      const res = await this.call('update', () => this.client.get(key).exec());
+      const kv = res.kvs[0];
+      if (!kv) throw new UncloudError('LEASE_GONE', `lease of ${mac} disappeared from ${this.where}`);
+      const lease = parseLease(kv.value.toString(), key);
+      const next = { ...lease, owners, host: this.host };
+      // Owners mean a running VM: attach to this host's etcd lease if it was not attached yet.
+      const leaseId = String(kv.lease) !== '0' ? String(kv.lease) : owners.length > 0 ? await this.hostLeaseId() : undefined;
+      const put = this.client.put(key).value(serializeLease(next));
+      await this.call('update', () =>
+        this.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(leaseId !== undefined ? put.lease(leaseId) : put).commit(),
+      );
+    }
+  }
+
+  async list(): Promise<Lease[]> {
+    const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/macs/`).strings());
+    return Object.entries(all)
+      .map(([k, v]) => parseLease(v, k))
+      .sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
+  }
+
+  async status(pool: Pool): Promise<PoolStatus> {
+    const prefixHex = pool.prefix.replaceAll(':', '');
+    const held = await this.call('count', () => this.client.getAll().prefix(`${this.p}/macs/${prefixHex}`).count());
+    const cur = await this.readCursor(pool);
+    return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cur.index)) };
+  }
+
+  /** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */
+  async gc(): Promise<Lease[]> {
+    const freed: Lease[] = [];
+    for (const lease of await this.list()) {
+      if (lease.host !== this.host || lease.owners.length === 0) continue;
+      if (lease.owners.some((o) => this.isAlive(o))) continue;
+      if (await this.release(lease.mac)) freed.push(lease);
+    }
+    return freed;
+  }
+
+  async getIdentity(name: string): Promise<VmIdentity | null> {
+    const text = await this.call('lookup', () => this.client.get(this.vmKey(name)).string());
+    return text === null ? null : parseIdentity(text, this.vmKey(name));
+  }
+
+  async putIdentity(identity: VmIdentity): Promise<void> {
+    await this.call('write', () => this.client.put(this.vmKey(identity.name)).value(JSON.stringify(identity)).exec());
+  }
+
+  async listIdentities(): Promise<VmIdentity[]> {
+    const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/vms/`).strings());
+    return Object.entries(all)
+      .map(([k, v]) => parseIdentity(v, k))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async deleteIdentity(name: string): Promise<boolean> {
+    const r = await this.call('delete', () => this.client.delete().key(this.vmKey(name)).exec());
+    return Number(r.deleted) > 0;
+  }
+
+  /**
+   * The etcd lease this host's running VMs hang on: the agent's when one runs, else one of this
+   * process's own, kept alive while it runs.
+   */
+  async hostLeaseId(): Promise<string> {
+    const agent = await this.call('agent lookup', () => this.client.get(this.hostKey()).string());
+    if (agent !== null) {
+      try {
+        const id = (JSON.parse(agent) as { leaseId?: string }).leaseId;
+        if (typeof id === 'string' && id !== '') return id;
+      } catch {
+        // an unreadable agent record: fall through
+      }
+    }
+    if (this.opts.requireAgent) {
+      throw new UncloudError(
+        'NO_AGENT',
+        `${this.where}: no 'uncloud-vm agent' runs for host ${this.host}; VMs under systemd or detached need it to keep their leases alive (start it, e.g. with 'uncloud-vm agent --unit --install --enable')`,
+      );
+    }
+    if (!this.ownLeaseId) {
+      const lease = this.client.lease(this.opts.target.ttlS);
+      this.ownLease = lease;
+      lease.on('keepaliveFailed', () => this.opts.onLeaseTrouble?.(`${this.where}: keep-alive failed; retrying (the VM keeps running)`));
+      lease.on('keepaliveSucceeded', () => undefined);
+      lease.on('lost', (err) => {
+        this.opts.onLeaseTrouble?.(`${this.where}: lease lost (${err.message}); taking a new one`);
+        this.ownLeaseId = undefined;
+        void this.hostLeaseId()
+          .then((id) => this.reattachLive(id))
+          .then((r) => this.opts.onLeaseTrouble?.(`${this.where}: leases re-attached (${r.kept} kept, ${r.lost.length} taken by others meanwhile)`))
+          .catch((e) => this.opts.onLeaseTrouble?.(`${this.where}: could not re-attach leases: ${(e as Error).message}`));
+      });
+      this.ownLeaseId = this.call('lease grant', () => lease.grant());
+    }
+    return this.ownLeaseId;
+  }
+
+  /**
+   * Hang this host's live leases (owners still running) on a new etcd lease. Keys that expired meanwhile
+   * are created again if nobody took the address; those taken by others are reported back.
+   */
+  async reattachLive(leaseId: string, expected: Lease[] = []): Promise<{ kept: number; lost: Lease[] }> {
+    const current = new Map((await this.list()).map((l) => [l.mac, l]));
+    const mine = [...current.values(), ...expected.filter((l) => !current.has(l.mac))].filter(
+      (l) => l.host === this.host && l.owners.length > 0 && l.owners.some((o) => this.isAlive(o)),
+    );
+    let kept = 0;
+    const lost: Lease[] = [];
+    for (const lease of mine) {
+      const key = this.macKey(lease.mac);
+      const now = current.get(lease.mac);
+      const put = this.client.put(key).value(serializeLease(lease)).lease(leaseId);
+      if (now && now.host === this.host) {
+        await this.call('re-attach', () => put.exec());
+        kept += 1;
+      } else if (!now) {
+        const r = await this.call('re-attach', () => this.client.if(key, 'Create', '==', 0).then(put).commit());
+        if (r.succeeded) kept += 1;
+        else lost.push(lease);
+      } else lost.push(lease);
+    }
+    return { kept, lost };
+  }
+
+  async close(): Promise<void> {
+    // This process's own lease ends with it: whatever still hangs on it is given up at once, not after the TTL.
+    if (this.ownLease) await this.ownLease.revoke().catch(() => undefined);
+    this.client.close();
+  }
+
+  /** A new etcd lease for the agent (not tied to this process's own lease). */
+  grantAgentLease(): EtcdLease {
+    return this.client.lease(this.opts.target.ttlS);
+  }
+}

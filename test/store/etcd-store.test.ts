@@ -1,0 +1,30 @@
+/** The etcd store passes the same contract as the file store, against a real etcd on loopback. */
+import { afterAll, beforeAll } from 'vitest';
+import { parseStore, type EtcdTarget } from '../../src/core/store-url.js';
+import { EtcdStore } from '../../src/store/etcd-store.js';
+import { startEtcd, type EtcdServer } from '../helpers/etcd.js';
+import { storeContract } from './contract.js';
+
+let etcd: EtcdServer;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => etcd?.remove());
+
+let n = 0;
+storeContract('etcd store', () => {
+  n += 1;
+  const prefix = `contract-${process.pid}-${n}`;
+  let store: EtcdStore | undefined;
+  return {
+    make: async ({ isAlive, host }) => {
+      store = new EtcdStore({ target: parseStore(etcd.url(prefix)) as EtcdTarget, isAlive, ...(host ? { host } : {}) });
+      return store;
+    },
+    cleanup: async () => {
+      const s = new EtcdStore({ target: parseStore(etcd.url(prefix)) as EtcdTarget });
+      await s.client.delete().prefix(`/${prefix}/`).exec();
+      await s.close();
+    },
+  };
+});
