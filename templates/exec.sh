@@ -1,4 +1,6 @@
 #!/bin/sh
 # Rendered by uncloud-vm for VM {{vm}}: the qemu command. exec makes qemu this process, so under a systemd
 # unit qemu is the service's main process and nothing else stays resident.
+# umask: the pidfile, QMP socket and serial log qemu creates are for their owner only (0600).
+umask 177
 exec {{!command}}

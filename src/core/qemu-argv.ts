@@ -11,6 +11,8 @@ export interface NicSpec {
   bridge: string;
   ifup: string;
   ifdown: string;
+  /** Anti-spoofing rules on the tap (rendered into ifup/ifdown; not part of the argv). */
+  filter?: boolean;
 }
 
 export interface VmSpec {

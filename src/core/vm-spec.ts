@@ -40,6 +40,8 @@ export interface NicRequest {
   bridge: string;
   /** A specific MAC the user asked for. */
   mac?: string;
+  /** Drop frames from the tap whose source MAC is not the NIC's (nftables bridge rules). */
+  filter: boolean;
 }
 
 export interface VmPlan {
@@ -124,10 +126,10 @@ export function validateBridge(text: string): string {
   return text;
 }
 
-/** "--nic bridge=br0[,mac=42:00:00:00:00:07]" (a bare "br0" is read as bridge=br0). */
+/** "--nic bridge=br0[,mac=42:00:00:00:00:07][,filter=off]" (a bare "br0" is read as bridge=br0). */
 export function parseNic(text: string, index: number, defaultBridge: string): NicRequest {
-  const nic: NicRequest = { index, bridge: defaultBridge };
-  if (text.trim() === '') throw usageError(`invalid --nic '': expected bridge=<bridge>[,mac=<mac>]`);
+  const nic: NicRequest = { index, bridge: defaultBridge, filter: true };
+  if (text.trim() === '') throw usageError(`invalid --nic '': expected bridge=<bridge>[,mac=<mac>][,filter=on|off]`);
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
     const key = eq < 0 ? 'bridge' : part.slice(0, eq);
@@ -137,8 +139,12 @@ export function parseNic(text: string, index: number, defaultBridge: string): Ni
       const mac = parseMac(value);
       validateGuestMac(mac, value);
       nic.mac = formatMac(mac);
+    } else if (key === 'filter' && (value === 'on' || value === 'off')) {
+      nic.filter = value === 'on';
+    } else if (key === 'filter') {
+      throw usageError(`invalid --nic '${printable(text)}': filter is on or off`);
     } else {
-      throw usageError(`invalid --nic '${printable(text)}': unknown key '${printable(key)}'; allowed: bridge, mac`);
+      throw usageError(`invalid --nic '${printable(text)}': unknown key '${printable(key)}'; allowed: bridge, mac, filter`);
     }
   }
   return nic;
@@ -241,6 +247,7 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles): VmSpec
     bridge: nic.bridge,
     ifup: files.ifup(nic.index),
     ifdown: files.ifdown(nic.index),
+    filter: nic.filter,
   }));
   const spec: VmSpec = {
     qemu: plan.qemu,

@@ -11,6 +11,7 @@ import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
 import type { Lease, LeaseRequest, Owner, Store } from '../store/pool.js';
+import { findExecutable } from '../system/host.js';
 import { ownerOf } from '../system/proc.js';
 import { claimRunDir, readRecord, removeRunDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { loadTemplate, render } from '../system/templates.js';
@@ -53,6 +54,9 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       );
     }
   }
+  if (!findExecutable(plan.qemu)) {
+    throw new UncloudError('QEMU_NOT_FOUND', `qemu binary '${plan.qemu}' not found; install qemu-system-x86 or pass --qemu <path>`);
+  }
   const files = vmRunFiles(deps.runDir, plan.name);
   claimRunDir(deps.runDir, files, plan.name);
   let leases: Lease[] = [];
@@ -92,7 +96,9 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
         vm: spec.name,
         index: String(nic.index),
         bridge: nic.bridge,
+        guestMac: nic.mac,
         tapMac: formatMac(tapMacFor(parseMac(nic.mac))),
+        filter: nic.filter === false ? 'off' : 'on',
       };
       const afterDown = opts.releaseOnDown ? `${[...opts.releaseOnDown, nic.mac].map(shellQuote).join(' ')} >/dev/null 2>&1 || true` : ':';
       writeScript(nic.ifup, render(ifup, values, shellQuote));
@@ -156,10 +162,11 @@ async function adoptQemu(vm: PreparedVm, deps: LaunchDeps, qemu: Owner, keepLaun
  * Returns 0 for a clean end; a failure throws with qemu's exit code (128 + n when killed by signal n).
  */
 export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<number> {
-  const [file, ...args] = vm.argv;
+  const file = vm.argv[0]!;
   let stopping = 0;
   let qemu: Owner | undefined;
-  const child = execa(file!, args, {
+  // exec.sh sets the umask and execs qemu: the child's pid is qemu's, as under a unit.
+  const child = execa('/bin/sh', [vm.files.execScript], {
     reject: false,
     stdin: vm.spec.console ? 'inherit' : 'ignore',
     stdout: 'inherit',
@@ -210,7 +217,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
       if (stopping > 0 && result.signal === 'SIGTERM') return 0;
       throw new UncloudError('QEMU_KILLED', `qemu was killed by ${result.signal}`, 128 + (SIGNAL_NUMBERS[result.signal] ?? 0));
     }
-    throw notStarted(file!, result as { code?: string; shortMessage?: string; message?: string });
+    throw notStarted(file, result as { code?: string; shortMessage?: string; message?: string });
   } finally {
     for (const s of signals) process.off(s, onSignal);
     await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
@@ -229,9 +236,9 @@ function notStarted(file: string, result: { code?: string; shortMessage?: string
  * (owner = qemu's pid), the ifdown scripts give them back when the VM ends, and gc after a SIGKILL.
  */
 export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
-  const [file, ...args] = vm.argv;
+  const file = vm.argv[0]!;
   const stderrPath = `${vm.files.dir}/qemu.stderr`;
-  const child = execa(file!, args, {
+  const child = execa('/bin/sh', [vm.files.execScript], {
     reject: false,
     stdin: 'ignore',
     stdout: 'ignore',
@@ -240,7 +247,7 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
     cleanup: false,
   });
   try {
-    if (child.pid === undefined) throw notStarted(file!, (await child) as { code?: string });
+    if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });
     const qemu = ownerOf(child.pid);
     let exited = false;
     void child.then(() => (exited = true));
@@ -249,7 +256,7 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
       if (exited) {
         const r = await child;
         const err = readStderr(stderrPath);
-        if (r.exitCode === undefined && !r.signal) throw notStarted(file!, r as { code?: string });
+        if (r.exitCode === undefined && !r.signal) throw notStarted(file, r as { code?: string });
         throw new UncloudError('QEMU_FAILED', `qemu exited at start with ${r.exitCode ?? r.signal}${lastLine(err)}`, 1);
       }
       try {

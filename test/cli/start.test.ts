@@ -73,12 +73,14 @@ describe('start with a fake qemu', () => {
     expect(await leases()).toEqual([]);
   });
 
-  it('a missing qemu binary is a clear error and frees the lease', async () => {
-    const r = await start(['--qemu', '/nonexistent/qemu-system-x86_64']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/qemu binary '\/nonexistent\/qemu-system-x86_64' not found/);
-    expect(await leases()).toEqual([]);
-    expect(readdirSync(sb.runDir).filter((e) => !e.endsWith('.serial.log'))).toEqual([]);
+  it('a missing qemu binary is a clear error before anything is taken', async () => {
+    for (const qemu of ['/nonexistent/qemu-system-x86_64', 'no-such-qemu-binary']) {
+      const r = await start(['--qemu', qemu]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`qemu binary '${qemu}' not found; install qemu-system-x86 or pass --qemu`));
+      expect(await leases()).toEqual([]);
+      expect(existsSync(sb.runDir)).toBe(false);
+    }
   });
 
   it('a missing bridge fails before qemu starts and takes nothing', async () => {

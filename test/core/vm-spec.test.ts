@@ -56,6 +56,7 @@ describe('planVm', () => {
     ['machine', { machine: 'pc,accel=kvm' }, /invalid --machine/],
     ['bridge too long', { nic: ['bridge=abcdefghijklmnop'] }, /invalid bridge name/],
     ['nic key', { nic: ['bridge=br0,model=e1000'] }, /unknown key 'model'/],
+    ['nic filter value', { nic: ['bridge=br0,filter=yes'] }, /filter is on or off/],
     ['nic multicast mac', { nic: ['bridge=br0,mac=43:00:00:00:00:01'] }, /multicast/],
     ['same mac twice', { nic: ['mac=42:00:00:00:00:09', 'mac=42:00:00:00:00:09'] }, /more than one --nic/],
     ['nine nics', { nic: Array(9).fill('br0') }, /at most 8/],
@@ -80,10 +81,11 @@ describe('validateUuid', () => {
 
 describe('parseNic', () => {
   it.each([
-    ['bridge=br1', { index: 0, bridge: 'br1' }],
-    ['br2', { index: 0, bridge: 'br2' }],
-    ['mac=42:00:00:00:00:AA', { index: 0, bridge: 'br0', mac: '42:00:00:00:00:aa' }],
-    ['bridge=br1,mac=42-00-00-00-00-01', { index: 0, bridge: 'br1', mac: '42:00:00:00:00:01' }],
+    ['bridge=br1', { index: 0, bridge: 'br1', filter: true }],
+    ['br2', { index: 0, bridge: 'br2', filter: true }],
+    ['mac=42:00:00:00:00:AA', { index: 0, bridge: 'br0', mac: '42:00:00:00:00:aa', filter: true }],
+    ['bridge=br1,mac=42-00-00-00-00-01', { index: 0, bridge: 'br1', mac: '42:00:00:00:00:01', filter: true }],
+    ['bridge=br1,filter=off', { index: 0, bridge: 'br1', filter: false }],
   ])('%s', (text, want) => {
     expect(parseNic(text, 0, 'br0')).toEqual(want);
   });

@@ -1,0 +1,61 @@
+/**
+ * Anti-spoofing on the bridge: a guest that sends with another MAC is dropped at its tap; with the filter off
+ * the same impostor gets through; its own MAC always passes. Rules go away with the tap.
+ */
+import { execFileSync } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { cli, sandbox, type Sandbox } from '../helpers/cli.js';
+import { bootGuest, buildGuest } from '../helpers/guest.js';
+import { createNetns, type Netns } from '../helpers/netns.js';
+
+let ns: Netns;
+let sb: Sandbox;
+let guest: { kernel: string; initrd: string };
+beforeAll(() => {
+  guest = buildGuest();
+  ns = createNetns(['br0']);
+});
+afterAll(() => ns.remove());
+beforeEach(() => {
+  sb = sandbox();
+});
+afterEach(() => {
+  ns.killAll();
+  sb.cleanup();
+});
+
+/** `nft list tables` inside the namespace. */
+function nftTables(): string[] {
+  return execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+}
+
+describe('anti-spoofing', () => {
+  it.each([
+    ['on', 'fail'],
+    ['off', 'ok'],
+  ])('filter=%s: an impostor MAC from the tap → ping %s; the honest peer is unaffected', async (filter, want) => {
+    const honest = bootGuest(guest, sb, ns.name, `honest-${filter}`, { append: 'uc.ip.eth0=10.88.0.2/24' });
+    await honest.waitSerial(/^UNCLOUD-READY/m);
+    const impostor = bootGuest(guest, sb, ns.name, `impostor-${filter}`, {
+      append: 'uc.ip.eth0=10.88.0.3/24 uc.spoof=42:00:00:00:ee:ee uc.ping=10.88.0.2 uc.pingtries=8',
+      args: ['--nic', `bridge=br0,filter=${filter}`],
+    });
+    const m = await impostor.waitSerial(/^UNCLOUD-PING 10\.88\.0\.2 (ok|fail)/m, 90_000);
+    expect(impostor.serial()).toMatch(/^UNCLOUD-SPOOF eth0 42:00:00:00:ee:ee/m);
+    expect(m[1]).toBe(want);
+    if (filter === 'on') expect(nftTables().filter((t) => t.startsWith('table bridge uc_'))).toHaveLength(2);
+    honest.child().kill('SIGTERM');
+    impostor.child().kill('SIGTERM');
+    await Promise.all([honest.done, impostor.done]);
+    expect(nftTables().filter((t) => t.startsWith('table bridge uc_'))).toEqual([]);
+  });
+
+  it('with the filter on, a guest using its own MAC reaches its peer', async () => {
+    const a = bootGuest(guest, sb, ns.name, 'own-a', { append: 'uc.ip.eth0=10.89.0.2/24' });
+    await a.waitSerial(/^UNCLOUD-READY/m);
+    const b = bootGuest(guest, sb, ns.name, 'own-b', { append: 'uc.ip.eth0=10.89.0.3/24 uc.ping=10.89.0.2 uc.pingtries=30' });
+    expect((await b.waitSerial(/^UNCLOUD-PING 10\.89\.0\.2 (ok|fail)/m, 90_000))[1]).toBe('ok');
+    const list = JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout);
+    expect(list).toHaveLength(2);
+  });
+});
