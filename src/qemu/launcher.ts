@@ -46,6 +46,9 @@ export interface PrepareOptions {
 export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
   // Everything we and qemu create (scripts, pidfile, QMP socket, serial log) is for our eyes only.
   process.umask(0o077);
+  if (!findExecutable(plan.qemu)) {
+    throw new UncloudError('QEMU_NOT_FOUND', `qemu binary '${plan.qemu}' not found; install qemu-system-x86 or pass --qemu <path>`);
+  }
   for (const nic of plan.nics) {
     if (!deps.bridgeExists(nic.bridge)) {
       throw new UncloudError(
@@ -53,9 +56,6 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
         `bridge ${nic.bridge} does not exist; create it ('ip link add ${nic.bridge} type bridge && ip link set ${nic.bridge} up') or pass --nic bridge=<existing bridge>`,
       );
     }
-  }
-  if (!findExecutable(plan.qemu)) {
-    throw new UncloudError('QEMU_NOT_FOUND', `qemu binary '${plan.qemu}' not found; install qemu-system-x86 or pass --qemu <path>`);
   }
   const files = vmRunFiles(deps.runDir, plan.name);
   claimRunDir(deps.runDir, files, plan.name);

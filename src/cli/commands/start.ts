@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
+import { inPool, parseMac, type Pool } from '../../core/mac.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
 import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
@@ -35,6 +36,15 @@ export function parseTimeout(text: string, flag: string): number {
   return Number(text);
 }
 
+/** A MAC asked for with --nic mac= must be one the pool tracks. */
+export function checkNicMacs(plan: VmPlan, pool: Pool): void {
+  for (const nic of plan.nics) {
+    if (nic.mac !== undefined && !inPool(pool, parseMac(nic.mac))) {
+      throw new UncloudError('USAGE', `--nic mac=${nic.mac} is outside the pool ${pool.prefix}; pick a MAC that starts with ${pool.prefix}`, 2);
+    }
+  }
+}
+
 /** Boot media must exist; they are passed to qemu as absolute paths. */
 export function resolveMedia(plan: VmPlan): void {
   const check = (flag: string, path: string): string => {
@@ -52,6 +62,7 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { settings } = ctx;
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
+  checkNicMacs(plan, ctx.pool);
   if (flags.dryRun) return dryRun(plan, flags, ctx);
   if (flags.json) throw new UncloudError('USAGE', '--json goes with --dry-run', 2);
 
@@ -112,6 +123,7 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   const { settings } = ctx;
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
+  checkNicMacs(plan, ctx.pool);
   const { prepareVm } = await import('../../qemu/launcher.js');
   const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
   const vm = await prepareVm(plan, deps, { owners: [] });

@@ -10,7 +10,7 @@ import { systemctl, unitDir, unitName } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
 import { selfCommand } from '../self.js';
-import { parseTimeout, resolveMedia, type StartFlags, uuidSource } from './start.js';
+import { checkNicMacs, parseTimeout, resolveMedia, type StartFlags, uuidSource } from './start.js';
 
 export interface UnitFlags extends StartFlags {
   user?: boolean;
@@ -64,6 +64,7 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
   const opts = { ...flags, name };
   const plan = planVm(opts, hostFacts(), { bridge: ctx.settings.bridge, qemu: ctx.settings.qemu }, await uuidSource(opts));
   resolveMedia(plan);
+  checkNicMacs(plan, ctx.pool);
   const text = renderUnit(plan, flags, ctx);
   if (!flags.install) {
     ctx.out(text.trimEnd());

@@ -1,0 +1,139 @@
+/**
+ * Wrong and hostile input through the real CLI: each is refused with one line on stderr naming the problem,
+ * a non-zero exit code, and a state dir and run dir byte-identical to before.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, FAKE_QEMU, sandbox, type Sandbox } from '../helpers/cli.js';
+import { snapshot } from '../helpers/state.js';
+
+let sb: Sandbox;
+beforeAll(async () => {
+  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU });
+  // Some state to keep intact: a held MAC, a pool file, a run dir.
+  expect((await cli(['mac', 'allocate', '--vm', 'keep'], { env: sb.env })).code).toBe(0);
+  mkdirSync(sb.runDir, { recursive: true, mode: 0o700 });
+  const dir = join(sb.stateDir, '..');
+  writeFileSync(join(dir, 'bad.json'), '{"prefix": ');
+  writeFileSync(join(dir, 'unknown-key.json'), '{"prefixx": "42:00:00"}');
+  writeFileSync(join(dir, 'wrong-type.json'), '{"forcePrefix": "yes"}');
+});
+afterAll(() => sb.cleanup());
+
+const S = ['start', '--accel', 'tcg'];
+const cases: [string, string[], RegExp, number?][] = [
+  // names
+  ['name with /', [...S, '--name', 'a/b'], /invalid VM name 'a\/b'/],
+  ['name ..', [...S, '--name', '..'], /invalid VM name '\.\.'/],
+  ['name with space', [...S, '--name', 'a b'], /invalid VM name 'a b'/],
+  ['name with newline', [...S, '--name', 'a\nb'], /invalid VM name 'a\\nb'/],
+  ['name with quote', [...S, '--name', "a'b"], /invalid VM name 'a'b'/],
+  ['name with $()', [...S, '--name', '$(reboot)'], /invalid VM name '\$\(reboot\)'/],
+  ['name with backticks', [...S, '--name', '`id`'], /invalid VM name/],
+  ['unicode name', [...S, '--name', 'wëb'], /invalid VM name 'wëb'/],
+  ['200-char name', [...S, '--name', 'a'.repeat(200)], /invalid VM name 'a{77}\.\.\.'/],
+  ['empty name', [...S, '--name', ''], /invalid VM name ''/],
+  ['unit name with space', ['unit', 'a b'], /invalid VM name 'a b'/],
+  ['stop target with ..', ['stop', '../x'], /invalid VM '\.\.\/x': expected a VM name or UUID/],
+  // MACs
+  ['multicast MAC', [...S, '--nic', 'bridge=br0,mac=01:00:5e:00:00:01'], /multicast/],
+  ['broadcast MAC', [...S, '--nic', 'mac=ff:ff:ff:ff:ff:ff'], /multicast/],
+  ['all-zero MAC', [...S, '--nic', 'mac=00:00:00:00:00:00'], /all-zero address is not usable/],
+  ['short MAC', [...S, '--nic', 'mac=42:00:00:00:00'], /invalid MAC address '42:00:00:00:00'/],
+  ['non-hex MAC', [...S, '--nic', 'mac=zz:00:00:00:00:00'], /invalid MAC address 'zz:00:00:00:00:00'/],
+  ['MAC outside the pool', [...S, '--nic', 'mac=42:11:00:00:00:01'], /mac=42:11:00:00:00:01 is outside the pool 42:00:00/],
+  ['QEMU-range MAC outside the pool', [...S, '--nic', 'mac=52:54:00:12:34:56'], /outside the pool 42:00:00/],
+  ['release malformed', ['mac', 'release', 'zz'], /invalid MAC address 'zz'/],
+  ['release too long', ['mac', 'release', '42:00:00:00:00:01:02'], /invalid MAC address/],
+  ['release not held', ['mac', 'release', '42:00:00:00:99:99'], /MAC 42:00:00:00:99:99 is not held/, 1],
+  // prefixes
+  ['prefix too long', ['--prefix', '42:00:00:00:00:00', 'mac', 'allocate'], /expected 1 to 5 hex octets/],
+  ['multicast prefix', ['--prefix', '43:00:00', 'mac', 'allocate'], /first octet is multicast/],
+  ['globally administered prefix', ['--prefix', '40:00:00', 'mac', 'allocate'], /not locally administered/],
+  ["QEMU's 52:54:00", ['--prefix', '52:54:00', 'mac', 'allocate'], /52:54:00 is QEMU's own default range/],
+  ['tap range fe', ['--prefix', 'fe:00', 'mac', 'allocate'], /fe is reserved for the host side of taps/],
+  ['prefix garbage', ['--prefix', 'xyz', 'mac', 'pool'], /invalid MAC prefix 'xyz'/],
+  // memory and cores
+  ['memory 0', [...S, '--memory', '0'], /invalid --memory 0: at least 16 MiB/],
+  ['memory negative', [...S, '--memory=-5'], /invalid --memory '-5'/],
+  ['memory 1e9', [...S, '--memory', '1e9'], /invalid --memory '1e9': expected a whole number of MiB/],
+  ['memory abc', [...S, '--memory', 'abc'], /invalid --memory 'abc'/],
+  ['memory beyond the host', [...S, '--memory', '99999999'], /invalid --memory 99999999: this host has \d+ MiB/],
+  ['cores 0', [...S, '--cores', '0'], /invalid --cores '0': expected a whole number from 1 to \d+/],
+  ['cores beyond the host', [...S, '--cores', '1000'], /invalid --cores 1000: this host has \d+ CPUs/],
+  ['cores two', [...S, '--cores', 'two'], /invalid --cores 'two'/],
+  // bridges
+  ['bridge name too long', [...S, '--nic', 'bridge=abcdefghijklmnop'], /invalid bridge name 'abcdefghijklmnop': use 1 to 15/],
+  ['bridge name with ;', [...S, '--nic', 'bridge=br0;reboot'], /invalid bridge name 'br0;reboot'/],
+  ['missing bridge', [...S, '--nic', 'bridge=nobr0'], /bridge nobr0 does not exist/, 1],
+  ['unknown NIC key', [...S, '--nic', 'bridge=br0,model=e1000'], /unknown key 'model'; allowed: bridge, mac, filter/],
+  // paths
+  ['missing cdrom', [...S, '--cdrom', '/nonexistent/alpine.iso'], /--cdrom \/nonexistent\/alpine\.iso: no such file/],
+  ['missing disk', [...S, '--disk', '/nonexistent/d.qcow2'], /--disk \/nonexistent\/d\.qcow2: no such file/],
+  ['missing kernel', [...S, '--kernel', '/nonexistent/vmlinuz'], /--kernel \/nonexistent\/vmlinuz: no such file/],
+  ['missing qemu', [...S, '--qemu', '/nonexistent/qemu'], /qemu binary '\/nonexistent\/qemu' not found/, 1],
+  ['missing config', ['--config', '/nonexistent/config.json', 'mac', 'pool'], /config file \/nonexistent\/config\.json does not exist/],
+  // files
+  ['damaged config', ['--config', '@/bad.json', 'mac', 'pool'], /config file .*bad\.json is not valid JSON/],
+  ['config with unknown key', ['--config', '@/unknown-key.json', 'mac', 'pool'], /unknown key 'prefixx'; allowed: stateDir/],
+  ['config with wrong type', ['--config', '@/wrong-type.json', 'mac', 'pool'], /'forcePrefix' must be a boolean/],
+  // other values
+  ['bad uuid', [...S, '--uuid', 'not-a-uuid'], /invalid --uuid 'not-a-uuid'/],
+  ['bad accel', [...S, '--accel', 'hvf'], /argument 'hvf' is invalid\. Allowed choices are auto, kvm, tcg/],
+  ['bad machine', [...S, '--machine', 'pc,accel=kvm'], /invalid --machine 'pc,accel=kvm'/],
+  ['append with newline', [...S, '--kernel', '/bin/sh', '--append', 'a\nb'], /invalid --append 'a\\nb': must be non-empty and free of control characters/],
+  ['bad stop timeout', [...S, '--stop-timeout=-1'], /invalid --stop-timeout '-1': expected whole seconds/],
+  ['bad store', ['--store', 'sqlite://x', 'mac', 'pool'], /invalid store 'sqlite:\/\/x'/],
+  ['console with detach', [...S, '--console', '--detach'], /--console and --detach exclude each other/],
+  ['json without dry-run', [...S, '--json'], /--json goes with --dry-run/],
+  // flags
+  ['unknown flag', [...S, '--frobnicate'], /unknown option '--frobnicate'/],
+  ['unknown mac flag', ['mac', 'allocate', '--count', '3'], /unknown option '--count'/],
+  ['unknown command', ['destroy'], /unknown command 'destroy'/],
+  ['missing argument', ['stop'], /missing required argument 'vm'/],
+  ['extra argument', ['gc', 'now'], /too many arguments/],
+];
+
+describe(`${cases.length} bad inputs through the CLI`, () => {
+  it('are at least 40', () => expect(cases.length).toBeGreaterThanOrEqual(40));
+
+  it.each(cases)('%s', async (_label, args, re, code = 2) => {
+    const dir = join(sb.stateDir, '..');
+    const argv = args.map((a) => (a.startsWith('@/') ? join(dir, a.slice(2)) : a));
+    const before = snapshot(dir);
+    const r = await cli(argv, { env: sb.env });
+    expect(r.code, r.stderr).toBe(code);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^uncloud-vm: /);
+    expect(lines[0]).toMatch(re);
+    expect(r.stdout).toBe('');
+    expect(snapshot(dir)).toEqual(before);
+  });
+});
+
+describe('damaged and foreign state', () => {
+  it.each([
+    ['pool.json', '{"version":1,"cursors":', ['mac', 'allocate'], /pool\.json is damaged \(not valid JSON\)/],
+    ['pool.json', '{"version":2,"cursors":{}}', ['mac', 'allocate'], /pool\.json has version 2; this uncloud-vm reads version 1/],
+    ['leases/420000000001.json', '{"version":9}', ['mac', 'list'], /lease .*420000000001\.json has version 9/],
+    ['leases/420000000001.json', 'garbage', ['list'], /lease .*420000000001\.json is damaged \(not valid JSON\)/],
+    ['vms/web1.json', '{"version":1,"name":"web1"}', ['status', 'web1'], /VM record .*web1\.json is damaged \(bad name or uuid\)/],
+  ])('%s = %j: %j fails clearly and changes nothing', async (file, text, args, re) => {
+    const own = sandbox();
+    try {
+      await cli(['mac', 'allocate'], { env: own.env });
+      mkdirSync(join(own.stateDir, 'vms'), { recursive: true, mode: 0o700 });
+      writeFileSync(join(own.stateDir, file), text, { mode: 0o600 });
+      const before = snapshot(own.stateDir);
+      const r = await cli(args, { env: own.env });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(re);
+      expect(snapshot(own.stateDir)).toEqual(before);
+    } finally {
+      own.cleanup();
+    }
+  });
+});
