@@ -1,5 +1,5 @@
 /** Lifecycle on the real test guest: stop over QMP, status, detached VMs, sticky identity. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cli, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
@@ -44,6 +44,9 @@ describe('stop and status', () => {
     const st = JSON.parse((await run(['status', 'st1', '--json'])).stdout);
     expect(st).toMatchObject({ name: 'st1', state: 'running', qemuStatus: 'running', nics: [{ index: 0, bridge: 'br0' }] });
     expect(st.pid).toBeGreaterThan(0);
+    // Least privilege: what qemu created is its owner's only.
+    for (const f of [st.qmpSocket, join(sb.runDir, 'st1', 'qemu.pid'), st.serialLog]) expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
+    expect((statSync(join(sb.runDir, 'st1')).mode & 0o777).toString(8)).toBe('700');
     const byUuid = JSON.parse((await run(['status', st.uuid, '--json'])).stdout);
     expect(byUuid.name).toBe('st1');
 

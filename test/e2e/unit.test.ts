@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cli, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import { BIN, cli, ROOT, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
 import { buildGuest } from '../helpers/guest.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { startUserSystemd, type UserSystemd } from '../helpers/user-systemd.js';
@@ -85,6 +85,21 @@ describe('a VM under a real systemd --user', () => {
   const serialPath = () => join(sb.runDir, 'svc1.serial.log');
   const serial = () => (existsSync(serialPath()) ? readFileSync(serialPath(), 'utf8') : '');
   const show = (prop: string) => sd.systemctl('show', '-p', prop, '--value', unit).stdout.trim();
+
+  it('systemd hands hostile words to a command exactly as given', async () => {
+    const { systemdExecWord } = await import('../../src/core/quote.js');
+    const words = [HOSTILE_APPEND, '%h %n %%', '$HOME ${HOME} $$', 'a"b\\c', "it's", ' lead and trail ', 'semi;colon', ''];
+    const out = join(sb.stateDir, '..', 'argv.out');
+    const dump = join(ROOT, 'test/fixtures/argv-dump.sh');
+    const unitText = `[Service]\nType=oneshot\nExecStart=${[dump, out, ...words].map(systemdExecWord).join(' ')}\n`;
+    const dir = join(sd.home, '.config/systemd/user');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'uncloud-vm-quote-test.service'), unitText);
+    expect(sd.systemctl('daemon-reload').status).toBe(0);
+    const r = sd.systemctl('start', 'uncloud-vm-quote-test.service');
+    expect(r.status, r.stderr).toBe(0);
+    expect(readFileSync(out, 'utf8').split('\u0000').slice(0, -1)).toEqual(words);
+  });
 
   it('installs, starts the guest with qemu as the main process and no node in the cgroup, stops it gracefully', async () => {
     const inst = uvm('unit', 'svc1', '--user', '--install', '--memory', '192', '--accel', 'tcg', '--kernel', guest.kernel, '--initrd', guest.initrd, '--no-reboot', '--append', 'console=ttyS0 panic=-1 quiet', '--stop-timeout', '20');

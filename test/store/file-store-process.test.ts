@@ -86,6 +86,28 @@ describe('file store with real processes', () => {
     expect(r.stderr).toMatch(/writable by group or others \(mode 777\)/);
   });
 
+  it('refuses a state dir owned by someone else, and a group-writable run dir', async () => {
+    await cli(['mac', 'allocate'], { env: sb.env });
+    const { chownSync, mkdirSync } = await import('node:fs');
+    chownSync(sb.stateDir, 65534, 65534);
+    const r = await cli(['mac', 'allocate'], { env: sb.env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/state.* is owned by uid 65534, not by this user \(uid 0\); refusing to use it/);
+    chownSync(sb.stateDir, 0, 0);
+    mkdirSync(sb.runDir, { mode: 0o700 });
+    chmodSync(sb.runDir, 0o775);
+    const { createNetns } = await import('../helpers/netns.js');
+    const ns = createNetns(['br0']);
+    let s;
+    try {
+      s = await cli(['start', '--accel', 'tcg', '--memory', '64', '--qemu', '/bin/true'], { env: sb.env, netns: ns.name });
+    } finally {
+      ns.remove();
+    }
+    expect(s.code).toBe(1);
+    expect(s.stderr).toMatch(/run is writable by group or others \(mode 775\)/);
+  });
+
   it('creates the state dir 0700 and its files 0600', async () => {
     await cli(['mac', 'allocate'], { env: sb.env });
     const snap = snapshot(sb.stateDir);
