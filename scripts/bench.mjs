@@ -150,6 +150,122 @@ async function allocation() {
   record('allocation (file)', '64 concurrent `uncloud-vm mac allocate`: total', 'ms', cliTimes, { note: '64 distinct' });
 }
 
+// etcd on loopback with a temp data dir and free ports, as the tests run it.
+async function freePort() {
+  const { createServer } = await import('node:net');
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+async function startEtcd() {
+  const dir = tmp('etcd');
+  const client = await freePort();
+  const peer = await freePort();
+  const proc = spawn('etcd', ['--name', 'bench', '--data-dir', join(dir, 'data'), '--listen-client-urls', `http://127.0.0.1:${client}`,
+    '--advertise-client-urls', `http://127.0.0.1:${client}`, '--listen-peer-urls', `http://127.0.0.1:${peer}`,
+    '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--initial-cluster', `bench=http://127.0.0.1:${peer}`, '--log-level', 'error'], { stdio: 'ignore' });
+  for (let i = 0; i < 300; i++) {
+    const r = spawnSync('etcdctl', ['--endpoints', `127.0.0.1:${client}`, 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' } });
+    if (r.status === 0) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return { url: (prefix) => `etcd://127.0.0.1:${client}/${prefix}`, stop: () => proc.kill('SIGTERM') };
+}
+
+// 2b. The same on etcd, and one allocation's latency on both stores side by side.
+async function allocationEtcd() {
+  const { FileStore } = await import(join(ROOT, 'dist/store/file-store.js'));
+  const { EtcdStore } = await import(join(ROOT, 'dist/store/etcd-store.js'));
+  const { parsePool } = await import(join(ROOT, 'dist/core/mac.js'));
+  const { parseStore } = await import(join(ROOT, 'dist/core/store-url.js'));
+  const pool = parsePool('42:00:00');
+  const etcd = await startEtcd();
+  try {
+    const n = QUICK ? 200 : 1000;
+    const file = new FileStore({ dir: join(tmp('lat-file'), 'state') });
+    const e = new EtcdStore({ target: parseStore(etcd.url('lat')) });
+    const lf = [];
+    const le = [];
+    for (let i = 0; i < n; i++) {
+      let t0 = process.hrtime.bigint();
+      await file.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
+      lf.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      t0 = process.hrtime.bigint();
+      await e.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
+      le.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    const f = record('allocation latency', 'one allocation, file store', 'ms', lf);
+    const et = record('allocation latency', 'one allocation, etcd store (loopback)', 'ms', le);
+    et.ratio = et.median / f.median;
+    console.log(`${''.padEnd(22)} etcd / file: ${et.ratio.toFixed(2)}x`);
+    await e.close();
+
+    const total = QUICK ? 2000 : 10000;
+    const per = [];
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      const s = new EtcdStore({ target: parseStore(etcd.url(`one${rep}`)) });
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < total; i++) await s.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
+      per.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await s.close();
+    }
+    record('allocation (etcd)', `one process, ${total} allocations: total`, 'ms', per, { note: `${(stats(per).median / total).toFixed(3)} ms each` });
+
+    const procs = 64;
+    const each = QUICK ? 20 : 100;
+    const times = [];
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      const url = etcd.url(`par${rep}`);
+      const script = `
+        const { EtcdStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/etcd-store.js'))});
+        const { parsePool } = await import(${JSON.stringify(join(ROOT, 'dist/core/mac.js'))});
+        const { parseStore } = await import(${JSON.stringify(join(ROOT, 'dist/core/store-url.js'))});
+        const s = new EtcdStore({ target: parseStore(process.argv[1]) });
+        const pool = parsePool('42:00:00');
+        const out = [];
+        for (let i = 0; i < ${each}; i++) out.push((await s.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
+        process.stdout.write(out.join('\\n'));
+        await s.close();`;
+      const t0 = process.hrtime.bigint();
+      const outs = await Promise.all(Array.from({ length: procs }, () => new Promise((res, rej) => {
+        const c = spawn(process.execPath, ['--input-type=module', '-e', script, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let o = '';
+        c.stdout.on('data', (d) => (o += d));
+        c.on('close', (code) => (code === 0 ? res(o) : rej(new Error(`etcd allocator exited ${code}`))));
+      })));
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const macs = outs.flatMap((o) => o.split('\n'));
+      const dups = macs.length - new Set(macs).size;
+      if (macs.length !== procs * each || dups !== 0) throw new Error(`etcd 64-way: ${macs.length} MACs, ${dups} duplicates`);
+    }
+    record('allocation (etcd)', `${procs} processes x ${each} at once: total`, 'ms', times, { note: '0 duplicates' });
+    // The floor of that figure: 64 processes that only load the etcd client, connect once and exit.
+    const floor = [];
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      const script = `
+        const { EtcdStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/etcd-store.js'))});
+        const { parseStore } = await import(${JSON.stringify(join(ROOT, 'dist/core/store-url.js'))});
+        const s = new EtcdStore({ target: parseStore(process.argv[1]) });
+        await s.list();
+        await s.close();`;
+      const t0 = process.hrtime.bigint();
+      await Promise.all(Array.from({ length: procs }, () => new Promise((res, rej) => {
+        const c = spawn(process.execPath, ['--input-type=module', '-e', script, etcd.url('floor')], { stdio: 'ignore' });
+        c.on('close', (code) => (code === 0 ? res() : rej(new Error(`etcd client exited ${code}`))));
+      })));
+      floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    record('allocation (etcd)', `${procs} processes that only start the etcd client (the floor)`, 'ms', floor);
+  } finally {
+    etcd.stop();
+  }
+}
+
 // 3. Scaling: allocation latency with 0, 10k and 100k leases held.
 async function scaling() {
   const { FileStore } = await import(join(ROOT, 'dist/store/file-store.js'));
@@ -231,6 +347,7 @@ try {
   console.log(`uncloud-vm bench${QUICK ? ' (quick)' : ''} — ${new Date().toISOString()}, node ${process.version}\n`);
   if (want('cli')) cliLatency();
   if (want('alloc')) await allocation();
+  if (want('etcd')) await allocationEtcd();
   if (want('scaling')) await scaling();
   if (want('launcher')) await launcher();
   const outDir = join(ROOT, 'bench/results');

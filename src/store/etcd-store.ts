@@ -6,8 +6,8 @@
  *   <prefix>/vms/<name>         what a named VM had last time (UUID, MAC per NIC); holds no address
  *   <prefix>/hosts/<host>       the host agent's etcd lease id, attached to that lease
  *
- * An allocation is one transaction: every chosen address key must be absent (create revision 0) and the
- * cursor unchanged since it was read; then all keys and the new cursor are written. A lost race retries.
+ * An allocation is one transaction: if every chosen address key is absent (create revision 0), all of them
+ * and the advanced cursor are written; a lost race backs off and scans again from the cursor.
  * Addresses of running VMs (leases with owners) are attached to an etcd lease of their host, kept alive by
  * `uncloud-vm agent` (or, without one, by the foreground launcher itself): when a host dies its addresses
  * return to the pool after the TTL. Manual allocations have no TTL and stay until released.
@@ -35,7 +35,7 @@ export interface EtcdStoreOptions {
 
 const SCAN_BATCH = 256;
 const TXN_CHUNK = 60;
-const MAX_ATTEMPTS = 200;
+const MAX_ATTEMPTS = 1000;
 const CALL_DEADLINE_MS = 5000;
 
 class Exhausted extends Error {}
@@ -151,14 +151,20 @@ export class EtcdStore implements Store {
           chosen.push(req.prefer);
           continue;
         }
-        const index = await this.nextFree(pool, cursor, new Set([...chosen, ...skip]));
-        if (index === null) throw new Exhausted();
+        // First try: the next free address. After a lost race, a random one of the next few free ones,
+        // so allocators racing from the same cursor spread out instead of fighting over one address.
+        const window = attempt === 0 ? 1 : Math.min(64, 8 << attempt);
+        const free = await this.freeIndices(pool, cursor, new Set([...chosen, ...skip]), window);
+        if (free.length === 0) throw new Exhausted();
+        const index = free[Math.floor(Math.random() * free.length)]!;
         chosen.push(formatMac(macAt(pool, index)));
         cursor = advance(pool, index);
       }
       const leases = requests.map((req, i) => this.newLease(chosen[i]!, req));
-      let txn = this.client.if(this.cursorKey(pool), cur.modRevision === '0' ? 'Create' : 'Mod', '==', cur.modRevision === '0' ? 0 : cur.modRevision);
-      for (const mac of chosen) txn = txn.and(this.macKey(mac), 'Create', '==', 0);
+      // The claim is the compare: every chosen address key absent. The cursor rides along as a shared
+      // hint (two allocators racing may leave it a step behind; the scan skips held addresses anyway).
+      let txn = this.client.if(this.macKey(chosen[0]!), 'Create', '==', 0);
+      for (const mac of chosen.slice(1)) txn = txn.and(this.macKey(mac), 'Create', '==', 0);
       const puts = leases.map((l, i) => {
         const put = this.client.put(this.macKey(l.mac)).value(serializeLease(l));
         return leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put;
@@ -167,13 +173,19 @@ export class EtcdStore implements Store {
         txn.then(...puts, this.client.put(this.cursorKey(pool)).value(formatMac(macAt(pool, cursor)))).commit(),
       );
       if (result.succeeded) return leases;
-      // Lost a race: someone took an address or moved the cursor. Read again and retry.
+      // Lost a race for an address: back off a little (jittered, growing) and scan again.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 2 ** Math.min(attempt, 5))));
     }
     throw new UncloudError('ETCD_CONTENTION', `${this.where}: allocation lost ${MAX_ATTEMPTS} races in a row; try again`);
   }
 
-  /** First free index from the cursor (wrapping), reading held keys in batches rather than one by one. */
   private async nextFree(pool: Pool, cursor: number, also: Set<string>): Promise<number | null> {
+    return (await this.freeIndices(pool, cursor, also, 1))[0] ?? null;
+  }
+
+  /** Up to `want` free indices from the cursor (wrapping), reading held keys in batches, not one by one. */
+  private async freeIndices(pool: Pool, cursor: number, also: Set<string>, want: number): Promise<number[]> {
+    const out: number[] = [];
     const held = async (from: number, to: number): Promise<Set<string>> => {
       const start = this.macKey(formatMac(macAt(pool, from)));
       const end = to >= pool.size ? `${this.p}/macs/${formatMac(pool.base + pool.size - 1).replaceAll(':', '')}\u0000` : this.macKey(formatMac(macAt(pool, to)));
@@ -189,12 +201,15 @@ export class EtcdStore implements Store {
         const mac = formatMac(macAt(pool, i));
         const value = macAt(pool, i);
         if (value === 0 || Math.floor(value / 2 ** 40) & 1) continue;
-        if (!taken.has(mac.replaceAll(':', '')) && !also.has(mac)) return i;
+        if (!taken.has(mac.replaceAll(':', '')) && !also.has(mac)) {
+          out.push(i);
+          if (out.length >= want) return out;
+        }
       }
       scanned += to - from;
       from = to >= pool.size ? 0 : to;
     }
-    return null;
+    return out;
   }
 
   private async readCursor(pool: Pool): Promise<{ index: number; modRevision: string }> {
