@@ -217,7 +217,7 @@ async function allocationEtcd() {
     record('allocation (etcd)', `one process, ${total} allocations: total`, 'ms', per, { note: `${(stats(per).median / total).toFixed(3)} ms each` });
 
     const procs = 64;
-    const each = QUICK ? 20 : 100;
+    const each = 20; // each process also pays the etcd client's start (the floor row below)
     const times = [];
     for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
       const url = etcd.url(`par${rep}`);
@@ -343,6 +343,90 @@ async function launcher() {
   }
 }
 
+// 5b. A VM under a real systemd --user unit: what runs in its cgroup besides qemu, and stop → lease freed.
+async function unitCost() {
+  const guestDir = execFileSync('bash', [join(ROOT, 'scripts/build-test-guest.sh')], { encoding: 'utf8' }).trim().split('\n').pop();
+  const ns = `uncloud-bench-u${process.pid}`;
+  const dir = tmp('unit');
+  const home = join(dir, 'home');
+  const rt = join(dir, 'rt');
+  mkdirSync(home, { recursive: true });
+  mkdirSync(rt, { recursive: true, mode: 0o700 });
+  execFileSync('ip', ['netns', 'add', ns]);
+  let sd;
+  try {
+    for (const a of [['link', 'set', 'lo', 'up'], ['link', 'add', 'br0', 'type', 'bridge'], ['link', 'set', 'br0', 'up']]) execFileSync('ip', ['netns', 'exec', ns, 'ip', ...a]);
+    const script = join(dir, 'sd.sh');
+    writeFileSync(script, `set -e
+mount -t tmpfs tmpfs /run/systemd; mkdir -p /run/systemd/system
+if [ ! -d /sys/fs/cgroup/systemd ] && [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  if grep -q 'name=systemd' /proc/self/cgroup; then
+    mount -t tmpfs cgroup /sys/fs/cgroup; mkdir -p /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
+    mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd; mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+  else mount -t cgroup2 cgroup2 /sys/fs/cgroup; fi
+fi
+export HOME=${home} XDG_RUNTIME_DIR=${rt}
+exec /lib/systemd/systemd --user
+`);
+    sd = spawn('ip', ['netns', 'exec', ns, 'unshare', '-m', 'bash', script], { stdio: 'ignore', detached: true });
+    const env = [`PATH=${process.env.PATH}`, `HOME=${home}`, `XDG_RUNTIME_DIR=${rt}`];
+    const inside = (cmd, args) => spawnSync('nsenter', ['-t', String(sd.pid), '-m', '-n', 'env', ...env, cmd, ...args], { encoding: 'utf8' });
+    const systemctl = (...a) => inside('systemctl', ['--user', ...a]);
+    for (let i = 0; i < 200 && !/running|degraded/.test(systemctl('is-system-running').stdout); i++) await new Promise((r) => setTimeout(r, 100));
+    const uvm = (...a) => inside(process.execPath, [BIN, '--state-dir', join(dir, 'state'), '--run-dir', join(dir, 'run'), '--config', join(ROOT, 'test/fixtures/empty-config.json'), ...a]);
+    const inst = uvm('unit', 'benchvm', '--user', '--install', '--memory', '192', '--accel', 'tcg', '--kernel', join(guestDir, 'vmlinuz'),
+      '--initrd', join(guestDir, 'initramfs.gz'), '--no-reboot', '--append', 'console=ttyS0 panic=-1 quiet', '--stop-timeout', '20');
+    if (inst.status !== 0) throw new Error(`unit install: ${inst.stderr}`);
+    const unit = 'uncloud-vm-benchvm.service';
+    const serial = join(dir, 'run', 'benchvm.serial.log');
+    const extra = [];
+    const extraProcs = [];
+    const qemuRss = [];
+    const stopMs = [];
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      rmSync(serial, { force: true });
+      if (systemctl('start', unit).status !== 0) throw new Error('unit start failed');
+      for (let i = 0; i < 600; i++) {
+        try {
+          if (/^UNCLOUD-READY/m.test(readFileSync(serial, 'utf8'))) break;
+        } catch {}
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const mainPid = Number(systemctl('show', '-p', 'MainPID', '--value', unit).stdout.trim());
+      const cg = systemctl('show', '-p', 'ControlGroup', '--value', unit).stdout.trim();
+      const procs = inside('sh', ['-c', `cat /sys/fs/cgroup/systemd${cg}/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup${cg}/cgroup.procs`]).stdout.trim().split('\n').map(Number);
+      const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+      const others = procs.filter((p) => p !== mainPid);
+      extraProcs.push(others.length);
+      extra.push(others.reduce((a, p) => a + rss(p), 0));
+      qemuRss.push(rss(mainPid));
+      const t0 = process.hrtime.bigint();
+      systemctl('stop', unit);
+      for (let i = 0; i < 400; i++) {
+        if (JSON.parse(uvm('mac', 'list', '--json').stdout || '[]').length === 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      stopMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    record('resident cost', 'unit-managed VM: processes in its cgroup besides qemu', 'n', extraProcs);
+    record('resident cost', 'unit-managed VM: RSS beyond qemu', 'MiB', extra, { note: 'target 0' });
+    record('resident cost', 'unit-managed VM: qemu itself (192 MiB guest, for scale)', 'MiB', qemuRss);
+    record('lifecycle', 'systemctl stop → guest powered off and lease free', 'ms', stopMs);
+  } finally {
+    if (sd) {
+      try {
+        process.kill(sd.pid, 'SIGKILL');
+      } catch {}
+    }
+    spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean).forEach((p) => {
+      try {
+        process.kill(Number(p), 'SIGKILL');
+      } catch {}
+    });
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
 try {
   console.log(`uncloud-vm bench${QUICK ? ' (quick)' : ''} — ${new Date().toISOString()}, node ${process.version}\n`);
   if (want('cli')) cliLatency();
@@ -350,6 +434,7 @@ try {
   if (want('etcd')) await allocationEtcd();
   if (want('scaling')) await scaling();
   if (want('launcher')) await launcher();
+  if (want('unit')) await unitCost();
   const outDir = join(ROOT, 'bench/results');
   mkdirSync(outDir, { recursive: true });
   const meta = { date: new Date().toISOString(), node: process.version, quick: QUICK };
