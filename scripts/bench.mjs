@@ -393,15 +393,18 @@ exec /lib/systemd/systemd --user
     const extraProcs = [];
     const qemuRss = [];
     const stopMs = [];
+    const bootMs = [];
     for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
       rmSync(serial, { force: true });
+      const tb = process.hrtime.bigint();
       if (systemctl('start', unit).status !== 0) throw new Error('unit start failed');
-      for (let i = 0; i < 600; i++) {
+      for (let i = 0; i < 3000; i++) {
         try {
           if (/^UNCLOUD-READY/m.test(readFileSync(serial, 'utf8'))) break;
         } catch {}
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 20));
       }
+      bootMs.push(Number(process.hrtime.bigint() - tb) / 1e6);
       const mainPid = Number(systemctl('show', '-p', 'MainPID', '--value', unit).stdout.trim());
       const cg = systemctl('show', '-p', 'ControlGroup', '--value', unit).stdout.trim();
       const procs = inside('sh', ['-c', `cat /sys/fs/cgroup/systemd${cg}/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup${cg}/cgroup.procs`]).stdout.trim().split('\n').map(Number);
@@ -421,6 +424,7 @@ exec /lib/systemd/systemd --user
     record('resident cost', 'unit-managed VM: processes in its cgroup besides qemu', 'n', extraProcs);
     record('resident cost', 'unit-managed VM: RSS beyond qemu', 'MiB', extra, { note: 'target 0' });
     record('resident cost', 'unit-managed VM: qemu itself (192 MiB guest, for scale)', 'MiB', qemuRss);
+    record('lifecycle', 'systemctl start → test guest ready (TCG boot, NICs up)', 'ms', bootMs);
     record('lifecycle', 'systemctl stop → guest powered off and lease free', 'ms', stopMs);
   } finally {
     if (sd) {
@@ -448,7 +452,9 @@ try {
   const outDir = join(ROOT, 'bench/results');
   mkdirSync(outDir, { recursive: true });
   const meta = { date: new Date().toISOString(), node: process.version, quick: QUICK };
-  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
+  // Only a full run replaces the published figures; --quick or --only runs go beside them.
+  const base = QUICK || only ? 'partial' : 'latest';
+  writeFileSync(join(outDir, `${base}.json`), `${JSON.stringify({ ...meta, only: only ?? null, rows }, null, 2)}\n`);
   const md = [
     `# uncloud-vm bench — ${meta.date}${QUICK ? ' (quick)' : ''}`,
     '',
@@ -457,8 +463,8 @@ try {
     ...rows.map((r) => `| ${r.section} | ${r.name} | ${r.median.toFixed(1)} ${r.unit} | ${r.min.toFixed(1)} | ${r.max.toFixed(1)} | ${r.runs} | ${[r.ratio ? `${r.ratio.toFixed(2)}x` : '', r.note ?? ''].filter(Boolean).join('; ')} |`),
     '',
   ].join('\n');
-  writeFileSync(join(outDir, 'latest.md'), md);
-  console.log(`\nwritten: bench/results/latest.json, bench/results/latest.md`);
+  writeFileSync(join(outDir, `${base}.md`), md);
+  console.log(`\nwritten: bench/results/${base}.json, bench/results/${base}.md`);
 } finally {
   for (const d of temps) rmSync(d, { recursive: true, force: true });
 }
