@@ -26,7 +26,7 @@ function addStartOptions(cmd: Command, withName = true): Command {
     .option('--kernel <file>', 'boot this Linux kernel directly')
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--append <cmdline>', 'kernel command line for --kernel')
-    .option('--nic <spec>', 'NIC: bridge=<br>[,mac=<mac>] (repeatable; default one NIC on the configured bridge)', collect)
+    .option('--nic <spec>', 'NIC: bridge=<br>[,mac=<mac>][,filter=on|off] (repeatable; default one NIC on the configured bridge, anti-spoofing filter on)', collect)
     .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
     .option('--no-reboot', 'end the VM when the guest reboots')
     .option('--stop-timeout <s>', 'seconds a graceful stop waits for the guest to power off', '60');

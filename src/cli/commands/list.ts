@@ -71,7 +71,9 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   const { rmSync } = await import('node:fs');
   for (const e of entries) {
     const rec = readRecord(join(ctx.settings.runDir, e, 'vm.json'));
-    if (rec && !recordAlive(rec)) {
+    // A unit's VM has no live owner between ExecStartPre and ExecStartPost: leave a fresh record alone.
+    const starting = rec !== null && rec.qemu === null && Date.now() - Date.parse(rec.started) < 120_000;
+    if (rec && !recordAlive(rec) && !starting) {
       rmSync(join(ctx.settings.runDir, e), { recursive: true, force: true });
       ctx.out(`removed run dir of VM ${rec.name}`);
     }
