@@ -1,52 +1,36 @@
 /** Lifecycle on the real test guest: stop over QMP, status, detached VMs, sticky identity. */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import { bootGuest, buildGuest } from '../helpers/guest.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { describe, expect, it } from 'vitest';
+import { cli, waitFor } from '../helpers/cli.js';
+import { guestEnvironment } from '../helpers/e2e.js';
+import { bootGuest } from '../helpers/guest.js';
 import { qmpCommand } from '../helpers/qmp-raw.js';
 
-let ns: Netns;
-let sb: Sandbox;
-let guest: { kernel: string; initrd: string };
+const e = guestEnvironment(['br0']);
 
-beforeAll(() => {
-  guest = buildGuest();
-  ns = createNetns(['br0']);
-});
-afterAll(() => ns.remove());
-// Each test gets its own pool and run dir; whatever a failed test left running is killed.
-beforeEach(() => {
-  sb = sandbox();
-});
-afterEach(() => {
-  ns.killAll();
-  sb.cleanup();
-});
-
-const run = (args: string[]) => cli(args, { env: sb.env, netns: ns.name });
+const run = (args: string[]) => cli(args, { env: e.sb.env, netns: e.ns.name });
 const leases = async () => JSON.parse((await run(['mac', 'list', '--json'])).stdout) as { mac: string; vm: { name: string; uuid: string }; state: string }[];
-const taps = () => (JSON.parse(ns.ip('-j', 'link', 'show')) as { ifname: string }[]).filter((l) => l.ifname.startsWith('uc'));
+const taps = () => (JSON.parse(e.ns.ip('-j', 'link', 'show')) as { ifname: string }[]).filter((l) => l.ifname.startsWith('uc'));
 const guestArgs = (extra = '') => [
-  '--accel', 'tcg', '--memory', '192', '--kernel', guest.kernel, '--initrd', guest.initrd, '--no-reboot',
+  '--accel', 'tcg', '--memory', '192', '--kernel', e.guest.kernel, '--initrd', e.guest.initrd, '--no-reboot',
   '--append', `console=ttyS0 panic=-1 quiet ${extra}`.trim(),
 ];
 const serial = (name: string) => {
-  const p = join(sb.runDir, `${name}.serial.log`);
+  const p = join(e.sb.runDir, `${name}.serial.log`);
   return existsSync(p) ? readFileSync(p, 'utf8') : '';
 };
 
 describe('stop and status', () => {
-  it('status shows a running VM from QMP; stop powers the guest off via ACPI and everything is given back', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'st1');
+  it('status shows a running VM from QMP; stop powers the e.guest off via ACPI and everything is given back', async () => {
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'st1');
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const st = JSON.parse((await run(['status', 'st1', '--json'])).stdout);
     expect(st).toMatchObject({ name: 'st1', state: 'running', qemuStatus: 'running', nics: [{ index: 0, bridge: 'br0' }] });
     expect(st.pid).toBeGreaterThan(0);
     // Least privilege: what qemu created is its owner's only.
-    for (const f of [st.qmpSocket, join(sb.runDir, 'st1', 'qemu.pid'), st.serialLog]) expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
-    expect((statSync(join(sb.runDir, 'st1')).mode & 0o777).toString(8)).toBe('700');
+    for (const f of [st.qmpSocket, join(e.sb.runDir, 'st1', 'qemu.pid'), st.serialLog]) expect((statSync(f).mode & 0o777).toString(8), f).toBe('600');
+    expect((statSync(join(e.sb.runDir, 'st1')).mode & 0o777).toString(8)).toBe('700');
     const byUuid = JSON.parse((await run(['status', st.uuid, '--json'])).stdout);
     expect(byUuid.name).toBe('st1');
 
@@ -65,8 +49,8 @@ describe('stop and status', () => {
     expect(JSON.parse(after.stdout)).toMatchObject({ name: 'st1', state: 'stopped' });
   });
 
-  it('a guest that ignores the power button is quit after --timeout; leases free', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'deaf', { append: 'uc.acpi=off' });
+  it('a e.guest that ignores the power button is quit after --timeout; leases free', async () => {
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'deaf', { append: 'uc.acpi=off' });
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const stop = await run(['stop', 'deaf', '--timeout', '2']);
     expect(stop.code, stop.stderr).toBe(0);
@@ -79,7 +63,7 @@ describe('stop and status', () => {
   });
 
   it('SIGTERM to a foreground start presses the power button first', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'term');
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'term');
     await vm.waitSerial(/^UNCLOUD-READY/m);
     vm.child().kill('SIGTERM');
     const r = await vm.done;
@@ -99,14 +83,14 @@ describe('stop and status', () => {
 });
 
 describe('detached VMs', () => {
-  it('start --detach returns once QMP answers; the guest powering off gives the MAC back through ifdown', async () => {
+  it('start --detach returns once QMP answers; the e.guest powering off gives the MAC back through ifdown', async () => {
     const r = await run(['start', '--name', 'bg1', '--detach', ...guestArgs()]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/VM bg1 runs in the background \(qemu pid \d+\)/);
     const st = JSON.parse((await run(['status', 'bg1', '--json'])).stdout);
     expect(st).toMatchObject({ state: 'running', launcherPid: null });
     expect((await leases()).map((l) => l.state)).toEqual(['live']);
-    await waitFor('guest ready', () => /^UNCLOUD-READY/m.test(serial('bg1')), 60_000);
+    await waitFor('e.guest ready', () => /^UNCLOUD-READY/m.test(serial('bg1')), 60_000);
     await qmpCommand(st.qmpSocket, 'system_powerdown');
     await waitFor('lease given back by ifdown', async () => (await leases()).length === 0, 20_000);
     expect(taps()).toEqual([]);

@@ -5,50 +5,34 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import { bootGuest, buildGuest } from '../helpers/guest.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { describe, expect, it } from 'vitest';
+import { cli, waitFor } from '../helpers/cli.js';
+import { guestEnvironment } from '../helpers/e2e.js';
+import { bootGuest } from '../helpers/guest.js';
 import { qmpCommand } from '../helpers/qmp-raw.js';
 
-let ns: Netns;
-let sb: Sandbox;
-let guest: { kernel: string; initrd: string };
-
-beforeAll(() => {
-  guest = buildGuest();
-  ns = createNetns(['br0', 'br1']);
-});
-afterAll(() => ns.remove());
-// Each test gets its own pool and run dir; whatever a failed test left running is killed.
-beforeEach(() => {
-  sb = sandbox();
-});
-afterEach(() => {
-  ns.killAll();
-  sb.cleanup();
-});
+const e = guestEnvironment(['br0', 'br1']);
 
 interface LinkInfo {
   ifname: string;
   address: string;
   master?: string;
 }
-const links = (): LinkInfo[] => JSON.parse(ns.ip('-j', 'link', 'show'));
+const links = (): LinkInfo[] => JSON.parse(e.ns.ip('-j', 'link', 'show'));
 const taps = () => links().filter((l) => l.ifname.startsWith('uc'));
-const leases = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; vm: { name: string }; nic: number }[];
+const leases = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: e.sb.env })).stdout) as { mac: string; vm: { name: string }; nic: number }[];
 const vmLeases = async (name: string) => (await leases()).filter((l) => l.vm?.name === name).sort((a, b) => a.nic - b.nic);
 const nicLines = (serial: string) => [...serial.matchAll(/^UNCLOUD-NIC (\S+) (\S+)/gm)].map((m) => ({ dev: m[1]!, mac: m[2]! }));
 
 describe('real VMs on a bridge', () => {
-  it('the guest sees the leased MAC; the tap is on the bridge with an fe: MAC; poweroff frees everything', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'solo');
+  it('the e.guest sees the leased MAC; the tap is on the bridge with an fe: MAC; poweroff frees everything', async () => {
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'solo');
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const [lease] = await vmLeases('solo');
-    const listed = JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout);
+    const listed = JSON.parse((await cli(['list', '--json'], { env: e.sb.env })).stdout);
     expect(listed).toMatchObject([{ name: 'solo', state: 'running', nics: [{ mac: lease!.mac }] }]);
     expect(nicLines(vm.serial())).toEqual([{ dev: 'eth0', mac: lease!.mac }]);
-    const rec = JSON.parse(readFileSync(join(sb.runDir, 'solo', 'vm.json'), 'utf8'));
+    const rec = JSON.parse(readFileSync(join(e.sb.runDir, 'solo', 'vm.json'), 'utf8'));
     const tap = links().find((l) => l.ifname === rec.nics[0].tap)!;
     expect(tap.master).toBe('br0');
     expect(tap.address).toBe(`fe${lease!.mac.slice(2)}`);
@@ -62,8 +46,8 @@ describe('real VMs on a bridge', () => {
   });
 
   it('two VMs started at once get different MACs and ping each other; SIGTERM to the launchers cleans up', async () => {
-    const a = bootGuest(guest, sb, ns.name, 'ping-a', { append: 'uc.ip.eth0=10.77.0.2/24 uc.ping=10.77.0.3' });
-    const b = bootGuest(guest, sb, ns.name, 'ping-b', { append: 'uc.ip.eth0=10.77.0.3/24 uc.ping=10.77.0.2' });
+    const a = bootGuest(e.guest, e.sb, e.ns.name, 'ping-a', { append: 'uc.ip.eth0=10.77.0.2/24 uc.ping=10.77.0.3' });
+    const b = bootGuest(e.guest, e.sb, e.ns.name, 'ping-b', { append: 'uc.ip.eth0=10.77.0.3/24 uc.ping=10.77.0.2' });
     await Promise.all([a.waitSerial(/^UNCLOUD-PING 10\.77\.0\.3 (ok|fail)/m, 90_000), b.waitSerial(/^UNCLOUD-PING 10\.77\.0\.2 (ok|fail)/m, 90_000)]);
     expect(a.serial()).toMatch(/^UNCLOUD-PING 10\.77\.0\.3 ok/m);
     expect(b.serial()).toMatch(/^UNCLOUD-PING 10\.77\.0\.2 ok/m);
@@ -84,7 +68,7 @@ describe('real VMs on a bridge', () => {
   });
 
   it('two NICs on two bridges: two distinct MACs in the guest; kill -9 of qemu still frees the leases', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'dual', { args: ['--nic', 'bridge=br0', '--nic', 'bridge=br1'] });
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'dual', { args: ['--nic', 'bridge=br0', '--nic', 'bridge=br1'] });
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const seen = nicLines(vm.serial());
     const held = await vmLeases('dual');
@@ -94,7 +78,7 @@ describe('real VMs on a bridge', () => {
     const masters = taps().map((t) => t.master).sort();
     expect(masters).toEqual(['br0', 'br1']);
 
-    const rec = JSON.parse(readFileSync(join(sb.runDir, 'dual', 'vm.json'), 'utf8'));
+    const rec = JSON.parse(readFileSync(join(e.sb.runDir, 'dual', 'vm.json'), 'utf8'));
     process.kill(rec.qemu.pid, 'SIGKILL');
     const r = await vm.done;
     expect(r.code).toBe(137);
@@ -103,24 +87,24 @@ describe('real VMs on a bridge', () => {
   });
 
   it('launcher and qemu both killed -9: the tap goes with qemu, gc frees the lease', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'crash');
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'crash');
     await vm.waitSerial(/^UNCLOUD-READY/m);
-    const rec = JSON.parse(readFileSync(join(sb.runDir, 'crash', 'vm.json'), 'utf8'));
+    const rec = JSON.parse(readFileSync(join(e.sb.runDir, 'crash', 'vm.json'), 'utf8'));
     process.kill(rec.launcher.pid, 'SIGKILL');
     process.kill(rec.qemu.pid, 'SIGKILL');
     await vm.done;
     await waitFor('taps gone', () => taps().length === 0, 5000);
     const before = await vmLeases('crash');
     expect(before).toHaveLength(1);
-    const listed = JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout);
+    const listed = JSON.parse((await cli(['list', '--json'], { env: e.sb.env })).stdout);
     expect(listed).toContainEqual(expect.objectContaining({ name: 'crash', state: 'stale' }));
-    const gc = await cli(['gc'], { env: sb.env });
+    const gc = await cli(['gc'], { env: e.sb.env });
     expect(gc.stdout).toContain(`freed ${before[0]!.mac} (VM crash nic0)`);
     expect(await leases()).toEqual([]);
   });
 
   it('a missing bridge fails before qemu starts and holds nothing', async () => {
-    const vm = bootGuest(guest, sb, ns.name, 'nobridge', { args: ['--nic', 'bridge=br9'] });
+    const vm = bootGuest(e.guest, e.sb, e.ns.name, 'nobridge', { args: ['--nic', 'bridge=br9'] });
     const r = await vm.done;
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^uncloud-vm: bridge br9 does not exist/m);

@@ -3,30 +3,16 @@
  * the same impostor gets through; its own MAC always passes. Rules go away with the tap.
  */
 import { execFileSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, sandbox, type Sandbox } from '../helpers/cli.js';
-import { bootGuest, buildGuest } from '../helpers/guest.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { describe, expect, it } from 'vitest';
+import { cli } from '../helpers/cli.js';
+import { guestEnvironment } from '../helpers/e2e.js';
+import { bootGuest } from '../helpers/guest.js';
 
-let ns: Netns;
-let sb: Sandbox;
-let guest: { kernel: string; initrd: string };
-beforeAll(() => {
-  guest = buildGuest();
-  ns = createNetns(['br0']);
-});
-afterAll(() => ns.remove());
-beforeEach(() => {
-  sb = sandbox();
-});
-afterEach(() => {
-  ns.killAll();
-  sb.cleanup();
-});
+const e = guestEnvironment(['br0']);
 
 /** `nft list tables` inside the namespace. */
 function nftTables(): string[] {
-  return execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  return execFileSync('ip', ['netns', 'exec', e.ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
 describe('anti-spoofing', () => {
@@ -34,9 +20,9 @@ describe('anti-spoofing', () => {
     ['on', 'fail'],
     ['off', 'ok'],
   ])('filter=%s: an impostor MAC from the tap → ping %s; the honest peer is unaffected', async (filter, want) => {
-    const honest = bootGuest(guest, sb, ns.name, `honest-${filter}`, { append: 'uc.ip.eth0=10.88.0.2/24' });
+    const honest = bootGuest(e.guest, e.sb, e.ns.name, `honest-${filter}`, { append: 'uc.ip.eth0=10.88.0.2/24' });
     await honest.waitSerial(/^UNCLOUD-READY/m);
-    const impostor = bootGuest(guest, sb, ns.name, `impostor-${filter}`, {
+    const impostor = bootGuest(e.guest, e.sb, e.ns.name, `impostor-${filter}`, {
       append: 'uc.ip.eth0=10.88.0.3/24 uc.spoof=42:00:00:00:ee:ee uc.ping=10.88.0.2 uc.pingtries=8',
       args: ['--nic', `bridge=br0,filter=${filter}`],
     });
@@ -50,12 +36,12 @@ describe('anti-spoofing', () => {
     expect(nftTables().filter((t) => t.startsWith('table bridge uc_'))).toEqual([]);
   });
 
-  it('with the filter on, a guest using its own MAC reaches its peer', async () => {
-    const a = bootGuest(guest, sb, ns.name, 'own-a', { append: 'uc.ip.eth0=10.89.0.2/24' });
+  it('with the filter on, a e.guest using its own MAC reaches its peer', async () => {
+    const a = bootGuest(e.guest, e.sb, e.ns.name, 'own-a', { append: 'uc.ip.eth0=10.89.0.2/24' });
     await a.waitSerial(/^UNCLOUD-READY/m);
-    const b = bootGuest(guest, sb, ns.name, 'own-b', { append: 'uc.ip.eth0=10.89.0.3/24 uc.ping=10.89.0.2 uc.pingtries=30' });
+    const b = bootGuest(e.guest, e.sb, e.ns.name, 'own-b', { append: 'uc.ip.eth0=10.89.0.3/24 uc.ping=10.89.0.2 uc.pingtries=30' });
     expect((await b.waitSerial(/^UNCLOUD-PING 10\.89\.0\.2 (ok|fail)/m, 90_000))[1]).toBe('ok');
-    const list = JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout);
+    const list = JSON.parse((await cli(['mac', 'list', '--json'], { env: e.sb.env })).stdout);
     expect(list).toHaveLength(2);
   });
 });
