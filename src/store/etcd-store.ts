@@ -298,7 +298,11 @@ export class EtcdStore implements Store {
     const prefixHex = pool.prefix.replaceAll(':', '');
     const held = await this.call('count', () => this.client.getAll().prefix(`${this.p}/macs/${prefixHex}`).count());
     const cur = await this.readCursor(pool);
-    return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cur.index)) };
+    const byHost: Record<string, number> = {};
+    for (const l of await this.list()) {
+      if (inPool(pool, parseMac(l.mac))) byHost[l.host] = (byHost[l.host] ?? 0) + 1;
+    }
+    return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cur.index)), byHost };
   }
 
   /** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */

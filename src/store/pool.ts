@@ -42,6 +42,8 @@ export interface PoolStatus {
   size: number;
   held: number;
   cursor: string;
+  /** Held addresses per host, where a store is shared by hosts (etcd). */
+  byHost?: Record<string, number>;
 }
 
 /** What a named VM had last time, so it comes back with the same UUID and MACs. Holds no address. */

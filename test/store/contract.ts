@@ -139,7 +139,7 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
 
     it('status reports prefix, size, held and cursor', async () => {
       await store.allocate(tiny, [manual, manual]);
-      expect(await store.status(tiny)).toEqual({ prefix: '42:00:00:00:00', size: 256, held: 2, cursor: '42:00:00:00:00:03' });
+      expect(await store.status(tiny)).toMatchObject({ prefix: '42:00:00:00:00', size: 256, held: 2, cursor: '42:00:00:00:00:03' });
       // The tiny pool lies inside the big one; a disjoint pool holds nothing.
       expect((await store.status(big)).held).toBe(2);
       expect((await store.status(parsePool('42:00:01'))).held).toBe(0);

@@ -42,6 +42,8 @@ describe('etcd store across hosts', () => {
       const before = await list();
       expect(before).toHaveLength(128);
       expect(before.every((l) => l.state === 'remote')).toBe(true);
+      const pool = JSON.parse((await cli(['mac', 'pool', '--json'], { env: sb.env })).stdout);
+      expect(pool).toMatchObject({ held: 128, byHost: { 'host-a': 64, 'host-b': 64 } });
       // gc on a third host frees nothing of live hosts.
       expect((await cli(['gc'], { env: sb.env })).stdout).toBe('');
       expect(await list()).toHaveLength(128);

@@ -50,9 +50,10 @@ export async function list(flags: { json?: boolean }, ctx: Context): Promise<num
     ctx.out('no VM is known');
     return 0;
   }
-  const rows = [['NAME', 'STATE', 'PIDS', 'MACS', 'UUID']];
+  const rows = [['NAME', 'STATE', 'HOST', 'PIDS', 'MACS', 'UUID']];
   for (const vm of vms) {
-    rows.push([vm.name, vm.state, vm.pids.join(',') || '-', vm.nics.map((n) => n.mac).join(','), vm.uuid ?? '-']);
+    const hosts = [...new Set(vm.nics.map((n) => n.host))].join(',');
+    rows.push([vm.name, vm.state, hosts, vm.pids.join(',') || '-', vm.nics.map((n) => n.mac).join(','), vm.uuid ?? '-']);
   }
   ctx.out(table(rows));
   return 0;

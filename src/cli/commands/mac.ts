@@ -82,6 +82,7 @@ export async function macPool(flags: { json?: boolean }, ctx: Context): Promise<
       ['free', String(s.size - s.held)],
       ['cursor', s.cursor],
       ['store', store.where],
+      ...Object.entries(s.byHost ?? {}).map(([host, n]) => [`held by ${host}`, String(n)]),
     ]),
   );
   return 0;
