@@ -22,7 +22,7 @@ const serial = (name: string) => {
 };
 
 describe('stop and status', () => {
-  it('status shows a running VM from QMP; stop powers the e.guest off via ACPI and everything is given back', async () => {
+  it('status shows a running VM from QMP; stop powers the guest off via ACPI and everything is given back', async () => {
     const vm = bootGuest(e.guest, e.sb, e.ns.name, 'st1');
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const st = JSON.parse((await run(['status', 'st1', '--json'])).stdout);
@@ -49,7 +49,7 @@ describe('stop and status', () => {
     expect(JSON.parse(after.stdout)).toMatchObject({ name: 'st1', state: 'stopped' });
   });
 
-  it('a e.guest that ignores the power button is quit after --timeout; leases free', async () => {
+  it('a guest that ignores the power button is quit after --timeout; leases free', async () => {
     const vm = bootGuest(e.guest, e.sb, e.ns.name, 'deaf', { append: 'uc.acpi=off' });
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const stop = await run(['stop', 'deaf', '--timeout', '2']);
@@ -83,14 +83,14 @@ describe('stop and status', () => {
 });
 
 describe('detached VMs', () => {
-  it('start --detach returns once QMP answers; the e.guest powering off gives the MAC back through ifdown', async () => {
+  it('start --detach returns once QMP answers; the guest powering off gives the MAC back through ifdown', async () => {
     const r = await run(['start', '--name', 'bg1', '--detach', ...guestArgs()]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/VM bg1 runs in the background \(qemu pid \d+\)/);
     const st = JSON.parse((await run(['status', 'bg1', '--json'])).stdout);
     expect(st).toMatchObject({ state: 'running', launcherPid: null });
     expect((await leases()).map((l) => l.state)).toEqual(['live']);
-    await waitFor('e.guest ready', () => /^UNCLOUD-READY/m.test(serial('bg1')), 60_000);
+    await waitFor('guest ready', () => /^UNCLOUD-READY/m.test(serial('bg1')), 60_000);
     await qmpCommand(st.qmpSocket, 'system_powerdown');
     await waitFor('lease given back by ifdown', async () => (await leases()).length === 0, 20_000);
     expect(taps()).toEqual([]);

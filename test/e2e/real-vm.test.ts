@@ -25,7 +25,7 @@ const vmLeases = async (name: string) => (await leases()).filter((l) => l.vm?.na
 const nicLines = (serial: string) => [...serial.matchAll(/^UNCLOUD-NIC (\S+) (\S+)/gm)].map((m) => ({ dev: m[1]!, mac: m[2]! }));
 
 describe('real VMs on a bridge', () => {
-  it('the e.guest sees the leased MAC; the tap is on the bridge with an fe: MAC; poweroff frees everything', async () => {
+  it('the guest sees the leased MAC; the tap is on the bridge with an fe: MAC; poweroff frees everything', async () => {
     const vm = bootGuest(e.guest, e.sb, e.ns.name, 'solo');
     await vm.waitSerial(/^UNCLOUD-READY/m);
     const [lease] = await vmLeases('solo');

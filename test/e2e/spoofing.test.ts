@@ -36,7 +36,7 @@ describe('anti-spoofing', () => {
     expect(nftTables().filter((t) => t.startsWith('table bridge uc_'))).toEqual([]);
   });
 
-  it('with the filter on, a e.guest using its own MAC reaches its peer', async () => {
+  it('with the filter on, a guest using its own MAC reaches its peer', async () => {
     const a = bootGuest(e.guest, e.sb, e.ns.name, 'own-a', { append: 'uc.ip.eth0=10.89.0.2/24' });
     await a.waitSerial(/^UNCLOUD-READY/m);
     const b = bootGuest(e.guest, e.sb, e.ns.name, 'own-b', { append: 'uc.ip.eth0=10.89.0.3/24 uc.ping=10.89.0.2 uc.pingtries=30' });
