@@ -57,7 +57,8 @@ export function buildProgram(result: ProgramResult): Command {
       `
 Settings come from /etc/uncloud-vm/config.json (or --config), then UNCLOUD_VM_* environment variables
 (UNCLOUD_VM_STATE_DIR, UNCLOUD_VM_RUN_DIR, UNCLOUD_VM_PREFIX, UNCLOUD_VM_BRIDGE, UNCLOUD_VM_QEMU,
-UNCLOUD_VM_STORE, UNCLOUD_VM_CONFIG), then flags.
+UNCLOUD_VM_STORE, UNCLOUD_VM_HOST, UNCLOUD_VM_CONFIG), then flags. The etcd store also reads
+UNCLOUD_VM_ETCD_CA, _CERT, _KEY (PEM files) and UNCLOUD_VM_ETCD_USER, _PASSWORD.
 
 Examples:
   uncloud-vm start --dry-run --memory 1024 --cores 2
