@@ -113,8 +113,15 @@ export function macAt(pool: Pool, index: number): number {
   return pool.base + (((index % pool.size) + pool.size) % pool.size);
 }
 
-/** Whether an index is a usable guest address (not all-zero overall, unicast by construction of the prefix). */
-function usable(pool: Pool, index: number): boolean {
+/** A MAC the pool must track has to lie inside it. `what` names the value in the error. */
+export function checkInPool(pool: Pool, mac: string, what = `MAC ${mac}`): void {
+  if (!inPool(pool, parseMac(mac))) {
+    throw usageError(`${what} is outside the pool ${pool.prefix}; pick one that starts with ${pool.prefix}`);
+  }
+}
+
+/** Whether an index is a usable guest address: not the all-zero MAC, not multicast (a forced prefix can be). */
+export function usable(pool: Pool, index: number): boolean {
   const mac = pool.base + index;
   return mac !== 0 && !isMulticast(mac);
 }

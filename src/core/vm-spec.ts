@@ -66,7 +66,8 @@ export interface VmPlan {
   noReboot: boolean;
 }
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** What a VM name may be; also what `stop`/`status` accept besides a UUID. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 const MACHINE_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
@@ -102,7 +103,7 @@ export function validateName(text: string): string {
   return text;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 
 export function validateUuid(text: string): string {
   if (!UUID_RE.test(text)) {

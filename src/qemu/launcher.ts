@@ -41,18 +41,16 @@ export interface PrepareOptions {
   releaseOnDown?: string[];
 }
 
-/** Check bridges, claim the run dir, lease the MACs and render the scripts. Gives everything back on failure. */
 /** execa is the costliest import of a start (~120 ms on Node 20): load it while the VM is being prepared. */
 let execaLoading: Promise<typeof import('execa')> | undefined;
 const loadExeca = () => (execaLoading ??= import('execa'));
 
+/** Check bridges, claim the run dir, lease the MACs and render the scripts. Gives everything back on failure. */
 export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
   void loadExeca().catch(() => undefined);
   // Everything we and qemu create (scripts, pidfile, QMP socket, serial log) is for our eyes only.
   process.umask(0o077);
-  if (!findExecutable(plan.qemu)) {
-    throw new UncloudError('QEMU_NOT_FOUND', `qemu binary '${plan.qemu}' not found; install qemu-system-x86 or pass --qemu <path>`);
-  }
+  if (!findExecutable(plan.qemu)) throw qemuNotFound(plan.qemu);
   for (const nic of plan.nics) {
     if (!deps.bridgeExists(nic.bridge)) {
       throw new UncloudError(
@@ -161,6 +159,19 @@ async function adoptQemu(vm: PreparedVm, deps: LaunchDeps, qemu: Owner, keepLaun
 }
 
 /**
+ * Spawn qemu; if even that fails (execa will not load, bad options), give back what the VM took.
+ * The subprocess comes boxed: it is a thenable, and returning it bare would await qemu's exit.
+ */
+async function spawnOrGiveBack<T>(vm: PreparedVm, deps: LaunchDeps, spawn: (execa: typeof import('execa').execa) => T): Promise<{ child: T }> {
+  try {
+    return { child: spawn((await loadExeca()).execa) };
+  } catch (err) {
+    await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
+    throw err;
+  }
+}
+
+/**
  * Run qemu as our child until it ends. SIGINT/SIGTERM/SIGHUP to the launcher stop the VM gracefully
  * (ACPI power button, then quit, then kill); a second signal kills qemu at once.
  * Returns 0 for a clean end; a failure throws with qemu's exit code (128 + n when killed by signal n).
@@ -170,16 +181,17 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
   let stopping = 0;
   let qemu: Owner | undefined;
   // exec.sh sets the umask and execs qemu: the child's pid is qemu's, as under a unit.
-  const { execa } = await loadExeca();
-  const child = execa('/bin/sh', [vm.files.execScript], {
-    reject: false,
-    stdin: vm.spec.console ? 'inherit' : 'ignore',
-    stdout: 'inherit',
-    stderr: ['pipe', 'inherit'],
-    // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
-    detached: !vm.spec.console,
-    cleanup: true,
-  });
+  const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
+    execa('/bin/sh', [vm.files.execScript], {
+      reject: false,
+      stdin: vm.spec.console ? 'inherit' : 'ignore',
+      stdout: 'inherit',
+      stderr: ['pipe', 'inherit'],
+      // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
+      detached: !vm.spec.console,
+      cleanup: true,
+    }),
+  );
   const onSignal = (sig: NodeJS.Signals): void => {
     stopping += 1;
     if (stopping > 1 || !qemu) {
@@ -229,10 +241,12 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
   }
 }
 
+function qemuNotFound(file: string): UncloudError {
+  return new UncloudError('QEMU_NOT_FOUND', `qemu binary '${file}' not found; install qemu-system-x86 or pass --qemu <path>`);
+}
+
 function notStarted(file: string, result: { code?: string; shortMessage?: string; message?: string }): UncloudError {
-  if (result.code === 'ENOENT') {
-    return new UncloudError('QEMU_NOT_FOUND', `qemu binary '${file}' not found; install qemu-system-x86 or pass --qemu <path>`);
-  }
+  if (result.code === 'ENOENT') return qemuNotFound(file);
   return new UncloudError('QEMU_FAILED', `qemu could not be started: ${result.shortMessage ?? result.message}`);
 }
 
@@ -243,15 +257,16 @@ function notStarted(file: string, result: { code?: string; shortMessage?: string
 export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
   const file = vm.argv[0]!;
   const stderrPath = `${vm.files.dir}/qemu.stderr`;
-  const { execa } = await loadExeca();
-  const child = execa('/bin/sh', [vm.files.execScript], {
-    reject: false,
-    stdin: 'ignore',
-    stdout: 'ignore',
-    stderr: { file: stderrPath },
-    detached: true,
-    cleanup: false,
-  });
+  const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
+    execa('/bin/sh', [vm.files.execScript], {
+      reject: false,
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: { file: stderrPath },
+      detached: true,
+      cleanup: false,
+    }),
+  );
   try {
     if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });
     const qemu = ownerOf(child.pid);

@@ -15,7 +15,7 @@
 import { hostname } from 'node:os';
 import { Etcd3, type Lease as EtcdLease } from 'etcd3';
 import { UncloudError } from '../core/errors.js';
-import { advance, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool } from '../core/mac.js';
+import { advance, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool, usable } from '../core/mac.js';
 import type { EtcdTarget } from '../core/store-url.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { parseIdentity, parseLease, serializeLease } from './lease.js';
@@ -98,9 +98,7 @@ export class EtcdStore implements Store {
 
   async allocate(pool: Pool, requests: LeaseRequest[]): Promise<Lease[]> {
     for (const req of requests) {
-      if (req.mac !== undefined && !inPool(pool, parseMac(req.mac))) {
-        throw new UncloudError('USAGE', `MAC ${req.mac} is outside the pool ${pool.prefix}; pick one that starts with ${pool.prefix}`, 2);
-      }
+      if (req.mac !== undefined) checkInPool(pool, req.mac);
     }
     const ephemeral = requests.some((r) => r.owners.length > 0);
     const leaseId = ephemeral ? await this.hostLeaseId() : undefined;
@@ -137,10 +135,8 @@ export class EtcdStore implements Store {
 
   private async allocateOnce(pool: Pool, requests: LeaseRequest[], leaseId: string | undefined): Promise<Lease[]> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const cur = await this.readCursor(pool);
-      let cursor = cur.index;
+      let cursor = await this.readCursor(pool);
       const chosen: string[] = [];
-      const skip = new Set<string>();
       for (const req of requests) {
         if (req.mac !== undefined) {
           if (await this.exists(req.mac)) throw await this.heldError(req.mac);
@@ -154,7 +150,7 @@ export class EtcdStore implements Store {
         // First try: the next free address. After a lost race, a random one of the next few free ones,
         // so allocators racing from the same cursor spread out instead of fighting over one address.
         const window = attempt === 0 ? 1 : Math.min(64, 8 << attempt);
-        const free = await this.freeIndices(pool, cursor, new Set([...chosen, ...skip]), window);
+        const free = await this.freeIndices(pool, cursor, new Set(chosen), window);
         if (free.length === 0) throw new Exhausted();
         const index = free[Math.floor(Math.random() * free.length)]!;
         chosen.push(formatMac(macAt(pool, index)));
@@ -198,9 +194,8 @@ export class EtcdStore implements Store {
       const to = Math.min(from + SCAN_BATCH, pool.size);
       const taken = await held(from, to);
       for (let i = from; i < to; i++) {
+        if (!usable(pool, i)) continue;
         const mac = formatMac(macAt(pool, i));
-        const value = macAt(pool, i);
-        if (value === 0 || Math.floor(value / 2 ** 40) & 1) continue;
         if (!taken.has(mac.replaceAll(':', '')) && !also.has(mac)) {
           out.push(i);
           if (out.length >= want) return out;
@@ -212,18 +207,17 @@ export class EtcdStore implements Store {
     return out;
   }
 
-  private async readCursor(pool: Pool): Promise<{ index: number; modRevision: string }> {
-    const res = await this.call('reading the cursor', () => this.client.get(this.cursorKey(pool)).exec());
-    const kv = res.kvs[0];
-    if (!kv) return { index: 1, modRevision: '0' };
-    const text = kv.value.toString();
+  /** The cursor's index; a new pool starts at suffix 1, as in the file store. */
+  private async readCursor(pool: Pool): Promise<number> {
+    const text = await this.call('reading the cursor', () => this.client.get(this.cursorKey(pool)).string());
+    if (text === null) return 1;
     let index: number;
     try {
       index = indexOf(pool, parseMac(text));
     } catch {
       throw new UncloudError('STATE_DAMAGED', `${this.where}: cursor key ${this.cursorKey(pool)} is damaged ('${text.slice(0, 40)}'); repair or delete it`);
     }
-    return { index, modRevision: String(kv.mod_revision) };
+    return index;
   }
 
   private async exists(mac: string): Promise<boolean> {
@@ -246,7 +240,7 @@ export class EtcdStore implements Store {
   }
 
   async peek(pool: Pool, count: number): Promise<string[]> {
-    let cursor = (await this.readCursor(pool)).index;
+    let cursor = await this.readCursor(pool);
     const out: string[] = [];
     while (out.length < count) {
       const i = await this.nextFree(pool, cursor, new Set(out));
@@ -295,14 +289,16 @@ export class EtcdStore implements Store {
   }
 
   async status(pool: Pool): Promise<PoolStatus> {
+    // One read gives both the count and the per-host split.
     const prefixHex = pool.prefix.replaceAll(':', '');
-    const held = await this.call('count', () => this.client.getAll().prefix(`${this.p}/macs/${prefixHex}`).count());
-    const cur = await this.readCursor(pool);
+    const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/macs/${prefixHex}`).strings());
     const byHost: Record<string, number> = {};
-    for (const l of await this.list()) {
-      if (inPool(pool, parseMac(l.mac))) byHost[l.host] = (byHost[l.host] ?? 0) + 1;
+    for (const [k, v] of Object.entries(all)) {
+      const host = parseLease(v, k).host;
+      byHost[host] = (byHost[host] ?? 0) + 1;
     }
-    return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cur.index)), byHost };
+    const cursor = await this.readCursor(pool);
+    return { prefix: pool.prefix, size: pool.size, held: Object.keys(all).length, cursor: formatMac(macAt(pool, cursor)), byHost };
   }
 
   /** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */

@@ -13,23 +13,13 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { UncloudError, usageError } from '../core/errors.js';
-import {
-  advance,
-  candidates,
-  exhaustedError,
-  formatMac,
-  indexOf,
-  inPool,
-  macAt,
-  parseMac,
-  type Pool,
-} from '../core/mac.js';
+import { UncloudError } from '../core/errors.js';
+import { advance, candidates, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool } from '../core/mac.js';
 import { createFileExclusive, readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
 import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './pool.js';
-import { parseIdentity, parseLease, serializeLease } from './lease.js';
+import { damaged, parseIdentity, parseLease, parseRecord, serializeLease } from './lease.js';
 
 export interface FileStoreOptions {
   dir: string;
@@ -72,7 +62,7 @@ export class FileStore implements Store {
 
   async allocate(pool: Pool, requests: LeaseRequest[]): Promise<Lease[]> {
     for (const req of requests) {
-      if (req.mac !== undefined) this.checkInPool(pool, req.mac);
+      if (req.mac !== undefined) checkInPool(pool, req.mac);
     }
     try {
       return await this.withLock(() => this.allocateLocked(pool, requests));
@@ -263,12 +253,6 @@ export class FileStore implements Store {
     };
   }
 
-  private checkInPool(pool: Pool, mac: string): void {
-    if (!inPool(pool, parseMac(mac))) {
-      throw usageError(`MAC ${mac} is outside the pool ${pool.prefix}; pick one that starts with ${pool.prefix}`);
-    }
-  }
-
   private heldError(mac: string): UncloudError {
     const lease = this.readLease(this.leasePath(mac));
     const by = lease?.vm ? `VM ${lease.vm.name}` : 'a manual allocation';
@@ -315,24 +299,11 @@ export class FileStore implements Store {
   private readPoolFile(): PoolFile {
     const text = readTextIfExists(this.poolPath);
     if (text === null) return { version: 1, cursors: {} };
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch {
-      throw damaged(this.poolPath, 'not valid JSON');
-    }
-    const d = data as Partial<PoolFile> | null;
-    if (typeof d !== 'object' || d === null) throw damaged(this.poolPath, 'not a JSON object');
-    if (d.version !== 1) {
-      throw new UncloudError(
-        'STATE_VERSION',
-        `state file ${this.poolPath} has version ${JSON.stringify(d.version)}; this uncloud-vm reads version 1`,
-      );
-    }
-    if (typeof d.cursors !== 'object' || d.cursors === null) throw damaged(this.poolPath, 'no cursors object');
+    const d = parseRecord<PoolFile>(text, 'state file', this.poolPath);
+    if (typeof d.cursors !== 'object' || d.cursors === null) throw damaged('state file', this.poolPath, 'no cursors object');
     for (const [prefix, cursor] of Object.entries(d.cursors)) {
       if (typeof cursor !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(cursor)) {
-        throw damaged(this.poolPath, `bad cursor for prefix ${prefix}`);
+        throw damaged('state file', this.poolPath, `bad cursor for prefix ${prefix}`);
       }
     }
     return { version: 1, cursors: { ...d.cursors } as Record<string, string> };
@@ -380,13 +351,6 @@ export class FileStore implements Store {
       await unlock().catch(() => undefined);
     }
   }
-}
-
-function damaged(path: string, why: string): UncloudError {
-  return new UncloudError(
-    'STATE_DAMAGED',
-    `state file ${path} is damaged (${why}); it was left untouched: repair or remove it`,
-  );
 }
 
 function safeMtime(path: string): number | null {

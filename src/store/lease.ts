@@ -7,7 +7,7 @@ export function serializeLease(lease: Lease): string {
 }
 
 /** A JSON object of a known version, or an error naming the file. */
-function parseRecord<T>(text: string, what: string, where: string): Partial<T> {
+export function parseRecord<T>(text: string, what: string, where: string): Partial<T> {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -22,7 +22,7 @@ function parseRecord<T>(text: string, what: string, where: string): Partial<T> {
   return data as Partial<T>;
 }
 
-function damaged(what: string, where: string, why: string): UncloudError {
+export function damaged(what: string, where: string, why: string): UncloudError {
   return new UncloudError('STATE_DAMAGED', `${what} ${where} is damaged (${why}); it was left untouched: repair or remove it`);
 }
 

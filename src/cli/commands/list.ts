@@ -1,5 +1,5 @@
 /** `uncloud-vm list` and `uncloud-vm gc`: the VMs the pool knows of, and reclaiming what dead ones held. */
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lease, VmIdentity } from '../../store/pool.js';
 import { readRecord, recordAlive } from '../../system/run-dir.js';
@@ -69,7 +69,6 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   } catch {
     entries = [];
   }
-  const { rmSync } = await import('node:fs');
   for (const e of entries) {
     const rec = readRecord(join(ctx.settings.runDir, e, 'vm.json'));
     // A unit's VM has no live owner between ExecStartPre and ExecStartPost: leave a fresh record alone.

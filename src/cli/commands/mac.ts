@@ -1,12 +1,11 @@
 /** `uncloud-vm mac …`: the pool itself, like the old mac-gen.py (allocate prints only the MAC). */
 import { UncloudError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
-import { validateUuid } from '../../core/vm-spec.js';
+import { UUID_RE } from '../../core/vm-spec.js';
 import type { Lease } from '../../store/pool.js';
 import { isOwnerAlive } from '../../system/proc.js';
 import { type Context, table } from '../context.js';
 
-const UUID_LIKE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function macAllocate(flags: { vm?: string }, ctx: Context): Promise<number> {
   let vm: Lease['vm'] = null;
@@ -14,7 +13,7 @@ export async function macAllocate(flags: { vm?: string }, ctx: Context): Promise
     if (flags.vm === '' || /[\u0000-\u001f\u007f]/.test(flags.vm) || flags.vm.length > 128) {
       throw new UncloudError('USAGE', '--vm must be 1 to 128 printable characters', 2);
     }
-    vm = UUID_LIKE.test(flags.vm) ? { uuid: validateUuid(flags.vm), name: flags.vm } : { name: flags.vm };
+    vm = UUID_RE.test(flags.vm) ? { uuid: flags.vm.toLowerCase(), name: flags.vm } : { name: flags.vm };
   }
   const store = await ctx.store();
   const [lease] = await store.allocate(ctx.pool, [{ vm, nic: null, owners: [] }]);

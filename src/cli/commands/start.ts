@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
-import { inPool, parseMac, type Pool } from '../../core/mac.js';
+import { checkInPool, type Pool } from '../../core/mac.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
 import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
@@ -39,9 +39,7 @@ export function parseTimeout(text: string, flag: string): number {
 /** A MAC asked for with --nic mac= must be one the pool tracks. */
 export function checkNicMacs(plan: VmPlan, pool: Pool): void {
   for (const nic of plan.nics) {
-    if (nic.mac !== undefined && !inPool(pool, parseMac(nic.mac))) {
-      throw new UncloudError('USAGE', `--nic mac=${nic.mac} is outside the pool ${pool.prefix}; pick a MAC that starts with ${pool.prefix}`, 2);
-    }
+    if (nic.mac !== undefined) checkInPool(pool, nic.mac, `--nic mac=${nic.mac}`);
   }
 }
 

@@ -3,15 +3,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UncloudError, printable } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
-import { vmRunFiles } from '../../core/vm-spec.js';
+import { NAME_RE, UUID_RE, vmRunFiles } from '../../core/vm-spec.js';
 import type { Owner } from '../../store/pool.js';
 import { isOwnerAlive, ownerOf } from '../../system/proc.js';
 import { readRecord, type VmRecord, writeRecord } from '../../system/run-dir.js';
 import { type Context, table } from '../context.js';
 import { parseTimeout } from './start.js';
 
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function checkTarget(target: string): void {
   if (!NAME_RE.test(target) && !UUID_RE.test(target)) {
