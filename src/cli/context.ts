@@ -1,7 +1,7 @@
 /** What every command gets: resolved settings, the pool, the store, and where to write. */
 import { parsePool, type Pool } from '../core/mac.js';
 import { type OpenOptions, openStore } from '../store/open-store.js';
-import type { Store } from '../store/pool.js';
+import type { Store } from '../store/store.js';
 import { type Overrides, resolveSettings, type Settings } from '../system/config.js';
 
 export interface Io {

@@ -9,7 +9,7 @@ import { formatMac, parseMac, type Pool, tapMacFor } from '../core/mac.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
-import type { Lease, LeaseRequest, Owner, Store } from '../store/pool.js';
+import type { Lease, LeaseRequest, Owner, Store } from '../store/store.js';
 import { findExecutable } from '../system/host.js';
 import { ownerOf } from '../system/proc.js';
 import { claimRunDir, readRecord, removeRunDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';

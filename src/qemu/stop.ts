@@ -2,7 +2,7 @@
  * Stopping a VM the way Proxmox does: ACPI power button over QMP, wait up to a timeout for qemu to exit,
  * then QMP quit, then SIGKILL. Without QMP (socket gone), SIGTERM asks qemu itself to quit.
  */
-import type { Owner } from '../store/pool.js';
+import type { Owner } from '../core/owner.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { QmpClient } from './qmp.js';
 

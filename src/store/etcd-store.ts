@@ -19,7 +19,7 @@ import { advance, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt
 import type { EtcdTarget } from '../core/store-url.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { parseIdentity, parseLease, serializeLease } from './lease.js';
-import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './pool.js';
+import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
 
 export interface EtcdStoreOptions {
   target: EtcdTarget;

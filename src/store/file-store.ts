@@ -18,7 +18,7 @@ import { advance, candidates, checkInPool, exhaustedError, formatMac, indexOf, i
 import { createFileExclusive, readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
-import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './pool.js';
+import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
 import { damaged, parseIdentity, parseLease, parseRecord, serializeLease } from './lease.js';
 
 export interface FileStoreOptions {

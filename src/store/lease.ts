@@ -1,6 +1,6 @@
 /** Lease records on disk: JSON, checked field by field so a damaged file is named, never trusted. */
 import { UncloudError } from '../core/errors.js';
-import type { Lease, VmIdentity } from './pool.js';
+import type { Lease, VmIdentity } from './store.js';
 
 export function serializeLease(lease: Lease): string {
   return `${JSON.stringify(lease)}\n`;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import { parseStore } from '../core/store-url.js';
 import { FileStore } from './file-store.js';
-import type { Store } from './pool.js';
+import type { Store } from './store.js';
 
 export interface StoreSettings {
   store: string;

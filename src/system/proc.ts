@@ -1,6 +1,6 @@
 /** Process identity from /proc: a pid plus its start time survives pid reuse. */
 import { readFileSync } from 'node:fs';
-import type { Owner } from '../store/pool.js';
+import type { Owner } from '../core/owner.js';
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or null if it is gone. */
 export function processStartTime(pid: number): number | null {

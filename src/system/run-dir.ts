@@ -5,7 +5,7 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { VmRunFiles } from '../core/vm-spec.js';
-import type { Owner } from '../store/pool.js';
+import type { Owner } from '../core/owner.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { ensurePrivateDir } from './private-dir.js';
 import { isOwnerAlive } from './proc.js';

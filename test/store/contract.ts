@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parsePool } from '../../src/core/mac.js';
-import type { Owner, Store } from '../../src/store/pool.js';
+import type { Owner, Store } from '../../src/store/store.js';
 
 export interface StoreFactory {
   make: (opts: { isAlive: (o: Owner) => boolean; host?: string }) => Promise<Store>;

@@ -13,7 +13,7 @@ import { parsePool } from '../../src/core/mac.js';
 import { parseStore, type EtcdTarget } from '../../src/core/store-url.js';
 import { EtcdStore } from '../../src/store/etcd-store.js';
 import { FileStore } from '../../src/store/file-store.js';
-import type { Store } from '../../src/store/pool.js';
+import type { Store } from '../../src/store/store.js';
 import { ROOT } from '../helpers/cli.js';
 import { startEtcd, type EtcdServer } from '../helpers/etcd.js';
 

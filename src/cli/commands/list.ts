@@ -1,7 +1,7 @@
 /** `uncloud-vm list` and `uncloud-vm gc`: the VMs the pool knows of, and reclaiming what dead ones held. */
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Lease, VmIdentity } from '../../store/pool.js';
+import type { Lease, VmIdentity } from '../../store/store.js';
 import { readRecord, recordAlive } from '../../system/run-dir.js';
 import { type Context, table } from '../context.js';
 import { leaseState } from './mac.js';

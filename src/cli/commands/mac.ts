@@ -2,7 +2,7 @@
 import { UncloudError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-spec.js';
-import type { Lease } from '../../store/pool.js';
+import type { Lease } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';
 import { type Context, table } from '../context.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { UncloudError, printable } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { NAME_RE, UUID_RE, vmRunFiles } from '../../core/vm-spec.js';
-import type { Owner } from '../../store/pool.js';
+import type { Owner } from '../../core/owner.js';
 import { isOwnerAlive, ownerOf } from '../../system/proc.js';
 import { readRecord, type VmRecord, writeRecord } from '../../system/run-dir.js';
 import { type Context, table } from '../context.js';

@@ -3,12 +3,9 @@
  * A store hands out addresses next-free from a rotating cursor with an atomic claim per address.
  */
 import type { Pool } from '../core/mac.js';
+import type { Owner } from '../core/owner.js';
 
-/** A process that keeps a lease alive; start time (clock ticks since boot) tells a reused pid apart. */
-export interface Owner {
-  pid: number;
-  startTime: number;
-}
+export type { Owner };
 
 export interface LeaseVm {
   uuid?: string;
