@@ -50,7 +50,7 @@ export function buildProgram(result: ProgramResult): Command {
     .option('--state-dir <dir>', 'where the MAC pool lives (default /var/lib/uncloud-vm as root)')
     .option('--run-dir <dir>', 'where running VMs keep sockets and scripts (default /run/uncloud-vm as root)')
     .option('--prefix <octets>', 'MAC pool prefix, 1 to 5 octets (default 42:00:00)')
-    .option('--force-prefix', 'accept a multicast or globally administered prefix')
+    .option('--force-prefix', 'accept a globally administered prefix (a multicast one is never accepted)')
     .option('--store <store>', "MAC pool store: 'file' (default) or etcd://host:port[,host:port…][/prefix][?ttl=s]")
     .addHelpText(
       'after',

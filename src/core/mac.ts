@@ -69,7 +69,8 @@ export interface PrefixOptions {
 
 /**
  * Parse and validate a pool prefix (1 to 5 octets).
- * Refused: multicast first octet, globally administered first octet (unless forced),
+ * Refused: a multicast first octet (no usable address at all, forced or not), a globally administered first
+ * octet (unless forced),
  * QEMU's own 52:54:00 range, and fe (the host-side tap range).
  */
 export function parsePool(text: string, opts: PrefixOptions = {}): Pool {
@@ -85,13 +86,12 @@ export function parsePool(text: string, opts: PrefixOptions = {}): Pool {
   if (norm === '52:54:00' || norm.startsWith('52:54:00:')) {
     throw usageError(`invalid MAC prefix '${norm}': 52:54:00 is QEMU's own default range; pick a locally administered prefix such as 42:00:00`);
   }
-  if (!opts.force) {
-    if (first & 1) {
-      throw usageError(`invalid MAC prefix '${norm}': first octet is multicast (lowest bit set); use e.g. 42:00:00, or --force-prefix`);
-    }
-    if (!(first & 2)) {
-      throw usageError(`invalid MAC prefix '${norm}': first octet is not locally administered (bit 1 clear); use e.g. 42:00:00, or --force-prefix`);
-    }
+  if (first & 1) {
+    // Every address under a multicast first octet is multicast: not one could be a NIC's, forced or not.
+    throw usageError(`invalid MAC prefix '${norm}': first octet is multicast (lowest bit set), so no address in it can be a NIC's (even with --force-prefix); use e.g. 42:00:00`);
+  }
+  if (!opts.force && !(first & 2)) {
+    throw usageError(`invalid MAC prefix '${norm}': first octet is not locally administered (bit 1 clear); use e.g. 42:00:00, or --force-prefix`);
   }
   const octets = parts.length;
   const suffixBits = 8 * (6 - octets);
@@ -126,22 +126,74 @@ export function usable(pool: Pool, index: number): boolean {
   return mac !== 0 && !isMulticast(mac);
 }
 
-/**
- * Candidate indices in allocation order: from the cursor to the end, then wrapping to the start,
- * each index once. A freed address is only handed out again when the cursor comes round.
- */
-export function* candidates(pool: Pool, cursor: number): Generator<number> {
-  const start = ((cursor % pool.size) + pool.size) % pool.size;
-  for (let k = 0; k < pool.size; k++) {
-    const index = (start + k) % pool.size;
-    if (usable(pool, index)) yield index;
-  }
+/** How many addresses of the pool a NIC may carry: all but the all-zero address, none under a multicast prefix. */
+export function usableCount(pool: Pool): number {
+  if (isMulticast(pool.base)) return 0;
+  return pool.base === 0 ? pool.size - 1 : pool.size;
 }
 
-/** The next free index from the cursor, or null when every address is taken. */
-export function nextFree(pool: Pool, cursor: number, taken: (index: number) => boolean): number | null {
-  for (const index of candidates(pool, cursor)) {
-    if (!taken(index)) return index;
+/**
+ * Where a scan goes on from index i: i itself when it is free, else an index past i, at best the end of the
+ * held run that i starts (pool.size when the run reaches the end). A store that knows its held runs answers in
+ * O(log n), so a long held run costs one probe, not one per address.
+ */
+export type FreeFrom = (index: number) => number;
+
+/** The FreeFrom of a plain "is it held?" predicate: one probe per held address. */
+export function freeFromPredicate(taken: (index: number) => boolean): FreeFrom {
+  return (i) => (taken(i) ? i + 1 : i);
+}
+
+/** Index of the first element >= value in a sorted array. */
+function lowerBound(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The FreeFrom of held indices sorted ascending and distinct: the end of a held run by binary search,
+ * O(log n) however long the run (in a run, held[k + m] - held[k] === m).
+ */
+export function freeFromSorted(held: readonly number[]): FreeFrom {
+  return (i) => {
+    const k = lowerBound(held, i);
+    if (k === held.length || held[k] !== i) return i;
+    let lo = k;
+    let hi = held.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (held[mid]! - i === mid - k) lo = mid;
+      else hi = mid - 1;
+    }
+    return held[lo]! + 1;
+  };
+}
+
+/**
+ * The next free usable index from the cursor to the end, then from the start back to the cursor, or null
+ * when every usable address is held. The walk takes one probe per held run met (see FreeFrom) and never
+ * more than the pool's usable addresses; a pool with none answers at once.
+ */
+export function nextFree(pool: Pool, cursor: number, freeFrom: FreeFrom): number | null {
+  if (usableCount(pool) === 0) return null;
+  const start = ((cursor % pool.size) + pool.size) % pool.size;
+  for (const [lo, hi] of [[start, pool.size], [0, start]] as const) {
+    let i = lo;
+    while (i < hi) {
+      if (!usable(pool, i)) {
+        i += 1;
+        continue;
+      }
+      const next = freeFrom(i);
+      if (next === i) return i;
+      i = Math.max(next, i + 1);
+    }
   }
   return null;
 }

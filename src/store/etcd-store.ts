@@ -15,7 +15,7 @@
 import { hostname } from 'node:os';
 import { Etcd3, type Lease as EtcdLease } from 'etcd3';
 import { UncloudError } from '../core/errors.js';
-import { advance, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool, usable } from '../core/mac.js';
+import { advance, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool, usable, usableCount } from '../core/mac.js';
 import type { EtcdTarget } from '../core/store-url.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { parseIdentity, parseLease, serializeLease } from './lease.js';
@@ -182,6 +182,7 @@ export class EtcdStore implements Store {
   /** Up to `want` free indices from the cursor (wrapping), reading held keys in batches, not one by one. */
   private async freeIndices(pool: Pool, cursor: number, also: Set<string>, want: number): Promise<number[]> {
     const out: number[] = [];
+    if (usableCount(pool) === 0) return out;
     const held = async (from: number, to: number): Promise<Set<string>> => {
       const start = this.macKey(formatMac(macAt(pool, from)));
       const end = to >= pool.size ? `${this.p}/macs/${formatMac(pool.base + pool.size - 1).replaceAll(':', '')}\u0000` : this.macKey(formatMac(macAt(pool, to)));

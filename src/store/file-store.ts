@@ -14,7 +14,20 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
-import { advance, candidates, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool } from '../core/mac.js';
+import {
+  advance,
+  checkInPool,
+  exhaustedError,
+  type FreeFrom,
+  formatMac,
+  freeFromSorted,
+  indexOf,
+  inPool,
+  macAt,
+  nextFree,
+  parseMac,
+  type Pool,
+} from '../core/mac.js';
 import { createFileExclusive, readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
@@ -35,6 +48,8 @@ interface PoolFile {
 }
 
 const TMP_MAX_AGE_MS = 60_000;
+/** Held addresses in a row, probed one by one, before a scan reads the lease directory to skip the run. */
+const LONG_RUN = 64;
 /** A new pool starts at suffix 1, as the old mac-gen.py did; suffix 0 comes round after the wrap. */
 const FIRST_CURSOR = 1;
 
@@ -101,10 +116,10 @@ export class FileStore implements Store {
           }
         }
         let got: Lease | undefined;
-        for (const index of candidates(pool, cursor)) {
-          const mac = formatMac(macAt(pool, index));
-          if (this.exists(mac)) continue;
-          const l = lease(mac);
+        const freeFrom = this.freeFrom(pool);
+        // A lost claim means the address is held now, so the next scan passes it: at most one loss per address.
+        for (let index = nextFree(pool, cursor, freeFrom); index !== null; index = nextFree(pool, index + 1, freeFrom)) {
+          const l = lease(formatMac(macAt(pool, index)));
           if (this.claim(l)) {
             got = l;
             cursor = advance(pool, index);
@@ -128,10 +143,13 @@ export class FileStore implements Store {
     const cursorText = file.cursors[pool.prefix];
     const cursor = cursorText !== undefined ? indexOf(pool, parseMac(cursorText)) : FIRST_CURSOR;
     const out: string[] = [];
-    for (const index of candidates(pool, cursor)) {
-      if (out.length === count) break;
-      const mac = formatMac(macAt(pool, index));
-      if (!this.exists(mac)) out.push(mac);
+    const held = this.freeFrom(pool);
+    let at = cursor;
+    while (out.length < count) {
+      const index = nextFree(pool, at, (i) => (out.includes(formatMac(macAt(pool, i))) ? i + 1 : held(i)));
+      if (index === null) break;
+      out.push(formatMac(macAt(pool, index)));
+      at = advance(pool, index);
     }
     if (out.length < count) throw exhaustedError(pool);
     return out;
@@ -262,6 +280,39 @@ export class FileStore implements Store {
   private claim(lease: Lease): boolean {
     this.ensureDirs();
     return createFileExclusive(this.leasePath(lease.mac), serializeLease(lease));
+  }
+
+  /**
+   * Where an allocation scan goes on from index i (see FreeFrom): one lstat per address while held runs are
+   * short; once a run passes LONG_RUN, the held addresses are read from the lease directory once and every
+   * run after that is skipped by binary search, so a cursor inside a long held run costs one directory read,
+   * not one lstat per address.
+   */
+  private freeFrom(pool: Pool): FreeFrom {
+    const prefixHex = pool.prefix.replaceAll(':', '');
+    let run = 0;
+    let sorted: FreeFrom | undefined;
+    return (i) => {
+      if (sorted) {
+        const next = sorted(i);
+        if (next !== i) return next;
+      } else if (run >= LONG_RUN) {
+        const held = this.leaseEntries()
+          .filter((e) => e.startsWith(prefixHex))
+          .map((e) => parseInt(e.slice(0, 12), 16) - pool.base)
+          .sort((a, b) => a - b);
+        sorted = freeFromSorted(held);
+        const next = sorted(i);
+        if (next !== i) return next;
+      }
+      // Addresses claimed after the directory was read are still found by lstat.
+      if (this.exists(formatMac(macAt(pool, i)))) {
+        run += 1;
+        return i + 1;
+      }
+      run = 0;
+      return i;
+    };
   }
 
   private exists(mac: string): boolean {

@@ -50,6 +50,10 @@ const cases: [string, string[], RegExp, number?][] = [
   // prefixes
   ['prefix too long', ['--prefix', '42:00:00:00:00:00', 'mac', 'allocate'], /expected 1 to 5 hex octets/],
   ['multicast prefix', ['--prefix', '43:00:00', 'mac', 'allocate'], /first octet is multicast/],
+  // Crash-path defect 13: these scanned 2^40 addresses (or said "exhausted") and left pool.lock behind.
+  ['forced multicast prefix 03', ['--prefix', '03', '--force-prefix', 'mac', 'allocate'], /'03': first octet is multicast.*even with --force-prefix/],
+  ['forced multicast prefix 03:00:00', ['--prefix', '03:00:00', '--force-prefix', 'mac', 'allocate'], /first octet is multicast/],
+  ['forced multicast prefix, dry run', ['--prefix', '03', '--force-prefix', ...S, '--dry-run'], /first octet is multicast/],
   ['globally administered prefix', ['--prefix', '40:00:00', 'mac', 'allocate'], /not locally administered/],
   ["QEMU's 52:54:00", ['--prefix', '52:54:00', 'mac', 'allocate'], /52:54:00 is QEMU's own default range/],
   ['tap range fe', ['--prefix', 'fe:00', 'mac', 'allocate'], /fe is reserved for the host side of taps/],

@@ -1,14 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import {
   advance,
-  candidates,
+  type FreeFrom,
   formatMac,
+  freeFromPredicate,
+  freeFromSorted,
   inPool,
   macAt,
   nextFree,
   parseMac,
   parsePool,
   tapMacFor,
+  usableCount,
   validateGuestMac,
 } from '../../src/core/mac.js';
 import { UncloudError } from '../../src/core/errors.js';
@@ -81,6 +84,7 @@ describe('parsePool', () => {
     ['42:00:00:00:00:00', /expected 1 to 5 hex octets/],
     ['4', /expected 1 to 5 hex octets/],
     ['43:00:00', /multicast/],
+    ['03', /multicast/],
     ['40:00:00', /not locally administered/],
     ['00:16:3e', /not locally administered/],
     ['52:54:00', /QEMU's own default range/],
@@ -95,16 +99,20 @@ describe('parsePool', () => {
     expect(() => parsePool('52:54:00', { force: true })).toThrow();
     expect(() => parsePool('fe', { force: true })).toThrow();
   });
+
+  // Defect 13 of the crash-path issue: a forced multicast prefix has no address a NIC can carry.
+  it.each(['03', '03:00:00', '43', 'ff:ff:ff:ff:ff', '01:00:5e'])('refuses the multicast prefix %s even when forced', (text) => {
+    expect(() => parsePool(text, { force: true })).toThrow(/first octet is multicast.*even with --force-prefix/);
+  });
 });
 
 describe('cursor arithmetic', () => {
   const tiny = parsePool('42:00:00:00:00'); // 256 addresses
 
-  it('walks from the cursor and wraps once', () => {
-    const got = [...candidates(tiny, 254)].slice(0, 4);
-    expect(got).toEqual([254, 255, 0, 1]);
-    expect([...candidates(tiny, 7)]).toHaveLength(256);
-  });
+  const heldSet = (taken: number[]) => {
+    const set = new Set(taken);
+    return freeFromPredicate((i) => set.has(i));
+  };
 
   it.each([
     // cursor, taken indices, expected
@@ -113,20 +121,22 @@ describe('cursor arithmetic', () => {
     [254, [254, 255], 0],
     [255, [255, 0, 1], 2],
     [10, [], 10],
+    [300, [44], 45], // a cursor past the end wraps
+    [-1, [], 255],
   ])('next free from %d with %j taken is %d', (cursor, taken, want) => {
-    const set = new Set(taken);
-    expect(nextFree(tiny, cursor, (i) => set.has(i))).toBe(want);
+    expect(nextFree(tiny, cursor, heldSet(taken))).toBe(want);
+    expect(nextFree(tiny, cursor, freeFromSorted([...taken].sort((a, b) => a - b)))).toBe(want);
   });
 
   it('returns null when every address is taken (exhaustion)', () => {
-    expect(nextFree(tiny, 17, () => true)).toBeNull();
+    expect(nextFree(tiny, 17, () => 256)).toBeNull();
+    expect(nextFree(tiny, 17, freeFromPredicate(() => true))).toBeNull();
   });
-
   it('a freed address is not reused before the cursor comes round', () => {
     const held = new Set<number>();
     let cursor = 0;
     const take = (): number => {
-      const i = nextFree(tiny, cursor, (x) => held.has(x))!;
+      const i = nextFree(tiny, cursor, freeFromPredicate((x) => held.has(x)))!;
       held.add(i);
       cursor = advance(tiny, i);
       return i;
@@ -147,11 +157,71 @@ describe('cursor arithmetic', () => {
     expect(inPool(tiny, parseMac('42:00:00:00:01:00'))).toBe(false);
   });
 
-  it('skips the all-zero and multicast addresses of a forced pool', () => {
+  it('skips the all-zero address of a forced pool', () => {
     const pool = parsePool('00:00:00:00:00', { force: true });
-    expect([...candidates(pool, 0)][0]).toBe(1);
-    const mc = parsePool('01:00:00:00:00', { force: true });
-    expect([...candidates(mc, 0)]).toHaveLength(0);
+    expect(usableCount(pool)).toBe(255);
+    expect(nextFree(pool, 0, () => 0 as number)).toBeNull(); // a FreeFrom that never moves is still bounded
+    expect(nextFree(pool, 0, freeFromPredicate(() => false))).toBe(1);
+  });
+});
+
+describe('usableCount', () => {
+  it.each([
+    ['42:00:00', 2 ** 24],
+    ['42', 2 ** 40],
+    ['00:00:00:00:00', 255],
+  ])('%s has %d usable addresses', (prefix, n) => {
+    expect(usableCount(parsePool(prefix, { force: true }))).toBe(n);
+  });
+  it('is 0 for a multicast base (only reachable by building a Pool by hand)', () => {
+    expect(usableCount({ prefix: '03', octets: 1, base: 0x03 * 2 ** 40, size: 2 ** 40 })).toBe(0);
+    expect(nextFree({ prefix: '03', octets: 1, base: 0x03 * 2 ** 40, size: 2 ** 40 }, 0, () => 0)).toBeNull();
+  });
+});
+
+describe('freeFromSorted', () => {
+  it.each([
+    // held, from, where the scan goes on
+    [[], 5, 5],
+    [[5], 5, 6],
+    [[5], 4, 4],
+    [[1, 2, 3, 7, 8], 1, 4],
+    [[1, 2, 3, 7, 8], 2, 4],
+    [[1, 2, 3, 7, 8], 7, 9],
+    [[1, 2, 3, 7, 8], 5, 5],
+    [[0, 1, 2, 3], 0, 4],
+  ])('held %j: from %d the scan goes on at %d', (held, from, want) => {
+    expect(freeFromSorted(held)(from)).toBe(want);
+  });
+});
+
+// Defect 13 of the crash-path issue and the scaling issue: a long held run costs O(log n), not O(run).
+describe('bounded scans', () => {
+  const counting = (inner: FreeFrom) => {
+    let probes = 0;
+    const f: FreeFrom = (i) => {
+      probes += 1;
+      return inner(i);
+    };
+    return { f, probes: () => probes };
+  };
+
+  it('a cursor inside a held run of 1,000,000 finds the first free address in one probe past the run', () => {
+    const pool = parsePool('42:00:00');
+    const held = Array.from({ length: 1_000_000 }, (_, i) => 100 + i);
+    const c = counting(freeFromSorted(held));
+    expect(nextFree(pool, 500_000, c.f)).toBe(1_000_100);
+    expect(c.probes()).toBe(2);
+  });
+
+  it('a 2^40-address pool that is held from the cursor on answers in a handful of probes', () => {
+    const pool = parsePool('42');
+    const c = counting((i) => (i >= 7 ? pool.size : i === 3 ? 3 : i + 1));
+    expect(nextFree(pool, 7, c.f)).toBe(3);
+    expect(c.probes()).toBeLessThanOrEqual(5);
+    const full = counting(() => pool.size);
+    expect(nextFree(pool, 7, full.f)).toBeNull();
+    expect(full.probes()).toBe(2);
   });
 });
 
