@@ -26,7 +26,7 @@ function addStartOptions(cmd: Command, withName = true): Command {
     .option('--kernel <file>', 'boot this Linux kernel directly')
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--append <cmdline>', 'kernel command line for --kernel')
-    .option('--nic <spec>', 'NIC: bridge=<br>[,mac=<mac>][,filter=on|off] (repeatable; default one NIC on the configured bridge, anti-spoofing filter on)', collect)
+    .option('--nic <spec>', 'NIC: bridge=<br>|network=<id>[,mac=<mac>][,filter=on|off] (repeatable; default one NIC on the configured bridge, anti-spoofing filter on; network=<id> is the VXLAN network <id>, made on demand)', collect)
     .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
     .option('--no-reboot', 'end the VM when the guest reboots')
     .option('--stop-timeout <s>', 'seconds a graceful stop waits for the guest to power off', '60');
@@ -57,7 +57,7 @@ export function buildProgram(result: ProgramResult): Command {
       `
 Settings come from /etc/uncloud-vm/config.json (or --config), then UNCLOUD_VM_* environment variables
 (UNCLOUD_VM_STATE_DIR, UNCLOUD_VM_RUN_DIR, UNCLOUD_VM_PREFIX, UNCLOUD_VM_BRIDGE, UNCLOUD_VM_QEMU,
-UNCLOUD_VM_STORE, UNCLOUD_VM_HOST, UNCLOUD_VM_CONFIG), then flags. The etcd store also reads
+UNCLOUD_VM_STORE, UNCLOUD_VM_HOST, UNCLOUD_VM_CONFIG, UNCLOUD_VM_VXLAN_DEV, _LOCAL, _PEERS, _MTU), then flags. The etcd store also reads
 UNCLOUD_VM_ETCD_CA, _CERT, _KEY (PEM files) and UNCLOUD_VM_ETCD_USER, _PASSWORD.
 
 Examples:
@@ -258,6 +258,55 @@ Examples:
       action(async () => {
         const { macPool } = await import('./commands/mac.js');
         return (_a, o, ctx) => macPool(o, ctx);
+      }),
+    );
+
+  const network = program
+    .command('network')
+    .description('VM networks on this host: VXLAN segment <id> on bridge ucbr<id>, made by the first start that needs it')
+    .addHelpText(
+      'after',
+      `
+A start with --nic network=<id> (1 to 16777215) creates, if missing, VXLAN device ucvx<id> (VNI <id>, UDP 4789)
+on the underlay and bridge ucbr<id>, and puts the NIC there. Floods go to multicast group ff05::<id in hex>
+over vxlanDev, or to the hosts in vxlanPeers (for underlays without multicast). Guests get the MTU that fits
+the underlay (vxlanDev's MTU minus 70 bytes for IPv6, or vxlanMtu). The devices stay after the VM ends.
+
+Examples:
+  UNCLOUD_VM_VXLAN_DEV=eth1 uncloud-vm start --name web1 --disk web1.qcow2 --nic network=42
+  uncloud-vm network list
+  uncloud-vm network show 42
+  uncloud-vm network rm 42`,
+    );
+  network
+    .command('list')
+    .description('the networks on this host, their devices, flooding, MTU and VMs')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async () => {
+        const { networkList } = await import('./commands/network.js');
+        return (_a, o, ctx) => networkList(o, ctx);
+      }),
+    );
+  network
+    .command('show')
+    .description('one network: VNI, multicast group or peers, underlay, MTU, ports, VMs')
+    .argument('<id>', 'network id')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async () => {
+        const { networkShow } = await import('./commands/network.js');
+        return (a, o, ctx) => networkShow(a[0]!, o, ctx);
+      }),
+    );
+  network
+    .command('rm')
+    .description("remove a network's bridge and VXLAN device from this host (refused while a VM uses it)")
+    .argument('<id>', 'network id')
+    .action(
+      action(async () => {
+        const { networkRm } = await import('./commands/network.js');
+        return (a, _o, ctx) => networkRm(a[0]!, ctx);
       }),
     );
 

@@ -13,6 +13,8 @@ export interface NicSpec {
   ifdown: string;
   /** Anti-spoofing rules on the tap (rendered into ifup/ifdown; not part of the argv). */
   filter?: boolean;
+  /** The MTU virtio-net offers the guest (VXLAN networks: what fits the underlay). */
+  mtu?: number;
 }
 
 export interface VmSpec {
@@ -58,7 +60,7 @@ export function buildQemuArgv(spec: VmSpec): string[] {
   for (const nic of spec.nics) {
     argv.push(
       '-netdev', `tap,id=net${nic.index},ifname=${q(nic.tap)},script=${q(nic.ifup)},downscript=${q(nic.ifdown)}`,
-      '-device', `virtio-net-pci,netdev=net${nic.index},id=nic${nic.index},mac=${nic.mac}`,
+      '-device', `virtio-net-pci,netdev=net${nic.index},id=nic${nic.index},mac=${nic.mac}${nic.mtu !== undefined ? `,host_mtu=${nic.mtu}` : ''}`,
     );
   }
   if (spec.cdrom !== undefined) argv.push('-drive', `file=${q(spec.cdrom)},media=cdrom`);

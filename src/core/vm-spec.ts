@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { printable, usageError } from './errors.js';
 import { formatMac, parseMac, validateGuestMac } from './mac.js';
+import { networkDevices, parseNetworkId } from './network.js';
 import type { NicSpec, VmSpec } from './qemu-argv.js';
 import { MAX_NICS, tapName } from './tap-name.js';
 
@@ -42,6 +43,10 @@ export interface NicRequest {
   mac?: string;
   /** Drop frames from the tap whose source MAC is not the NIC's (nftables bridge rules). */
   filter: boolean;
+  /** On uncloud network <id> (VXLAN): the bridge is that network's, made on demand. */
+  network?: number;
+  /** The guest's MTU (virtio-net host_mtu), set from the network before the start. */
+  mtu?: number;
 }
 
 export interface VmPlan {
@@ -127,16 +132,29 @@ export function validateBridge(text: string): string {
   return text;
 }
 
-/** "--nic bridge=br0[,mac=42:00:00:00:00:07][,filter=off]" (a bare "br0" is read as bridge=br0). */
+/**
+ * "--nic bridge=br0[,mac=42:00:00:00:00:07][,filter=off]" (a bare "br0" is read as bridge=br0), or
+ * "--nic network=42[,…]" for uncloud network 42 (its bridge ucbr42, made on demand).
+ */
 export function parseNic(text: string, index: number, defaultBridge: string): NicRequest {
   const nic: NicRequest = { index, bridge: defaultBridge, filter: true };
-  if (text.trim() === '') throw usageError(`invalid --nic '': expected bridge=<bridge>[,mac=<mac>][,filter=on|off]`);
+  if (text.trim() === '') throw usageError(`invalid --nic '': expected bridge=<bridge>|network=<id>[,mac=<mac>][,filter=on|off]`);
+  let where: string | undefined;
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
     const key = eq < 0 ? 'bridge' : part.slice(0, eq);
     const value = eq < 0 ? part : part.slice(eq + 1);
-    if (key === 'bridge') nic.bridge = validateBridge(value);
-    else if (key === 'mac') {
+    if ((key === 'bridge' || key === 'network') && where !== undefined) {
+      throw usageError(`invalid --nic '${printable(text)}': give one of bridge= or network=, once`);
+    }
+    if (key === 'bridge') {
+      nic.bridge = validateBridge(value);
+      where = key;
+    } else if (key === 'network') {
+      nic.network = parseNetworkId(value);
+      nic.bridge = networkDevices(nic.network).bridge;
+      where = key;
+    } else if (key === 'mac') {
       const mac = parseMac(value);
       validateGuestMac(mac, value);
       nic.mac = formatMac(mac);
@@ -145,7 +163,7 @@ export function parseNic(text: string, index: number, defaultBridge: string): Ni
     } else if (key === 'filter') {
       throw usageError(`invalid --nic '${printable(text)}': filter is on or off`);
     } else {
-      throw usageError(`invalid --nic '${printable(text)}': unknown key '${printable(key)}'; allowed: bridge, mac, filter`);
+      throw usageError(`invalid --nic '${printable(text)}': unknown key '${printable(key)}'; allowed: bridge, network, mac, filter`);
     }
   }
   return nic;
@@ -249,6 +267,7 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles): VmSpec
     ifup: files.ifup(nic.index),
     ifdown: files.ifdown(nic.index),
     filter: nic.filter,
+    ...(nic.mtu !== undefined ? { mtu: nic.mtu } : {}),
   }));
   const spec: VmSpec = {
     qemu: plan.qemu,

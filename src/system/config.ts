@@ -19,12 +19,17 @@ export interface Settings {
   store: string;
   /** This host's name in leases (etcd: whose leases gc may free). */
   host: string;
+  /** VM networks (VXLAN): the underlay device, this host's underlay address, peers (comma-separated; empty = multicast), guests' MTU. */
+  vxlanDev?: string;
+  vxlanLocal?: string;
+  vxlanPeers?: string;
+  vxlanMtu?: string;
 }
 
 /** What a user can set, by flag or environment; each is optional. */
 export type Overrides = Partial<Settings> & { config?: string };
 
-const KEYS: (keyof Settings)[] = ['stateDir', 'runDir', 'prefix', 'forcePrefix', 'bridge', 'qemu', 'store', 'host'];
+const KEYS: (keyof Settings)[] = ['stateDir', 'runDir', 'prefix', 'forcePrefix', 'bridge', 'qemu', 'store', 'host', 'vxlanDev', 'vxlanLocal', 'vxlanPeers', 'vxlanMtu'];
 
 const ENV: Record<string, keyof Settings | 'config'> = {
   UNCLOUD_VM_CONFIG: 'config',
@@ -35,6 +40,10 @@ const ENV: Record<string, keyof Settings | 'config'> = {
   UNCLOUD_VM_QEMU: 'qemu',
   UNCLOUD_VM_STORE: 'store',
   UNCLOUD_VM_HOST: 'host',
+  UNCLOUD_VM_VXLAN_DEV: 'vxlanDev',
+  UNCLOUD_VM_VXLAN_LOCAL: 'vxlanLocal',
+  UNCLOUD_VM_VXLAN_PEERS: 'vxlanPeers',
+  UNCLOUD_VM_VXLAN_MTU: 'vxlanMtu',
 };
 
 export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {

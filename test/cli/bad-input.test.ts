@@ -91,6 +91,12 @@ const cases: [string, string[], RegExp, number?][] = [
   ['bad store', ['--store', 'sqlite://x', 'mac', 'pool'], /invalid store 'sqlite:\/\/x'/],
   ['console with detach', [...S, '--console', '--detach'], /--console and --detach exclude each other/],
   ['json without dry-run', [...S, '--json'], /--json goes with --dry-run/],
+  // networks
+  ['network id 0', [...S, '--nic', 'network=0'], /invalid network id '0': expected a whole number from 1 to 16777215/],
+  ['network and bridge', [...S, '--nic', 'network=4,bridge=br0'], /give one of bridge= or network=, once/],
+  ['network without underlay', [...S, '--nic', 'network=42'], /network 42 floods to multicast group ff05::2a, which needs the underlay device: set vxlanDev/],
+  ['network rm hex id', ['network', 'rm', '0x2a'], /invalid network id '0x2a'/],
+  ['network show too big', ['network', 'show', '16777216'], /invalid network id '16777216'/],
   // flags
   ['unknown flag', [...S, '--frobnicate'], /unknown option '--frobnicate'/],
   ['unknown mac flag', ['mac', 'allocate', '--count', '3'], /unknown option '--count'/],

@@ -77,6 +77,11 @@ describe('buildQemuArgv', () => {
     expect(values(buildQemuArgv(spec(over)), opt)).toEqual(want);
   });
 
+  it('a NIC with an MTU offers it to the guest (virtio-net host_mtu)', () => {
+    const nics = [{ ...spec().nics[0]!, mtu: 1430 }];
+    expect(values(buildQemuArgv(spec({ nics })), '-device')).toEqual(['virtio-net-pci,netdev=net0,id=nic0,mac=42:00:00:00:00:01,host_mtu=1430']);
+  });
+
   it('no boot media, no reboot flag unless asked', () => {
     const argv = buildQemuArgv(spec());
     expect(argv).not.toContain('-drive');

@@ -60,6 +60,11 @@ describe('planVm', () => {
     ['nic multicast mac', { nic: ['bridge=br0,mac=43:00:00:00:00:01'] }, /multicast/],
     ['same mac twice', { nic: ['mac=42:00:00:00:00:09', 'mac=42:00:00:00:00:09'] }, /more than one --nic/],
     ['nine nics', { nic: Array(9).fill('br0') }, /at most 8/],
+    ['network 0', { nic: ['network=0'] }, /invalid network id '0': expected a whole number from 1 to 16777215/],
+    ['network too big', { nic: ['network=16777216'] }, /invalid network id '16777216'/],
+    ['network not a number', { nic: ['network=0x2a'] }, /invalid network id '0x2a'/],
+    ['network and bridge', { nic: ['network=42,bridge=br0'] }, /give one of bridge= or network=, once/],
+    ['bridge twice', { nic: ['br0,bridge=br1'] }, /give one of bridge= or network=, once/],
     ['initrd without kernel', { initrd: '/x' }, /--initrd needs --kernel/],
     ['append with newline', { kernel: '/k', append: 'a\nb' }, /control characters/],
   ])('refuses %s', (_label, opts, re) => {
@@ -86,6 +91,8 @@ describe('parseNic', () => {
     ['mac=42:00:00:00:00:AA', { index: 0, bridge: 'br0', mac: '42:00:00:00:00:aa', filter: true }],
     ['bridge=br1,mac=42-00-00-00-00-01', { index: 0, bridge: 'br1', mac: '42:00:00:00:00:01', filter: true }],
     ['bridge=br1,filter=off', { index: 0, bridge: 'br1', filter: false }],
+    ['network=42', { index: 0, bridge: 'ucbr42', network: 42, filter: true }],
+    ['network=16777215,mac=42:00:00:00:00:02', { index: 0, bridge: 'ucbr16777215', network: 16777215, mac: '42:00:00:00:00:02', filter: true }],
   ])('%s', (text, want) => {
     expect(parseNic(text, 0, 'br0')).toEqual(want);
   });

@@ -8,6 +8,7 @@ import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
 import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import { bridgeExists, hostFacts } from '../../system/host.js';
+import { prepareNetworks } from '../../system/network.js';
 import type { Context } from '../context.js';
 
 export interface StartFlags extends StartOptions {
@@ -61,11 +62,16 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
   checkNicMacs(plan, ctx.pool);
-  if (flags.dryRun) return dryRun(plan, flags, ctx);
+  if (flags.dryRun) {
+    prepareNetworks(plan, settings, ctx.err, true);
+    return dryRun(plan, flags, ctx);
+  }
   if (flags.json) throw new UncloudError('USAGE', '--json goes with --dry-run', 2);
 
   const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(60), '--stop-timeout');
   if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
+  // A network's devices are the host's, not the VM's: they stay when the VM ends (`network rm` removes them).
+  prepareNetworks(plan, settings, ctx.err);
   const { prepareVm, runDetached, superviseVm } = await import('../../qemu/launcher.js');
   const { ownerOf } = await import('../../system/proc.js');
   const { selfCommand } = await import('../self.js');
@@ -122,6 +128,7 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
   checkNicMacs(plan, ctx.pool);
+  prepareNetworks(plan, settings, ctx.err);
   const { prepareVm } = await import('../../qemu/launcher.js');
   const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
   const vm = await prepareVm(plan, deps, { owners: [] });
