@@ -71,7 +71,7 @@ const cases: [string, string[], RegExp, number?][] = [
   ['bridge name too long', [...S, '--nic', 'bridge=abcdefghijklmnop'], /invalid bridge name 'abcdefghijklmnop': use 1 to 15/],
   ['bridge name with ;', [...S, '--nic', 'bridge=br0;reboot'], /invalid bridge name 'br0;reboot'/],
   ['missing bridge', [...S, '--nic', 'bridge=nobr0'], /bridge nobr0 does not exist/, 1],
-  ['unknown NIC key', [...S, '--nic', 'bridge=br0,model=e1000'], /unknown key 'model'; allowed: bridge, mac, filter/],
+  ['unknown NIC key', [...S, '--nic', 'bridge=br0,model=e1000'], /unknown key 'model'; allowed: bridge, network, mac, filter/],
   // paths
   ['missing cdrom', [...S, '--cdrom', '/nonexistent/alpine.iso'], /--cdrom \/nonexistent\/alpine\.iso: no such file/],
   ['missing disk', [...S, '--disk', '/nonexistent/d.qcow2'], /--disk \/nonexistent\/d\.qcow2: no such file/],
