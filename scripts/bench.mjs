@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEtcd } from './lib/etcd.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'dist/cli/main.js');
@@ -150,33 +151,6 @@ async function allocation() {
   record('allocation (file)', '64 concurrent `uncloud-vm mac allocate`: total', 'ms', cliTimes, { note: '64 distinct' });
 }
 
-// etcd on loopback with a temp data dir and free ports, as the tests run it.
-async function freePort() {
-  const { createServer } = await import('node:net');
-  return new Promise((res) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
-
-async function startEtcd() {
-  const dir = tmp('etcd');
-  const client = await freePort();
-  const peer = await freePort();
-  const proc = spawn('etcd', ['--name', 'bench', '--data-dir', join(dir, 'data'), '--listen-client-urls', `http://127.0.0.1:${client}`,
-    '--advertise-client-urls', `http://127.0.0.1:${client}`, '--listen-peer-urls', `http://127.0.0.1:${peer}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`, '--initial-cluster', `bench=http://127.0.0.1:${peer}`, '--log-level', 'error'], { stdio: 'ignore' });
-  for (let i = 0; i < 300; i++) {
-    const r = spawnSync('etcdctl', ['--endpoints', `127.0.0.1:${client}`, 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' } });
-    if (r.status === 0) break;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  return { url: (prefix) => `etcd://127.0.0.1:${client}/${prefix}`, stop: () => proc.kill('SIGTERM') };
-}
-
 // 2b. The same on etcd, and one allocation's latency on both stores side by side.
 async function allocationEtcd() {
   const { FileStore } = await import(join(ROOT, 'dist/store/file-store.js'));
@@ -262,7 +236,7 @@ async function allocationEtcd() {
     }
     record('allocation (etcd)', `${procs} processes that only start the etcd client (the floor)`, 'ms', floor);
   } finally {
-    etcd.stop();
+    await etcd.remove();
   }
 }
 

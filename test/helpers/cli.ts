@@ -1,5 +1,6 @@
 /** Spawn the built CLI the way a user runs it, in a temp state/run dir, optionally inside a network namespace. */
-import { spawn } from 'node:child_process';
+import type { spawn } from 'node:child_process';
+import { runCli } from '../../scripts/lib/cluster.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,20 +46,9 @@ export interface RunOptions {
   onSpawn?: (child: ReturnType<typeof spawn>) => void;
 }
 
+/** The built CLI (scripts/lib/cluster.mjs runs it for the cluster tests and demo too). */
 export function cli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
-  const [cmd, argv] = opts.netns
-    ? ['ip', ['netns', 'exec', opts.netns, process.execPath, BIN, ...args]]
-    : [process.execPath, [BIN, ...args]];
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, argv as string[], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
-    opts.onSpawn?.(child);
-  });
+  return runCli(args, opts);
 }
 
 export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
