@@ -1,12 +1,17 @@
 #!/bin/sh
 # Rendered by uncloud-vm for VM {{vm}}, NIC {{index}}. QEMU runs it with the tap name as $1.
 # Gives the tap a host-side MAC (first octet fe) so the bridge never adopts the guest's MAC, installs the
-# anti-spoofing rules (frames from the tap must carry the NIC's MAC), attaches the tap and brings it up.
+# NIC guard (source MAC, no RA/redirect/DHCP server replies, allowed IP sources and neighbour
+# advertisements) in one nft transaction, attaches the tap and brings it up.
 set -eu
 tap="$1"
+iface={{iface}}
 bridge={{bridge}}
-guest_mac={{guestMac}}
 filter={{filter}}
+if [ "$tap" != "$iface" ]; then
+  echo "uncloud-vm ifup: expected interface $iface, got $tap" >&2
+  exit 1
+fi
 if [ ! -d "/sys/class/net/$bridge/bridge" ]; then
   echo "uncloud-vm ifup: bridge $bridge does not exist" >&2
   exit 1
@@ -17,9 +22,13 @@ if [ "$filter" = on ]; then
     echo "uncloud-vm ifup: nft not found: install nftables, or pass --nic ...,filter=off" >&2
     exit 1
   fi
-  # Values reach nft through printf arguments, never through the shell's parsing.
-  printf 'table bridge uc_%s {\n chain from_guest {\n  type filter hook forward priority 0; policy accept;\n  iifname "%s" ether saddr != %s drop\n }\n chain to_host {\n  type filter hook input priority 0; policy accept;\n  iifname "%s" ether saddr != %s drop\n }\n}\n' \
-    "$tap" "$tap" "$guest_mac" "$tap" "$guest_mac" | nft -f -
+  # The batches were rendered from parsed values: nothing a user typed is shell or nft syntax here.
+  guard={{guard}}
+  unguard={{unguard}}
+  printf '%s' "$guard" | nft -f -
+  # Should the tap not come up, its guard goes with it.
+  trap 'printf "%s" "$unguard" | nft -f - 2>/dev/null' EXIT
 fi
 ip link set dev "$tap" master "$bridge"
 ip link set dev "$tap" up
+trap - EXIT

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
-import { formatMac, parseMac, type Pool, tapMacFor } from '../core/mac.js';
+import type { Pool } from '../core/mac.js';
+import type { BridgeFacts } from '../core/nic-guard-rules.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
@@ -13,6 +14,9 @@ import type { Lease, LeaseRequest, Owner, Store } from '../store/store.js';
 import { findExecutable } from '../system/host.js';
 import { ownerOf } from '../system/proc.js';
 import { claimRunDir, readRecord, removeRunDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
+import { nicAddressesOf } from '../system/nic-addresses.js';
+import { removeNicGuard } from '../system/nic-guard.js';
+import { renderIfdown, renderIfup } from '../system/nic-scripts.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { QmpClient } from './qmp.js';
 import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
@@ -25,6 +29,8 @@ export interface LaunchDeps {
   /** Progress and notes for the user (stderr). */
   note: (msg: string) => void;
   stopTimeoutS?: number;
+  /** A bridge's network (IPv6 prefixes, IPv6-only) for the NIC guard; default: the bridge's own /64s. */
+  network?: (bridge: string) => BridgeFacts;
 }
 
 export interface PreparedVm {
@@ -91,20 +97,14 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       files,
     );
     const argv = buildQemuArgv(spec);
-    const ifup = loadTemplate('ifup.sh');
-    const ifdown = loadTemplate('ifdown.sh');
+    const addresses = nicAddressesOf(plan, spec, deps.network);
     for (const nic of spec.nics) {
-      const values = {
-        vm: spec.name,
-        index: String(nic.index),
-        bridge: nic.bridge,
-        guestMac: nic.mac,
-        tapMac: formatMac(tapMacFor(parseMac(nic.mac))),
-        filter: nic.filter === false ? 'off' : 'on',
-      };
+      const input = { vm: spec.name, index: nic.index, iface: nic.tap, bridge: nic.bridge, mac: nic.mac, addresses: addresses[nic.index]! };
       const afterDown = opts.releaseOnDown ? `${[...opts.releaseOnDown, nic.mac].map(shellQuote).join(' ')} >/dev/null 2>&1 || true` : ':';
-      writeScript(nic.ifup, render(ifup, values, shellQuote));
-      writeScript(nic.ifdown, render(ifdown, values, shellQuote, { afterDown }));
+      // A guard a killed VM of the same tap left behind would add its addresses to this one's.
+      if (input.addresses.allowed) removeNicGuard(nic.tap);
+      writeScript(nic.ifup, renderIfup(input));
+      writeScript(nic.ifdown, renderIfdown(input, afterDown));
     }
     writeScript(files.execScript, render(loadTemplate('exec.sh'), { vm: spec.name }, shellQuote, { command: argv.map(shellQuote).join(' ') }));
     const record: VmRecord = {
@@ -113,7 +113,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       uuid: spec.uuid,
       launcher: opts.owners[0] ?? null,
       qemu: null,
-      nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge })),
+      nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge, addresses: addresses[index]! })),
       started: new Date().toISOString(),
       qmpSocket: spec.qmpSocket,
       serialLog: spec.serialLog,

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
+import { type BridgeConfig, parseBridges } from '../core/nic-guard-rules.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/uncloud-vm/config.json';
 
@@ -24,12 +25,16 @@ export interface Settings {
   vxlanLocal?: string;
   vxlanPeers?: string;
   vxlanMtu?: string;
+  /** Per bridge: its network's IPv6 /64s and whether it is IPv6-only, for the NIC guard (config file only). */
+  bridges: Record<string, BridgeConfig>;
 }
 
 /** What a user can set, by flag or environment; each is optional. */
 export type Overrides = Partial<Settings> & { config?: string };
 
 const KEYS: (keyof Settings)[] = ['stateDir', 'runDir', 'prefix', 'forcePrefix', 'bridge', 'qemu', 'store', 'host', 'vxlanDev', 'vxlanLocal', 'vxlanPeers', 'vxlanMtu'];
+/** Keys only the config file sets. */
+const FILE_KEYS = [...KEYS, 'bridges'];
 
 const ENV: Record<string, keyof Settings | 'config'> = {
   UNCLOUD_VM_CONFIG: 'config',
@@ -60,6 +65,7 @@ export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {
     qemu: 'qemu-system-x86_64',
     store: 'file',
     host: hostname(),
+    bridges: {},
   };
 }
 
@@ -84,8 +90,12 @@ export function readConfigFile(path: string, mustExist: boolean): Partial<Settin
   }
   const out: Partial<Settings> = {};
   for (const [key, value] of Object.entries(data)) {
-    if (!KEYS.includes(key as keyof Settings)) {
-      throw new UncloudError('CONFIG', `config file ${path}: unknown key '${printable(key)}'; allowed: ${KEYS.join(', ')}`, 2);
+    if (!FILE_KEYS.includes(key)) {
+      throw new UncloudError('CONFIG', `config file ${path}: unknown key '${printable(key)}'; allowed: ${FILE_KEYS.join(', ')}`, 2);
+    }
+    if (key === 'bridges') {
+      out.bridges = parseBridges(value, `config file ${path}`);
+      continue;
     }
     const want = key === 'forcePrefix' ? 'boolean' : 'string';
     if (typeof value !== want) throw new UncloudError('CONFIG', `config file ${path}: '${key}' must be a ${want}`, 2);

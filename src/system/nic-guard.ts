@@ -1,11 +1,13 @@
 /**
- * The host side of a VM's NICs that outlives qemu when qemu is killed: its taps and their anti-spoofing
- * rules. ifdown.sh removes both when qemu exits normally; after a SIGKILL (or the OOM killer) nothing runs
- * it, so every cleanup path (launcher exit, stop, hook cleanup, gc) calls removeNicLeftovers here.
+ * The host side of a VM's NICs that outlives qemu when qemu is killed: its taps and their guard (elements
+ * keyed by the tap in the shared nft table, see core/nic-guard-rules.ts). ifdown.sh removes both when qemu
+ * exits normally; after a SIGKILL (or the OOM killer) nothing runs it, so every cleanup path (launcher exit,
+ * stop, hook cleanup, gc) calls removeNicLeftovers here.
  * Synchronous and quiet: it runs on exit paths and must not throw.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { GUARD_IFACE_RE, GUARD_TABLE, guardedIfaces, removalJson } from '../core/nic-guard-rules.js';
 import { TAP_RE } from '../core/tap-name.js';
 
 /** Taps of uncloud VMs that exist in this network namespace. */
@@ -17,19 +19,40 @@ export function listTaps(): string[] {
   }
 }
 
-/** Taps whose anti-spoofing rules are installed in this network namespace. */
-export function listGuardedTaps(): string[] {
-  const r = spawnSync('nft', ['list', 'tables', 'bridge'], { encoding: 'utf8' });
-  if (r.status !== 0) return [];
-  const out: string[] = [];
-  for (const m of r.stdout.matchAll(/^table bridge uc_(\S+)$/gm)) if (TAP_RE.test(m[1]!)) out.push(m[1]!);
-  return out;
+function listGuardTable(): string | null {
+  try {
+    const r = spawnSync('nft', ['-j', 'list', 'table', 'bridge', GUARD_TABLE], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
+    return r.status === 0 ? r.stdout : null;
+  } catch {
+    return null;
+  }
 }
 
-/** Remove a NIC's anti-spoofing rules. Idempotent. */
+/** Taps whose guard is installed in this network namespace. */
+export function listGuardedTaps(): string[] {
+  const json = listGuardTable();
+  return json === null ? [] : guardedIfaces(json).filter((t) => TAP_RE.test(t));
+}
+
+/** Remove an interface's guard, all of it in one nft batch. Idempotent; never throws. */
+export function removeGuard(iface: string): void {
+  if (!GUARD_IFACE_RE.test(iface)) return;
+  // A concurrent removal can take an element between our listing and our batch: list again once.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const json = listGuardTable();
+    const batch = json === null ? null : removalJson(json, iface);
+    if (batch === null) return;
+    try {
+      if (spawnSync('nft', ['-j', '-f', '-'], { input: batch, stdio: ['pipe', 'ignore', 'ignore'] }).status === 0) return;
+    } catch {
+      return;
+    }
+  }
+}
+
+/** Remove a NIC's guard (the tap of an uncloud VM). Idempotent; never throws. */
 export function removeNicGuard(tap: string): void {
-  if (!TAP_RE.test(tap)) return;
-  spawnSync('nft', ['delete', 'table', 'bridge', `uc_${tap}`], { stdio: 'ignore' });
+  if (TAP_RE.test(tap)) removeGuard(tap);
 }
 
 /** Remove a tap (and so its bridge port). Idempotent. */

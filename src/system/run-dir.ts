@@ -4,6 +4,7 @@
  */
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
+import type { NicAddresses } from '../core/nic-guard-rules.js';
 import type { VmRunFiles } from '../core/vm-spec.js';
 import type { Owner } from '../core/owner.js';
 import { writeFileAtomic } from './atomic-file.js';
@@ -16,7 +17,8 @@ export interface VmRecord {
   uuid: string;
   launcher: Owner | null;
   qemu: Owner | null;
-  nics: { index: number; mac: string; tap: string; bridge: string }[];
+  /** addresses: the NIC's IPv6 addresses and guard (absent in records of older versions). */
+  nics: { index: number; mac: string; tap: string; bridge: string; addresses?: NicAddresses }[];
   started: string;
   qmpSocket: string;
   serialLog: string;

@@ -63,7 +63,7 @@ describe('tap scripts', () => {
       for (const evil of hostile()) {
         const script = render(
           loadTemplate(name),
-          { vm: evil, index: '0', bridge: evil, guestMac: evil, tapMac: evil, filter: 'on' },
+          { vm: evil, index: '0', iface: 'tap0', bridge: evil, tapMac: evil, filter: 'on', guard: evil, unguard: evil },
           shellQuote,
           { afterDown: ':' },
         );

@@ -118,11 +118,21 @@ describe('start --dry-run', () => {
     const before = snapshot(join(sb.stateDir, '..'));
     const r = await start(['--dry-run', '--cores', '2', '--name', 'dry1']);
     expect(r.code, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n');
+    const all = r.stdout.trim().split('\n');
+    const lines = all.filter((l) => !l.startsWith('#'));
     expect(lines[0]).toBe(`${FAKE_QEMU} \\`);
     expect(lines).toContain('  -smp 2 \\');
     expect(lines).toContain('  -m 64 \\');
     expect(lines.at(-1)).toBe('  -device virtio-net-pci,netdev=net0,id=nic0,mac=42:00:00:00:00:02');
+    // The NIC's addresses follow as shell comments (the namespace's br0 has no IPv6 prefix).
+    expect(all.slice(lines.length)).toEqual([
+      '# nic0 42:00:00:00:00:02 on br0',
+      '#   link-local: fe80::4000:ff:fe00:2',
+      '#   EUI-64: - (no prefix known)',
+      '#   guard: on',
+      '#   IPv6 from: ::, fe80::4000:ff:fe00:2',
+      '#   IPv4: not address-filtered (no ip4= given; source MAC checked, DHCP server replies dropped)',
+    ]);
     expect(r.stderr).toMatch(/tentative/);
     expect(snapshot(join(sb.stateDir, '..'))).toEqual(before);
   });
@@ -134,8 +144,8 @@ describe('start --dry-run', () => {
     expect(j.name).toBe('dry2');
     expect(j.argv[0]).toBe(FAKE_QEMU);
     expect(j.nics).toEqual([
-      { mac: '42:00:00:00:00:01', tap: expect.stringMatching(/^uc[0-9a-f]{10}n0$/), bridge: 'br0', tentative: true },
-      { mac: '42:00:00:00:50:00', tap: expect.stringMatching(/^uc[0-9a-f]{10}n1$/), bridge: 'br1', tentative: false },
+      { mac: '42:00:00:00:00:01', tap: expect.stringMatching(/^uc[0-9a-f]{10}n0$/), bridge: 'br0', tentative: true, addresses: expect.objectContaining({ linkLocal: 'fe80::4000:ff:fe00:1' }) },
+      { mac: '42:00:00:00:50:00', tap: expect.stringMatching(/^uc[0-9a-f]{10}n1$/), bridge: 'br1', tentative: false, addresses: expect.objectContaining({ linkLocal: 'fe80::4000:ff:fe00:5000' }) },
     ]);
     expect(existsSync(sb.stateDir)).toBe(false);
   });

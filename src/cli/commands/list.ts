@@ -3,6 +3,8 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lease, VmIdentity } from '../../store/store.js';
 import { readRecord, recordAlive } from '../../system/run-dir.js';
+import type { NicAddresses } from '../../core/nic-guard-rules.js';
+import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import { leaseState } from './mac.js';
 
@@ -11,7 +13,7 @@ export interface VmRow {
   uuid: string | null;
   state: 'running' | 'stopped' | 'stale' | 'held';
   pids: number[];
-  nics: { nic: number | null; mac: string; host: string }[];
+  nics: { nic: number | null; mac: string; host: string; addresses?: NicAddresses | { linkLocal: string } }[];
 }
 
 
@@ -43,6 +45,8 @@ export async function list(flags: { json?: boolean }, ctx: Context): Promise<num
   const store = await ctx.store();
   const vms = groupByVm(await store.list(), await store.listIdentities(), ctx.settings.host);
   if (flags.json) {
+    const known = addressesByMac(localRecords(ctx.settings.runDir));
+    for (const vm of vms) for (const n of vm.nics) n.addresses = addressesOfMac(n.mac, known);
     ctx.out(JSON.stringify(vms, null, 2));
     return 0;
   }

@@ -4,6 +4,7 @@ import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-spec.js';
 import type { Lease } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';
+import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
 
 
@@ -43,7 +44,8 @@ export function leaseState(lease: Lease, host: string): 'held' | 'live' | 'stale
 export async function macList(flags: { json?: boolean }, ctx: Context): Promise<number> {
   const leases = await (await ctx.store()).list();
   if (flags.json) {
-    ctx.out(JSON.stringify(leases.map((l) => ({ ...l, state: leaseState(l, ctx.settings.host) })), null, 2));
+    const known = addressesByMac(localRecords(ctx.settings.runDir));
+    ctx.out(JSON.stringify(leases.map((l) => ({ ...l, state: leaseState(l, ctx.settings.host), addresses: addressesOfMac(l.mac, known) })), null, 2));
     return 0;
   }
   if (leases.length === 0) {

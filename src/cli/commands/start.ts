@@ -9,6 +9,8 @@ import { shellQuote } from '../../core/quote.js';
 import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import { bridgeExists, hostFacts } from '../../system/host.js';
 import { prepareNetworks } from '../../system/network.js';
+import { bridgeFacts, nicAddressesOf } from '../../system/nic-addresses.js';
+import { addressLines } from '../addresses.js';
 import type { Context } from '../context.js';
 
 export interface StartFlags extends StartOptions {
@@ -77,7 +79,8 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
-  const deps = { store, pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, stopTimeoutS };
+  const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
+  const deps = { store, pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, stopTimeoutS, network };
   if (plan.accelNote) ctx.err(plan.accelNote);
   const vm = await prepareVm(plan, deps, {
     owners: [ownerOf(process.pid)],
@@ -102,16 +105,20 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
   const macs = plan.nics.map((n) => n.mac ?? next.shift()!);
   const spec = specFor(plan, macs, vmRunFiles(ctx.settings.runDir, plan.name));
   const argv = buildQemuArgv(spec);
+  const addresses = nicAddressesOf(plan, spec, (bridge) => bridgeFacts(bridge, ctx.settings.bridges));
   if (flags.json) {
     const nics = spec.nics.map((n, i) => ({
       mac: n.mac,
       tap: n.tap,
       bridge: n.bridge,
       tentative: plan.nics[i]!.mac === undefined,
+      addresses: addresses[i],
     }));
     ctx.out(JSON.stringify({ argv, uuid: spec.uuid, name: spec.name, accel: spec.accel, nics }, null, 2));
   } else {
-    ctx.out(formatCommand(argv, shellQuote));
+    // Comments after the command: it stays copy-pasteable.
+    const notes = spec.nics.flatMap((n, i) => [`# nic${n.index} ${n.mac} on ${n.bridge}`, ...addressLines(addresses[i]!).map(([k, v]) => `#   ${k}: ${v}`)]);
+    ctx.out([formatCommand(argv, shellQuote), ...notes].join('\n'));
   }
   if (plan.accelNote) ctx.err(plan.accelNote);
   for (const nic of spec.nics) {
@@ -130,7 +137,8 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   checkNicMacs(plan, ctx.pool);
   prepareNetworks(plan, settings, ctx.err);
   const { prepareVm } = await import('../../qemu/launcher.js');
-  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err };
+  const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
+  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, network };
   const vm = await prepareVm(plan, deps, { owners: [] });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;

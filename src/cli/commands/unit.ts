@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
-import { planVm, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
+import { nicText, planVm, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import { writeFileAtomic } from '../../system/atomic-file.js';
 import { hostFacts } from '../../system/host.js';
 import { systemctl, unitDir, unitName } from '../../system/systemd.js';
@@ -22,7 +22,7 @@ export interface UnitFlags extends StartFlags {
 export function startArgs(plan: VmPlan, accel: string): string[] {
   const args = ['--name', plan.name, '--uuid', plan.uuid, '--memory', String(plan.memoryMiB), '--cores', String(plan.cores)];
   args.push('--accel', accel, '--machine', plan.machine, '--qemu', plan.qemu);
-  for (const nic of plan.nics) args.push('--nic', `bridge=${nic.bridge}${nic.mac ? `,mac=${nic.mac}` : ''}`);
+  for (const nic of plan.nics) args.push('--nic', nicText(nic));
   if (plan.cdrom !== undefined) args.push('--cdrom', plan.cdrom);
   for (const d of plan.disks) args.push('--disk', d);
   if (plan.kernel !== undefined) args.push('--kernel', plan.kernel);

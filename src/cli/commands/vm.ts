@@ -7,6 +7,7 @@ import { NAME_RE, UUID_RE, vmRunFiles } from '../../core/vm-spec.js';
 import type { Owner } from '../../core/owner.js';
 import { isOwnerAlive, ownerOf } from '../../system/proc.js';
 import { readRecord, type VmRecord, writeRecord } from '../../system/run-dir.js';
+import { addressLines } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import { parseTimeout } from './start.js';
 
@@ -131,7 +132,10 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
       ['state', `${out.state}${qemuStatus ? ` (qemu: ${qemuStatus})` : ''}`],
       ['pid', String(out.pid ?? '-')],
       ['uptime', out.uptimeS === null ? '-' : `${out.uptimeS} s`],
-      ...rec.nics.map((n) => [`nic${n.index}`, `${n.mac} on ${n.bridge} (tap ${n.tap})`]),
+      ...rec.nics.flatMap((n) => [
+        [`nic${n.index}`, `${n.mac} on ${n.bridge} (tap ${n.tap})`],
+        ...(n.addresses ? addressLines(n.addresses).map(([k, v]) => [`  ${k}`, v]) : []),
+      ]),
       ['serial log', out.serialLog],
     ]),
   );
