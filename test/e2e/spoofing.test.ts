@@ -2,17 +2,19 @@
  * Anti-spoofing on the bridge: a guest that sends with another MAC is dropped at its tap; with the filter off
  * the same impostor gets through; its own MAC always passes. Rules go away with the tap.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { GUARD_TABLE, guardedIfaces } from '../../src/core/nic-guard-rules.js';
 import { cli } from '../helpers/cli.js';
 import { guestEnvironment } from '../helpers/e2e.js';
 import { bootGuest } from '../helpers/guest.js';
 
 const e = guestEnvironment(['br0']);
 
-/** `nft list tables` inside the namespace. */
-function nftTables(): string[] {
-  return execFileSync('ip', ['netns', 'exec', e.ns.name, 'nft', 'list', 'tables'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+/** Interfaces with a guard in the namespace's shared nft table. */
+function guarded(): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', e.ns.name, 'nft', '-j', 'list', 'table', 'bridge', GUARD_TABLE], { encoding: 'utf8' });
+  return r.status === 0 ? guardedIfaces(r.stdout) : [];
 }
 
 describe('anti-spoofing', () => {
@@ -29,11 +31,11 @@ describe('anti-spoofing', () => {
     const m = await impostor.waitSerial(/^UNCLOUD-PING 10\.88\.0\.2 (ok|fail)/m, 90_000);
     expect(impostor.serial()).toMatch(/^UNCLOUD-SPOOF eth0 42:00:00:00:ee:ee/m);
     expect(m[1]).toBe(want);
-    if (filter === 'on') expect(nftTables().filter((t) => t.startsWith('table bridge uc_'))).toHaveLength(2);
+    if (filter === 'on') expect(guarded()).toHaveLength(2);
     honest.child().kill('SIGTERM');
     impostor.child().kill('SIGTERM');
     await Promise.all([honest.done, impostor.done]);
-    expect(nftTables().filter((t) => t.startsWith('table bridge uc_'))).toEqual([]);
+    expect(guarded()).toEqual([]);
   });
 
   it('with the filter on, a guest using its own MAC reaches its peer', async () => {
