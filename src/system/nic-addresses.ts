@@ -1,4 +1,4 @@
-/** What the guard needs to know about a bridge's network: its IPv6 /64s (from config, else the bridge's own). */
+/** A NIC's IPv6 addresses and guard: from its MAC and its bridge's network (IPv6 /64s from config, else the bridge's own). */
 import { readFileSync } from 'node:fs';
 import { formatCidr } from '../core/ip.js';
 import { parseMac } from '../core/mac.js';
@@ -26,8 +26,8 @@ function readIfInet6(): string {
   }
 }
 
-export function bridgeFacts(bridge: string, networks: Record<string, BridgeConfig>): BridgeFacts {
-  const conf = networks[bridge];
+export function bridgeFacts(bridge: string, bridges: Record<string, BridgeConfig>): BridgeFacts {
+  const conf = bridges[bridge];
   if (conf && conf.prefixes.length > 0) return { prefixes: conf.prefixes, source: 'config', ipv6Only: conf.ipv6Only };
   const own = interfacePrefixes64(bridge);
   return { prefixes: own, source: own.length > 0 ? 'bridge' : 'none', ipv6Only: conf?.ipv6Only ?? false };

@@ -117,7 +117,7 @@ describe('removal by interface name', () => {
   });
 });
 
-describe('parseBridges (config "networks")', () => {
+describe('parseBridges (config "bridges")', () => {
   it('reads prefixes and ipv6Only, canonical', () => {
     expect(parseBridges({ br0: { prefixes: ['2001:DB8:1:0::/64'], ipv6Only: true }, br1: {} }, 'c')).toEqual({
       br0: { prefixes: ['2001:db8:1::/64'], ipv6Only: true },
@@ -125,7 +125,7 @@ describe('parseBridges (config "networks")', () => {
     });
   });
   it.each([
-    [[], /'networks' must be an object/],
+    [[], /'bridges' must be an object/],
     [{ 'b r': {} }, /not a bridge name/],
     [{ br0: { prefixes: '2001:db8::/64' } }, /prefixes must be a list/],
     [{ br0: { prefixes: ['2001:db8::/48'] } }, /must be a \/64/],
