@@ -5,7 +5,7 @@ import { linkLocalAddress } from '../core/eui64.js';
 import { formatIpv6 } from '../core/ip.js';
 import { parseMac } from '../core/mac.js';
 import { describeIpv4, type NicAddresses } from '../core/nic-guard-rules.js';
-import { readRecord, type VmRecord } from '../system/run-dir.js';
+import { readRecord, runDirNames, type VmRecord } from '../system/run-dir.js';
 
 /** Lines for a human: addresses, then what the guard lets the NIC send. */
 export function addressLines(a: NicAddresses): [string, string][] {
@@ -27,13 +27,7 @@ export function addressesByMac(records: VmRecord[]): Map<string, NicAddresses> {
 
 /** The run records of the VMs on this host (live or not). */
 export function localRecords(runDir: string): VmRecord[] {
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(runDir);
-  } catch {
-    return [];
-  }
-  return entries.flatMap((e) => readRecord(join(runDir, e, 'vm.json')) ?? []);
+  return runDirNames(runDir).flatMap((e) => readRecord(join(runDir, e, 'vm.json')).record ?? []);
 }
 
 /** What is known of a MAC's addresses: all of it from a local run record, else its link-local address. */

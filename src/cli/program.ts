@@ -1,5 +1,6 @@
 /** Commander wiring only: flags, help texts, and which command module runs. Modules load lazily. */
 import { Command, Option } from 'commander';
+import { DEFAULT_STOP_TIMEOUT_S } from '../core/defaults.js';
 import type { Overrides } from '../system/config.js';
 import { type Context, makeContext } from './context.js';
 
@@ -29,7 +30,7 @@ function addStartOptions(cmd: Command, withName = true): Command {
     .option('--nic <spec>', 'NIC: bridge=<br>|network=<id>[,mac=<mac>][,filter=on|off] (repeatable; default one NIC on the configured bridge, anti-spoofing filter on; network=<id> is the VXLAN network <id>, made on demand)', collect)
     .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
     .option('--no-reboot', 'end the VM when the guest reboots')
-    .option('--stop-timeout <s>', 'seconds a graceful stop waits for the guest to power off', '60');
+    .option('--stop-timeout <s>', 'seconds a graceful stop waits for the guest to power off', String(DEFAULT_STOP_TIMEOUT_S));
 }
 
 /** commander turns --no-reboot into reboot=false. */
@@ -122,7 +123,7 @@ Examples:
     .command('stop')
     .description('stop a VM gracefully: ACPI power button, wait, then quit, then kill')
     .argument('<vm>', 'VM name or UUID')
-    .option('--timeout <s>', 'seconds to wait for the guest to power off', '60')
+    .option('--timeout <s>', 'seconds to wait for the guest to power off', String(DEFAULT_STOP_TIMEOUT_S))
     .option('--force', 'do not wait for the guest: quit qemu at once')
     .action(
       action(async () => {
@@ -232,12 +233,14 @@ Examples:
     );
   mac
     .command('release')
-    .description('free a leased MAC')
+    .description('free a leased MAC (refused while a running VM uses it, unless --force)')
     .argument('<mac>', 'the MAC to free')
+    .option('--force', 'free it even if a running VM uses it (that VM keeps using it: a conflict gc reports)')
+    .addHelpText('after', '\nExamples:\n  uncloud-vm mac release 42:00:00:00:00:07\n  uncloud-vm mac release 42:00:00:00:00:07 --force   # a damaged or orphaned lease')
     .action(
       action(async () => {
         const { macRelease } = await import('./commands/mac.js');
-        return (a, _o, ctx) => macRelease(a[0]!, ctx);
+        return (a, o, ctx) => macRelease(a[0]!, o as { force?: boolean }, ctx);
       }),
     );
   mac

@@ -5,13 +5,14 @@
 import { UncloudError, printable, usageError } from './errors.js';
 
 export const MAC_BITS = 48;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+/** A MAC as this tool writes it: six lowercase hex octets with colons. */
+export const MAC_TEXT_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const PREFIX_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){0,4}$/;
 
 /** Parse "42:00:00:00:00:01" (also '-' separators, any case) into a number. */
 export function parseMac(text: string): number {
   const norm = text.trim().toLowerCase().replaceAll('-', ':');
-  if (!MAC_RE.test(norm)) {
+  if (!MAC_TEXT_RE.test(norm)) {
     throw usageError(`invalid MAC address '${printable(text)}': expected six hex octets like 42:00:00:00:00:01`);
   }
   return parseInt(norm.replaceAll(':', ''), 16);

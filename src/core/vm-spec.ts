@@ -275,6 +275,9 @@ export interface VmRunFiles {
   ifdown: (index: number) => string;
 }
 
+/** Under the run dir: serial logs, kept after a VM ends. Starts with '.', which no VM name may. */
+export const LOG_DIR = '.logs';
+
 export function vmRunFiles(runDir: string, name: string): VmRunFiles {
   const dir = join(runDir, name);
   return {
@@ -283,18 +286,19 @@ export function vmRunFiles(runDir: string, name: string): VmRunFiles {
     qmpSocket: join(dir, 'qmp.sock'),
     pidfile: join(dir, 'qemu.pid'),
     record: join(dir, 'vm.json'),
-    // The serial log sits beside the VM's directory so it outlives the VM for post-mortems.
-    serialLog: join(runDir, `${name}.serial.log`),
+    // Outlives the run dir for post-mortems; in a dot-dir no VM name can take, so it never collides with a VM's dir.
+    serialLog: join(runDir, LOG_DIR, `${name}.serial.log`),
     ifup: (i) => join(dir, `ifup-${i}.sh`),
     ifdown: (i) => join(dir, `ifdown-${i}.sh`),
   };
 }
 
-export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles): VmSpec {
+/** The spec qemu runs: the plan with its leased MACs, run files and (claimed) tap names. */
+export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, taps?: string[]): VmSpec {
   const nics: NicSpec[] = plan.nics.map((nic, i) => ({
     index: nic.index,
     mac: macs[i]!,
-    tap: tapName(plan.uuid, nic.index),
+    tap: taps?.[i] ?? tapName(plan.uuid, nic.index),
     bridge: nic.bridge,
     ifup: files.ifup(nic.index),
     ifdown: files.ifdown(nic.index),
@@ -322,4 +326,53 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles): VmSpec
   if (plan.initrd !== undefined) spec.initrd = plan.initrd;
   if (plan.append !== undefined) spec.append = plan.append;
   return spec;
+}
+
+/**
+ * The plan back as start options: planVm(planToStartOptions(plan)) is the same plan (a property test holds
+ * it to that). A unit carries a VM this way, so its ExecStartPre rebuilds exactly the VM that was planned.
+ */
+export function planToStartOptions(plan: VmPlan): StartOptions {
+  const opts: StartOptions = {
+    name: plan.name,
+    uuid: plan.uuid,
+    memory: String(plan.memoryMiB),
+    cores: String(plan.cores),
+    accel: plan.accel,
+    machine: plan.machine,
+    qemu: plan.qemu,
+    nic: plan.nics.map(nicText),
+    disk: [...plan.disks],
+    console: plan.console,
+    noReboot: plan.noReboot,
+  };
+  if (plan.cdrom !== undefined) opts.cdrom = plan.cdrom;
+  if (plan.kernel !== undefined) opts.kernel = plan.kernel;
+  if (plan.initrd !== undefined) opts.initrd = plan.initrd;
+  if (plan.append !== undefined) opts.append = plan.append;
+  return opts;
+}
+
+/** Start options as command-line arguments (the inverse of the CLI's option parsing). */
+export function startOptionsToArgs(opts: StartOptions): string[] {
+  const args: string[] = [];
+  const one = (flag: string, v: string | undefined) => {
+    if (v !== undefined) args.push(flag, v);
+  };
+  one('--name', opts.name);
+  one('--uuid', opts.uuid);
+  one('--memory', opts.memory);
+  one('--cores', opts.cores);
+  one('--accel', opts.accel);
+  one('--machine', opts.machine);
+  one('--qemu', opts.qemu);
+  for (const n of opts.nic ?? []) args.push('--nic', n);
+  one('--cdrom', opts.cdrom);
+  for (const d of opts.disk ?? []) args.push('--disk', d);
+  one('--kernel', opts.kernel);
+  one('--initrd', opts.initrd);
+  one('--append', opts.append);
+  if (opts.console) args.push('--console');
+  if (opts.noReboot) args.push('--no-reboot');
+  return args;
 }

@@ -4,27 +4,33 @@
  * This module, stop.ts and qmp.ts are the only ones that talk to qemu processes.
  */
 import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { dirname } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import type { Pool } from '../core/mac.js';
 import type { BridgeFacts } from '../core/nic-guard-rules.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
+import { holderOf } from '../store/policy.js';
 import type { Lease, LeaseRequest, Owner, Store } from '../store/store.js';
 import { findExecutable } from '../system/host.js';
-import { ownerOf } from '../system/proc.js';
-import { claimRunDir, readRecord, removeRunDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { nicAddressesOf } from '../system/nic-addresses.js';
-import { removeNicGuard } from '../system/nic-guard.js';
 import { renderIfdown, renderIfup } from '../system/nic-scripts.js';
+import { currentOwner } from '../system/proc.js';
+import { ensureDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
+import { claimVm } from '../system/vm-claim.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { QmpClient } from './qmp.js';
+import { giveBackHeld, giveBackVm } from './reconcile.js';
 import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
 
 export interface LaunchDeps {
   store: Store;
   pool: Pool;
   runDir: string;
+  /** This host's name in leases. */
+  host: string;
   bridgeExists: (name: string) => boolean;
   /** Progress and notes for the user (stderr). */
   note: (msg: string) => void;
@@ -42,7 +48,10 @@ export interface PreparedVm {
 }
 
 export interface PrepareOptions {
-  owners: Owner[];
+  /** The process preparing the VM: owns its leases until qemu is recorded. */
+  launcher: Owner;
+  /** 'unit': systemd runs qemu later; the leases are held (no owner) until `hook adopt` names qemu. */
+  managedBy: VmRecord['managedBy'];
   /** A command (argv) each ifdown script runs with the NIC's MAC appended, to give it back (detached VMs). */
   releaseOnDown?: string[];
 }
@@ -51,11 +60,12 @@ export interface PrepareOptions {
 let execaLoading: Promise<typeof import('execa')> | undefined;
 const loadExeca = () => (execaLoading ??= import('execa'));
 
-/** Check bridges, claim the run dir, lease the MACs and render the scripts. Gives everything back on failure. */
+/**
+ * Check bridges, claim the VM (run dir, tap names), lease the MACs and render the scripts.
+ * Gives everything back on failure.
+ */
 export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
   void loadExeca().catch(() => undefined);
-  // Everything we and qemu create (scripts, pidfile, QMP socket, serial log) is for our eyes only.
-  process.umask(0o077);
   if (!findExecutable(plan.qemu)) throw qemuNotFound(plan.qemu);
   for (const nic of plan.nics) {
     if (!deps.bridgeExists(nic.bridge)) {
@@ -66,22 +76,45 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     }
   }
   const files = vmRunFiles(deps.runDir, plan.name);
-  claimRunDir(deps.runDir, files, plan.name);
+  const { record: claimed, dead } = await claimVm(deps.runDir, {
+    name: plan.name,
+    uuid: plan.uuid,
+    nicIndices: plan.nics.map((n) => n.index),
+    launcher: opts.launcher,
+    managedBy: opts.managedBy,
+    files,
+    qmpSocket: files.qmpSocket,
+    serialLog: files.serialLog,
+  });
+  let record = claimed;
   let leases: Lease[] = [];
   try {
+    ensureDir(dirname(files.serialLog));
+    // The claim proved no qemu of this VM runs here: what an earlier run of it still holds is stale.
+    if (dead?.record) await giveBackHeld(deps.store, deps.host, dead.record);
     const known = plan.named ? await deps.store.getIdentity(plan.name) : null;
     const requests: LeaseRequest[] = plan.nics.map((nic) => {
-      const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: opts.owners };
+      const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: [opts.launcher] };
       if (nic.mac !== undefined) req.mac = nic.mac;
       else if (known?.macs[nic.index] !== undefined) req.prefer = known.macs[nic.index]!;
       return req;
     });
+    await releaseOwnStale(deps, plan.uuid, requests.flatMap((r) => [r.mac, r.prefer].filter((m): m is string => m !== undefined)));
     leases = await deps.store.allocate(deps.pool, requests);
-    requests.forEach((req, i) => {
+    const spec = specFor(
+      plan,
+      leases.map((l) => l.mac),
+      files,
+      record.taps,
+    );
+    record = { ...record, nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge })) };
+    writeRecord(files, record);
+    for (const [i, req] of requests.entries()) {
       if (req.prefer !== undefined && leases[i]!.mac !== req.prefer) {
-        deps.note(`VM ${plan.name}: nic${req.nic}'s previous MAC ${req.prefer} is held by another VM; using ${leases[i]!.mac}`);
+        const holder = await deps.store.get(req.prefer);
+        deps.note(`VM ${plan.name}: nic${req.nic}'s previous MAC ${req.prefer} is held by ${holderOf(holder, deps.host)}; using ${leases[i]!.mac}`);
       }
-    });
+    }
     if (plan.named) {
       await deps.store.putIdentity({
         version: 1,
@@ -91,71 +124,60 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
         updated: new Date().toISOString(),
       });
     }
-    const spec = specFor(
-      plan,
-      leases.map((l) => l.mac),
-      files,
-    );
     const argv = buildQemuArgv(spec);
     const addresses = nicAddressesOf(plan, spec, deps.network);
     for (const nic of spec.nics) {
       const input = { vm: spec.name, index: nic.index, iface: nic.tap, bridge: nic.bridge, mac: nic.mac, addresses: addresses[nic.index]! };
       const afterDown = opts.releaseOnDown ? `${[...opts.releaseOnDown, nic.mac].map(shellQuote).join(' ')} >/dev/null 2>&1 || true` : ':';
-      // A guard a killed VM of the same tap left behind would add its addresses to this one's.
-      if (input.addresses.allowed) removeNicGuard(nic.tap);
       writeScript(nic.ifup, renderIfup(input));
       writeScript(nic.ifdown, renderIfdown(input, afterDown));
     }
     writeScript(files.execScript, render(loadTemplate('exec.sh'), { vm: spec.name }, shellQuote, { command: argv.map(shellQuote).join(' ') }));
-    const record: VmRecord = {
-      version: 1,
-      name: spec.name,
-      uuid: spec.uuid,
-      launcher: opts.owners[0] ?? null,
-      qemu: null,
-      nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge, addresses: addresses[index]! })),
-      started: new Date().toISOString(),
-      qmpSocket: spec.qmpSocket,
-      serialLog: spec.serialLog,
-    };
+    record = { ...record, nics: record.nics.map((n) => ({ ...n, addresses: addresses[n.index]! })) };
     writeRecord(files, record);
+    if (opts.managedBy === 'unit') {
+      // This process ends before systemd starts qemu: the leases are held, not owned, until `hook adopt`.
+      await deps.store.setOwners(
+        leases.map((l) => l.mac),
+        [],
+      );
+    }
     return { spec, argv, files, leases, record };
   } catch (err) {
-    await giveBack(deps.store, plan.uuid, leases, files);
+    await giveBackVm(deps.store, deps.host, { files, record: { ...record, nics: leases.map((l, i) => ({ index: plan.nics[i]!.index, mac: l.mac, tap: record.taps[i]!, bridge: plan.nics[i]!.bridge })) } });
     throw err;
   }
 }
 
-/** Release the VM's leases and remove its run dir. Never throws: it runs on every exit path. */
-export async function giveBack(store: Store, uuid: string, leases: Lease[], files: VmRunFiles): Promise<void> {
-  for (const lease of leases) {
-    await store.release(lease.mac, uuid).catch(() => false);
+/** Leases this VM itself left on this host (a killed run): the claim proved they are stale. */
+async function releaseOwnStale(deps: LaunchDeps, uuid: string, macs: string[]): Promise<void> {
+  for (const mac of macs) {
+    const held = await deps.store.get(mac);
+    if (held?.vm?.uuid === uuid && held.host === deps.host) await deps.store.release(mac, uuid);
   }
-  removeRunDir(files);
 }
 
-/** Give back everything a VM holds, found by its run record (or, without one, its remembered identity). */
-export async function releaseVm(store: Store, runDir: string, name: string): Promise<Lease[]> {
-  const files = vmRunFiles(runDir, name);
-  const uuid = readRecord(files.record)?.uuid ?? (await store.getIdentity(name))?.uuid;
-  const held = (await store.list()).filter((l) => l.vm && (uuid !== undefined ? l.vm.uuid === uuid : l.vm.name === name));
-  for (const l of held) await store.release(l.mac, l.vm!.uuid ?? l.vm!.name);
-  removeRunDir(files);
-  return held;
-}
+const exitCodeOf = (signal: string): number => 128 + (osConstants.signals[signal as NodeJS.Signals] ?? 0);
 
-const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15 };
-
-/** Record qemu as an owner of the VM's leases, so they stay held while qemu runs without us. */
-async function adoptQemu(vm: PreparedVm, deps: LaunchDeps, qemu: Owner, keepLauncher: boolean): Promise<VmRecord> {
-  const owners = keepLauncher && vm.record.launcher ? [vm.record.launcher, qemu] : [qemu];
+/**
+ * Record qemu as the owner of the VM's leases (beside the launcher) before it may run: exec.sh waits at
+ * its gate (fd 3) until told "go", and ends if the launcher dies first. So no qemu ever runs that its
+ * leases do not name.
+ */
+async function recordQemu(vm: PreparedVm, deps: LaunchDeps, pid: number | undefined): Promise<Owner> {
+  const qemu = pid === undefined ? null : currentOwner(pid);
+  if (!qemu) throw new UncloudError('QEMU_FAILED', 'qemu could not be started: its process ended at once');
   await deps.store.setOwners(
     vm.leases.map((l) => l.mac),
-    owners,
+    vm.record.launcher ? [vm.record.launcher, qemu] : [qemu],
   );
-  const record = { ...vm.record, qemu, launcher: keepLauncher ? vm.record.launcher : null };
-  writeRecord(vm.files, record);
-  return record;
+  vm.record = { ...vm.record, qemu };
+  writeRecord(vm.files, vm.record);
+  return qemu;
+}
+
+function openGate(gate: NodeJS.WritableStream | null | undefined): void {
+  gate?.end('go\n');
 }
 
 /**
@@ -166,7 +188,7 @@ async function spawnOrGiveBack<T>(vm: PreparedVm, deps: LaunchDeps, spawn: (exec
   try {
     return { child: spawn((await loadExeca()).execa) };
   } catch (err) {
-    await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
+    await giveBackVm(deps.store, deps.host, vm);
     throw err;
   }
 }
@@ -180,20 +202,25 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
   const file = vm.argv[0]!;
   let stopping = 0;
   let qemu: Owner | undefined;
-  // exec.sh sets the umask and execs qemu: the child's pid is qemu's, as under a unit.
+  // exec.sh sets the umask and execs qemu once past its gate: the child's pid is qemu's, as under a unit.
   const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
-    execa('/bin/sh', [vm.files.execScript], {
+    execa('/bin/sh', [vm.files.execScript, '--gate'], {
       reject: false,
-      stdin: vm.spec.console ? 'inherit' : 'ignore',
-      stdout: 'inherit',
-      stderr: ['pipe', 'inherit'],
+      stdio: [vm.spec.console ? 'inherit' : 'ignore', 'inherit', ['pipe', 'inherit'], 'pipe'],
       // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
       detached: !vm.spec.console,
       cleanup: true,
     }),
   );
+  let gateOpen = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     stopping += 1;
+    if (!gateOpen) {
+      // qemu waits at its gate and never ran: it is ended, and the launcher gives everything back.
+      deps.note(`${sig}: stopping VM ${vm.spec.name} before qemu started`);
+      child.kill('SIGKILL');
+      return;
+    }
     if (stopping > 1 || !qemu) {
       child.kill('SIGKILL');
       return;
@@ -210,13 +237,15 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   try {
-    if (child.pid !== undefined) {
-      try {
-        qemu = ownerOf(child.pid);
-        await adoptQemu(vm, deps, qemu, true);
-      } catch {
-        // qemu already ended; its exit is handled below.
+    try {
+      qemu = await recordQemu(vm, deps, child.pid);
+      if (stopping === 0) {
+        openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
+        gateOpen = true;
       }
+    } catch (err) {
+      child.kill('SIGKILL');
+      if (child.pid !== undefined) throw err;
     }
     // qemu's exit ends the VM even if something it started still holds its stderr open.
     // (A qemu that never started has no exit event; the subprocess promise settles instead.)
@@ -231,13 +260,14 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
       return 0;
     }
     if (result.signal) {
-      if (stopping > 0 && result.signal === 'SIGTERM') return 0;
-      throw new UncloudError('QEMU_KILLED', `qemu was killed by ${result.signal}`, 128 + (SIGNAL_NUMBERS[result.signal] ?? 0));
+      if (stopping > 0 && (result.signal === 'SIGTERM' || !gateOpen)) return 0;
+      throw new UncloudError('QEMU_KILLED', `qemu was killed by ${result.signal}`, exitCodeOf(result.signal));
     }
     throw notStarted(file, result as { code?: string; shortMessage?: string; message?: string });
   } finally {
     for (const s of signals) process.off(s, onSignal);
-    await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
+    // qemu has ended: what it held goes back (its ifdown scripts ran unless it was killed).
+    await giveBackVm(deps.store, deps.host, vm);
   }
 }
 
@@ -258,18 +288,17 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
   const file = vm.argv[0]!;
   const stderrPath = `${vm.files.dir}/qemu.stderr`;
   const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
-    execa('/bin/sh', [vm.files.execScript], {
+    execa('/bin/sh', [vm.files.execScript, '--gate'], {
       reject: false,
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: { file: stderrPath },
+      stdio: ['ignore', 'ignore', { file: stderrPath }, 'pipe'],
       detached: true,
       cleanup: false,
     }),
   );
   try {
     if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });
-    const qemu = ownerOf(child.pid);
+    const qemu = await recordQemu(vm, deps, child.pid);
+    openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
     let exited = false;
     void child.then(() => (exited = true));
     const deadline = Date.now() + readyTimeoutMs;
@@ -289,12 +318,12 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    await adoptQemu(vm, deps, qemu, false);
     child.unref();
     return qemu;
   } catch (err) {
     child.kill('SIGKILL');
-    await giveBack(deps.store, vm.spec.uuid, vm.leases, vm.files);
+    await Promise.resolve(child).catch(() => undefined);
+    await giveBackVm(deps.store, deps.host, vm);
     throw err;
   }
 }

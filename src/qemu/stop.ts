@@ -6,7 +6,7 @@ import type { Owner } from '../core/owner.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { QmpClient } from './qmp.js';
 
-export const DEFAULT_STOP_TIMEOUT_S = 60;
+export { DEFAULT_STOP_TIMEOUT_S } from '../core/defaults.js';
 const QUIT_WAIT_MS = 5000;
 const PROGRESS_EVERY_MS = 5000;
 

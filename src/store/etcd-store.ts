@@ -5,6 +5,7 @@
  *   <prefix>/cursors/<pool>     the shared rotating cursor of a pool
  *   <prefix>/vms/<name>         what a named VM had last time (UUID, MAC per NIC); holds no address
  *   <prefix>/hosts/<host>       the host agent's etcd lease id, attached to that lease
+ *   <prefix>/conflicts/<12 hex> a MAC a running VM uses while another holds its key (etcd-host-lease.ts)
  *
  * An allocation is one transaction: if every chosen address key is absent (create revision 0), all of them
  * and the advanced cursor are written; a lost race backs off and scans again from the cursor.
@@ -18,8 +19,10 @@ import { UncloudError } from '../core/errors.js';
 import { advance, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool, usable, usableCount } from '../core/mac.js';
 import type { EtcdTarget } from '../core/store-url.js';
 import { isOwnerAlive } from '../system/proc.js';
-import { parseIdentity, parseLease, serializeLease } from './lease.js';
-import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
+import { announce, type EtcdAccess, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
+import { parseConflict, parseIdentity, parseLease, serializeLease } from './lease.js';
+import { allocateOrGc, byMac, conflictMessage, Exhausted, FIRST_CURSOR, heldError, isStale, newLease } from './policy.js';
+import type { Conflict, DamagedRecord, KeepLease, Lease, LeaseList, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
 
 export interface EtcdStoreOptions {
   target: EtcdTarget;
@@ -38,11 +41,11 @@ const TXN_CHUNK = 60;
 const MAX_ATTEMPTS = 1000;
 const CALL_DEADLINE_MS = 5000;
 
-class Exhausted extends Error {}
-
-export class EtcdStore implements Store {
+export class EtcdStore implements Store, HostAgent {
   readonly where: string;
-  readonly client: Etcd3;
+  private readonly client: Etcd3;
+  /** Leases this process took for running VMs: re-asserted if this process's own etcd lease is lost. */
+  private readonly heldHere = new Map<string, Lease>();
   private readonly p: string;
   readonly host: string;
   private readonly isAlive: (o: Owner) => boolean;
@@ -74,12 +77,28 @@ export class EtcdStore implements Store {
   private vmKey(name: string): string {
     return `${this.p}/vms/${name}`;
   }
-  hostKey(host = this.host): string {
+  private hostKey(host = this.host): string {
     return `${this.p}/hosts/${host}`;
+  }
+  private conflictKey(mac: string): string {
+    return `${this.p}/conflicts/${mac.replaceAll(':', '')}`;
+  }
+
+  private access(): EtcdAccess {
+    return {
+      client: this.client,
+      host: this.host,
+      where: this.where,
+      ttlS: this.opts.target.ttlS,
+      macKey: (m) => this.macKey(m),
+      hostKey: (h) => this.hostKey(h),
+      conflictKey: (m) => this.conflictKey(m),
+      call: (what, fn) => this.call(what, fn),
+    };
   }
 
   /** Every etcd call goes through here: a failure becomes one clear error naming the endpoints. */
-  async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -102,18 +121,16 @@ export class EtcdStore implements Store {
     }
     const ephemeral = requests.some((r) => r.owners.length > 0);
     const leaseId = ephemeral ? await this.hostLeaseId() : undefined;
-    try {
-      return await this.allocateChunks(pool, requests, leaseId);
-    } catch (err) {
-      if (!(err instanceof Exhausted)) throw err;
-    }
-    await this.gc();
-    try {
-      return await this.allocateChunks(pool, requests, leaseId);
-    } catch (err) {
-      if (err instanceof Exhausted) throw exhaustedError(pool);
-      throw err;
-    }
+    const leases = await allocateOrGc(
+      pool,
+      () => this.allocateChunks(pool, requests, leaseId),
+      () => this.gc(),
+    );
+    // What this process holds for running VMs: re-created if their keys expire while etcd is away.
+    leases.forEach((l, i) => {
+      if (requests[i]!.owners.length > 0) this.heldHere.set(l.mac, l);
+    });
+    return leases;
   }
 
   /**
@@ -139,7 +156,7 @@ export class EtcdStore implements Store {
       const chosen: string[] = [];
       for (const req of requests) {
         if (req.mac !== undefined) {
-          if (await this.exists(req.mac)) throw await this.heldError(req.mac);
+          if (await this.exists(req.mac)) throw heldError(req.mac, await this.getLeaseQuietly(req.mac), this.host);
           chosen.push(req.mac);
           continue;
         }
@@ -156,11 +173,12 @@ export class EtcdStore implements Store {
         chosen.push(formatMac(macAt(pool, index)));
         cursor = advance(pool, index);
       }
-      const leases = requests.map((req, i) => this.newLease(chosen[i]!, req));
+      const leases = requests.map((req, i) => newLease(chosen[i]!, req, this.host));
       // The claim is the compare: every chosen address key absent. The cursor rides along as a shared
       // hint (two allocators racing may leave it a step behind; the scan skips held addresses anyway).
-      let txn = this.client.if(this.macKey(chosen[0]!), 'Create', '==', 0);
-      for (const mac of chosen.slice(1)) txn = txn.and(this.macKey(mac), 'Create', '==', 0);
+      // An address under a conflict record is not handed out while the conflict stands.
+      let txn = this.client.if(this.macKey(chosen[0]!), 'Create', '==', 0).and(this.conflictKey(chosen[0]!), 'Create', '==', 0);
+      for (const mac of chosen.slice(1)) txn = txn.and(this.macKey(mac), 'Create', '==', 0).and(this.conflictKey(mac), 'Create', '==', 0);
       const puts = leases.map((l, i) => {
         const put = this.client.put(this.macKey(l.mac)).value(serializeLease(l));
         return leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put;
@@ -183,6 +201,10 @@ export class EtcdStore implements Store {
   private async freeIndices(pool: Pool, cursor: number, also: Set<string>, want: number): Promise<number[]> {
     const out: number[] = [];
     if (usableCount(pool) === 0) return out;
+    // Addresses under a conflict record count as held (rare: usually an empty range).
+    const conflicted = new Set(
+      (await this.call('scan', () => this.client.getAll().prefix(`${this.p}/conflicts/`).keys())).map((k) => k.slice(k.lastIndexOf('/') + 1)),
+    );
     const held = async (from: number, to: number): Promise<Set<string>> => {
       const start = this.macKey(formatMac(macAt(pool, from)));
       const end = to >= pool.size ? `${this.p}/macs/${formatMac(pool.base + pool.size - 1).replaceAll(':', '')}\u0000` : this.macKey(formatMac(macAt(pool, to)));
@@ -197,7 +219,8 @@ export class EtcdStore implements Store {
       for (let i = from; i < to; i++) {
         if (!usable(pool, i)) continue;
         const mac = formatMac(macAt(pool, i));
-        if (!taken.has(mac.replaceAll(':', '')) && !also.has(mac)) {
+        const hex = mac.replaceAll(':', '');
+        if (!taken.has(hex) && !conflicted.has(hex) && !also.has(mac)) {
           out.push(i);
           if (out.length >= want) return out;
         }
@@ -211,7 +234,7 @@ export class EtcdStore implements Store {
   /** The cursor's index; a new pool starts at suffix 1, as in the file store. */
   private async readCursor(pool: Pool): Promise<number> {
     const text = await this.call('reading the cursor', () => this.client.get(this.cursorKey(pool)).string());
-    if (text === null) return 1;
+    if (text === null) return FIRST_CURSOR;
     let index: number;
     try {
       index = indexOf(pool, parseMac(text));
@@ -225,19 +248,18 @@ export class EtcdStore implements Store {
     return this.call('lookup', () => this.client.get(this.macKey(mac)).exists());
   }
 
-  private async heldError(mac: string): Promise<UncloudError> {
-    const lease = await this.getLease(mac);
-    const by = lease?.vm ? `VM ${lease.vm.name}` : 'a manual allocation';
-    return new UncloudError('MAC_HELD', `MAC ${mac} is already held by ${by}${lease ? ` on ${lease.host}` : ''}; pick another or release it first`);
+  get(mac: string): Promise<Lease | null> {
+    return this.getLeaseQuietly(formatMac(parseMac(mac)));
   }
 
-  private newLease(mac: string, req: LeaseRequest): Lease {
-    return { version: 1, mac, vm: req.vm, nic: req.nic, host: this.host, owners: req.owners, created: new Date().toISOString() };
-  }
-
-  private async getLease(mac: string): Promise<Lease | null> {
+  /** The lease of a MAC, or null when it is free or its record is damaged. */
+  private async getLeaseQuietly(mac: string): Promise<Lease | null> {
     const text = await this.call('lookup', () => this.client.get(this.macKey(mac)).string());
-    return text === null ? null : parseLease(text, this.macKey(mac));
+    try {
+      return text === null ? null : parseLease(text, this.macKey(mac));
+    } catch {
+      return null;
+    }
   }
 
   async peek(pool: Pool, count: number): Promise<string[]> {
@@ -257,11 +279,20 @@ export class EtcdStore implements Store {
     const res = await this.call('release', () => this.client.get(key).exec());
     const kv = res.kvs[0];
     if (!kv) return false;
-    const lease = parseLease(kv.value.toString(), key);
-    if (expectVm !== undefined && lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+    // A damaged lease can be released by its MAC (that is how an operator repairs it), never on a VM's behalf.
+    if (expectVm !== undefined) {
+      let lease: Lease | null = null;
+      try {
+        lease = parseLease(kv.value.toString(), key);
+      } catch {
+        return false;
+      }
+      if (lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+    }
     const r = await this.call('release', () =>
       this.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(this.client.delete().key(key)).commit(),
     );
+    if (r.succeeded) this.heldHere.delete(formatMac(parseMac(mac)));
     return r.succeeded;
   }
 
@@ -282,11 +313,33 @@ export class EtcdStore implements Store {
     }
   }
 
-  async list(): Promise<Lease[]> {
+  async list(): Promise<LeaseList> {
     const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/macs/`).strings());
-    return Object.entries(all)
-      .map(([k, v]) => parseLease(v, k))
-      .sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
+    const leases: Lease[] = [];
+    const damagedRecords: DamagedRecord[] = [];
+    for (const [k, v] of Object.entries(all)) {
+      try {
+        leases.push(parseLease(v, k));
+      } catch (err) {
+        damagedRecords.push({ key: k, why: (err as Error).message });
+      }
+    }
+    const conflicts: Conflict[] = [];
+    const recorded = await this.call('list', () => this.client.getAll().prefix(`${this.p}/conflicts/`).strings());
+    for (const [k, v] of Object.entries(recorded)) {
+      try {
+        conflicts.push(parseConflict(v, k));
+      } catch (err) {
+        damagedRecords.push({ key: k, why: (err as Error).message });
+      }
+    }
+    return { leases: leases.sort(byMac), damaged: damagedRecords, conflicts };
+  }
+
+  async setConflict(mac: string, conflict: Conflict | null): Promise<void> {
+    const key = this.conflictKey(mac);
+    if (conflict === null) await this.call('clearing a conflict', () => this.client.delete().key(key).exec());
+    else await this.call('recording a conflict', () => this.client.put(key).value(JSON.stringify(conflict)).exec());
   }
 
   async status(pool: Pool): Promise<PoolStatus> {
@@ -295,7 +348,12 @@ export class EtcdStore implements Store {
     const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/macs/${prefixHex}`).strings());
     const byHost: Record<string, number> = {};
     for (const [k, v] of Object.entries(all)) {
-      const host = parseLease(v, k).host;
+      let host = 'damaged records';
+      try {
+        host = parseLease(v, k).host;
+      } catch {
+        // counted as held (the key is there), under its own heading
+      }
       byHost[host] = (byHost[host] ?? 0) + 1;
     }
     const cursor = await this.readCursor(pool);
@@ -303,12 +361,11 @@ export class EtcdStore implements Store {
   }
 
   /** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */
-  async gc(): Promise<Lease[]> {
+  async gc(keep?: KeepLease): Promise<Lease[]> {
     const freed: Lease[] = [];
-    for (const lease of await this.list()) {
-      if (lease.host !== this.host || lease.owners.length === 0) continue;
-      if (lease.owners.some((o) => this.isAlive(o))) continue;
-      if (await this.release(lease.mac)) freed.push(lease);
+    for (const lease of (await this.list()).leases) {
+      if (lease.host !== this.host || !isStale(lease, this.isAlive, keep)) continue;
+      if (await this.release(lease.mac, lease.vm?.uuid ?? lease.vm?.name)) freed.push(lease);
     }
     return freed;
   }
@@ -363,8 +420,11 @@ export class EtcdStore implements Store {
         this.opts.onLeaseTrouble?.(`${this.where}: lease lost (${err.message}); taking a new one`);
         this.ownLeaseId = undefined;
         void this.hostLeaseId()
-          .then((id) => this.reattachLive(id))
-          .then((r) => this.opts.onLeaseTrouble?.(`${this.where}: leases re-attached (${r.kept} kept, ${r.lost.length} taken by others meanwhile)`))
+          .then((id) => this.reassert(id, [...this.heldHere.values()]))
+          .then((r) => {
+            this.opts.onLeaseTrouble?.(`${this.where}: leases re-asserted (${r.kept} kept, ${r.recreated.length} created again, ${r.conflicts.length} taken by others meanwhile)`);
+            for (const c of r.conflicts) this.opts.onLeaseTrouble?.(conflictMessage(c));
+          })
           .catch((e) => this.opts.onLeaseTrouble?.(`${this.where}: could not re-attach leases: ${(e as Error).message}`));
       });
       this.ownLeaseId = this.call('lease grant', () => lease.grant());
@@ -372,31 +432,14 @@ export class EtcdStore implements Store {
     return this.ownLeaseId;
   }
 
-  /**
-   * Hang this host's live leases (owners still running) on a new etcd lease. Keys that expired meanwhile
-   * are created again if nobody took the address; those taken by others are reported back.
-   */
-  async reattachLive(leaseId: string, expected: Lease[] = []): Promise<{ kept: number; lost: Lease[] }> {
-    const current = new Map((await this.list()).map((l) => [l.mac, l]));
-    const mine = [...current.values(), ...expected.filter((l) => !current.has(l.mac))].filter(
-      (l) => l.host === this.host && l.owners.length > 0 && l.owners.some((o) => this.isAlive(o)),
-    );
-    let kept = 0;
-    const lost: Lease[] = [];
-    for (const lease of mine) {
-      const key = this.macKey(lease.mac);
-      const now = current.get(lease.mac);
-      const put = this.client.put(key).value(serializeLease(lease)).lease(leaseId);
-      if (now && now.host === this.host) {
-        await this.call('re-attach', () => put.exec());
-        kept += 1;
-      } else if (!now) {
-        const r = await this.call('re-attach', () => this.client.if(key, 'Create', '==', 0).then(put).commit());
-        if (r.succeeded) kept += 1;
-        else lost.push(lease);
-      } else lost.push(lease);
-    }
-    return { kept, lost };
+  // --- the host agent's side (etcd-host-lease.ts) ---
+
+  takeLease(): Promise<{ id: string; lease: EtcdLease }> {
+    return announce(this.access());
+  }
+
+  reassert(id: string, expected: Lease[]): Promise<ReassertResult> {
+    return reassert(this.access(), id, expected);
   }
 
   async close(): Promise<void> {
@@ -404,9 +447,5 @@ export class EtcdStore implements Store {
     if (this.ownLease) await this.ownLease.revoke().catch(() => undefined);
     this.client.close();
   }
-
-  /** A new etcd lease for the agent (not tied to this process's own lease). */
-  grantAgentLease(): EtcdLease {
-    return this.client.lease(this.opts.target.ttlS);
-  }
 }
+

@@ -23,6 +23,7 @@ import {
   freeFromSorted,
   indexOf,
   inPool,
+  MAC_TEXT_RE,
   macAt,
   nextFree,
   parseMac,
@@ -30,9 +31,11 @@ import {
 } from '../core/mac.js';
 import { createFileExclusive, readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
+import { withDirLock } from '../system/dir-lock.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
-import type { Lease, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
-import { damaged, parseIdentity, parseLease, parseRecord, serializeLease } from './lease.js';
+import type { Conflict, DamagedRecord, KeepLease, Lease, LeaseList, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
+import { damaged, parseConflict, parseIdentity, parseLease, parseRecord, serializeLease } from './lease.js';
+import { allocateOrGc, byMac, Exhausted, FIRST_CURSOR, heldError, isStale, newLease } from './policy.js';
 
 export interface FileStoreOptions {
   dir: string;
@@ -50,10 +53,6 @@ interface PoolFile {
 const TMP_MAX_AGE_MS = 60_000;
 /** Held addresses in a row, probed one by one, before a scan reads the lease directory to skip the run. */
 const LONG_RUN = 64;
-/** A new pool starts at suffix 1, as the old mac-gen.py did; suffix 0 comes round after the wrap. */
-const FIRST_CURSOR = 1;
-
-class Exhausted extends Error {}
 
 export class FileStore implements Store {
   readonly where: string;
@@ -79,19 +78,11 @@ export class FileStore implements Store {
     for (const req of requests) {
       if (req.mac !== undefined) checkInPool(pool, req.mac);
     }
-    try {
-      return await this.withLock(() => this.allocateLocked(pool, requests));
-    } catch (err) {
-      if (!(err instanceof Exhausted)) throw err;
-    }
-    // Exhausted: reclaim what dead owners left behind, then try once more.
-    await this.gc();
-    try {
-      return await this.withLock(() => this.allocateLocked(pool, requests));
-    } catch (err) {
-      if (err instanceof Exhausted) throw exhaustedError(pool);
-      throw err;
-    }
+    return allocateOrGc(
+      pool,
+      () => this.withLock(() => this.allocateLocked(pool, requests)),
+      () => this.gc(),
+    );
   }
 
   private allocateLocked(pool: Pool, requests: LeaseRequest[]): Lease[] {
@@ -101,10 +92,10 @@ export class FileStore implements Store {
     const taken: Lease[] = [];
     try {
       for (const req of requests) {
-        const lease = (mac: string): Lease => this.newLease(mac, req);
+        const lease = (mac: string): Lease => newLease(mac, req, this.host);
         if (req.mac !== undefined) {
           const l = lease(req.mac);
-          if (!this.claim(l)) throw this.heldError(req.mac);
+          if (!this.claim(l)) throw heldError(req.mac, this.readLeaseQuietly(this.leasePath(req.mac)));
           taken.push(l);
           continue;
         }
@@ -117,9 +108,17 @@ export class FileStore implements Store {
         }
         let got: Lease | undefined;
         const freeFrom = this.freeFrom(pool);
+        const passed = new Set<number>();
         // A lost claim means the address is held now, so the next scan passes it: at most one loss per address.
         for (let index = nextFree(pool, cursor, freeFrom); index !== null; index = nextFree(pool, index + 1, freeFrom)) {
-          const l = lease(formatMac(macAt(pool, index)));
+          const mac = formatMac(macAt(pool, index));
+          // An address under a conflict record is not handed out; coming round to one again means none is left.
+          if (this.conflicted(mac)) {
+            if (passed.has(index)) break;
+            passed.add(index);
+            continue;
+          }
+          const l = lease(mac);
           if (this.claim(l)) {
             got = l;
             cursor = advance(pool, index);
@@ -159,9 +158,11 @@ export class FileStore implements Store {
     const canonical = formatMac(parseMac(mac));
     if (!this.exists(canonical)) return false;
     return this.withLock(() => {
-      const lease = this.readLease(this.leasePath(canonical));
-      if (!lease) return false;
-      if (expectVm !== undefined && lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+      const path = this.leasePath(canonical);
+      // A damaged lease can be released by its MAC (that is how an operator repairs it), never on a VM's behalf.
+      const lease = this.readLeaseQuietly(path);
+      if (!lease && (expectVm !== undefined || !existsSync(path))) return false;
+      if (expectVm !== undefined && lease?.vm?.uuid !== expectVm && lease?.vm?.name !== expectVm) return false;
       removeQuietly(this.leasePath(canonical));
       return true;
     });
@@ -178,13 +179,53 @@ export class FileStore implements Store {
     });
   }
 
-  async list(): Promise<Lease[]> {
-    const out: Lease[] = [];
+  async list(): Promise<LeaseList> {
+    const leases: Lease[] = [];
+    const damagedRecords: DamagedRecord[] = [];
     for (const entry of this.leaseEntries()) {
-      const lease = this.readLease(join(this.leaseDir, entry));
-      if (lease) out.push(lease);
+      const path = join(this.leaseDir, entry);
+      try {
+        const lease = this.readLease(path);
+        if (lease) leases.push(lease);
+      } catch (err) {
+        damagedRecords.push({ key: path, why: (err as Error).message });
+      }
     }
-    return out.sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
+    return { leases: leases.sort(byMac), damaged: damagedRecords, conflicts: this.readConflicts(damagedRecords) };
+  }
+
+  async setConflict(mac: string, conflict: Conflict | null): Promise<void> {
+    const path = join(this.dir, 'conflicts', `${mac.replaceAll(':', '')}.json`);
+    if (conflict === null) return removeQuietly(path);
+    this.ensureDirs();
+    mkdirSync(join(this.dir, 'conflicts'), { recursive: true, mode: 0o700 });
+    writeFileAtomic(path, `${JSON.stringify(conflict)}\n`);
+  }
+
+  private readConflicts(damagedRecords: DamagedRecord[]): Conflict[] {
+    const dir = join(this.dir, 'conflicts');
+    let entries: string[];
+    try {
+      entries = readdirSync(dir).filter((e) => e.endsWith('.json') && !e.startsWith(TMP_PREFIX));
+    } catch {
+      return [];
+    }
+    const out: Conflict[] = [];
+    for (const e of entries.sort()) {
+      const path = join(dir, e);
+      const text = readTextIfExists(path);
+      if (text === null) continue;
+      try {
+        out.push(parseConflict(text, path));
+      } catch (err) {
+        damagedRecords.push({ key: path, why: (err as Error).message });
+      }
+    }
+    return out;
+  }
+
+  private conflicted(mac: string): boolean {
+    return existsSync(join(this.dir, 'conflicts', `${mac.replaceAll(':', '')}.json`));
   }
 
   async status(pool: Pool): Promise<PoolStatus> {
@@ -199,7 +240,7 @@ export class FileStore implements Store {
     };
   }
 
-  async gc(): Promise<Lease[]> {
+  async gc(keep?: KeepLease): Promise<Lease[]> {
     if (!this.dirExists()) return [];
     return this.withLock(() => {
       const freed: Lease[] = [];
@@ -212,9 +253,8 @@ export class FileStore implements Store {
           if (age > TMP_MAX_AGE_MS) removeQuietly(path);
           continue;
         }
-        const lease = this.readLease(path);
-        if (!lease || lease.owners.length === 0) continue;
-        if (lease.owners.some((o) => this.isAlive(o))) continue;
+        const lease = this.readLeaseQuietly(path);
+        if (!lease || !isStale(lease, this.isAlive, keep)) continue;
         removeQuietly(path);
         freed.push(lease);
       }
@@ -255,27 +295,13 @@ export class FileStore implements Store {
     return true;
   }
 
+  async get(mac: string): Promise<Lease | null> {
+    return this.readLeaseQuietly(this.leasePath(formatMac(parseMac(mac))));
+  }
+
   async close(): Promise<void> {}
 
   // --- internals ---
-
-  private newLease(mac: string, req: LeaseRequest): Lease {
-    return {
-      version: 1,
-      mac,
-      vm: req.vm,
-      nic: req.nic,
-      host: this.host,
-      owners: req.owners,
-      created: new Date().toISOString(),
-    };
-  }
-
-  private heldError(mac: string): UncloudError {
-    const lease = this.readLease(this.leasePath(mac));
-    const by = lease?.vm ? `VM ${lease.vm.name}` : 'a manual allocation';
-    return new UncloudError('MAC_HELD', `MAC ${mac} is already held by ${by}; pick another or release it first`);
-  }
 
   private claim(lease: Lease): boolean {
     this.ensureDirs();
@@ -347,13 +373,22 @@ export class FileStore implements Store {
     return text === null ? null : parseLease(text, path);
   }
 
+  /** As readLease, but a damaged record reads as null: gc and error messages go on past it. */
+  private readLeaseQuietly(path: string): Lease | null {
+    try {
+      return this.readLease(path);
+    } catch {
+      return null;
+    }
+  }
+
   private readPoolFile(): PoolFile {
     const text = readTextIfExists(this.poolPath);
     if (text === null) return { version: 1, cursors: {} };
     const d = parseRecord<PoolFile>(text, 'state file', this.poolPath);
     if (typeof d.cursors !== 'object' || d.cursors === null) throw damaged('state file', this.poolPath, 'no cursors object');
     for (const [prefix, cursor] of Object.entries(d.cursors)) {
-      if (typeof cursor !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(cursor)) {
+      if (typeof cursor !== 'string' || !MAC_TEXT_RE.test(cursor)) {
         throw damaged('state file', this.poolPath, `bad cursor for prefix ${prefix}`);
       }
     }
@@ -378,29 +413,7 @@ export class FileStore implements Store {
 
   private async withLock<T>(fn: () => T): Promise<T> {
     this.ensureDirs();
-    const { lock } = await import('proper-lockfile');
-    let compromised: Error | undefined;
-    let unlock: () => Promise<void>;
-    try {
-      unlock = await lock(this.dir, {
-        lockfilePath: join(this.dir, 'pool.lock'),
-        realpath: false,
-        stale: this.lockStaleMs,
-        retries: { retries: 2000, factor: 1.3, minTimeout: 2, maxTimeout: 40, randomize: true },
-        onCompromised: (err) => {
-          compromised = err;
-        },
-      });
-    } catch (err) {
-      throw new UncloudError('LOCK_BUSY', `cannot lock ${this.where}: ${(err as Error).message}`);
-    }
-    try {
-      const result = fn();
-      if (compromised) throw new UncloudError('LOCK_LOST', `lost the lock of ${this.where}: ${compromised.message}`);
-      return result;
-    } finally {
-      await unlock().catch(() => undefined);
-    }
+    return withDirLock(this.dir, { name: 'pool.lock', what: this.where, staleMs: this.lockStaleMs }, fn);
   }
 }
 

@@ -1,6 +1,7 @@
 /** Lease records on disk: JSON, checked field by field so a damaged file is named, never trusted. */
 import { UncloudError } from '../core/errors.js';
-import type { Lease, VmIdentity } from './store.js';
+import { MAC_TEXT_RE } from '../core/mac.js';
+import type { Conflict, Lease, VmIdentity } from './store.js';
 
 export function serializeLease(lease: Lease): string {
   return `${JSON.stringify(lease)}\n`;
@@ -29,7 +30,7 @@ export function damaged(what: string, where: string, why: string): UncloudError 
 export function parseLease(text: string, where: string): Lease {
   const l = parseRecord<Lease>(text, 'lease', where);
   const damagedLease = (w: string, why: string) => damaged('lease', w, why);
-  if (typeof l.mac !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(l.mac)) throw damagedLease(where, 'bad mac');
+  if (typeof l.mac !== 'string' || !MAC_TEXT_RE.test(l.mac)) throw damagedLease(where, 'bad mac');
   if (l.vm !== null && (typeof l.vm !== 'object' || typeof l.vm?.name !== 'string')) throw damagedLease(where, 'bad vm');
   if (l.nic !== null && typeof l.nic !== 'number') throw damagedLease(where, 'bad nic');
   if (typeof l.host !== 'string') throw damagedLease(where, 'bad host');
@@ -43,8 +44,15 @@ export function parseLease(text: string, where: string): Lease {
 export function parseIdentity(text: string, where: string): VmIdentity {
   const v = parseRecord<VmIdentity>(text, 'VM record', where);
   if (typeof v.name !== 'string' || typeof v.uuid !== 'string') throw damaged('VM record', where, 'bad name or uuid');
-  if (!Array.isArray(v.macs) || !v.macs.every((m) => typeof m === 'string' && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m))) {
+  if (!Array.isArray(v.macs) || !v.macs.every((m) => typeof m === 'string' && MAC_TEXT_RE.test(m))) {
     throw damaged('VM record', where, 'bad macs');
   }
   return v as VmIdentity;
+}
+
+export function parseConflict(text: string, where: string): Conflict {
+  const c = parseRecord<Conflict>(text, 'conflict record', where);
+  if (typeof c.mac !== 'string' || !MAC_TEXT_RE.test(c.mac)) throw damaged('conflict record', where, 'bad mac');
+  if (typeof c.host !== 'string' || typeof c.vm?.name !== 'string') throw damaged('conflict record', where, 'bad host or vm');
+  return c as Conflict;
 }

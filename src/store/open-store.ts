@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import { parseStore } from '../core/store-url.js';
 import { FileStore } from './file-store.js';
+import type { HostAgent } from './etcd-host-lease.js';
 import type { Store } from './store.js';
 
 export interface StoreSettings {
@@ -32,6 +33,19 @@ function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
 export async function openStore(settings: StoreSettings, opts: OpenOptions = {}): Promise<Store> {
   const target = parseStore(settings.store);
   if (target.kind === 'file') return new FileStore({ dir: settings.stateDir, host: settings.host });
+  return openEtcd(settings, target, opts);
+}
+
+/** The etcd store's host-agent side (etcd-host-lease.ts), for `uncloud-vm agent`. */
+export async function openHostAgent(settings: StoreSettings, opts: OpenOptions = {}): Promise<HostAgent> {
+  const target = parseStore(settings.store);
+  if (target.kind !== 'etcd') {
+    throw new UncloudError('USAGE', 'the agent is for the etcd store: pass --store etcd://host:port (the file store needs no agent)', 2);
+  }
+  return openEtcd(settings, target, opts);
+}
+
+async function openEtcd(settings: StoreSettings, target: Extract<ReturnType<typeof parseStore>, { kind: 'etcd' }>, opts: OpenOptions) {
   const env = opts.env ?? process.env;
   const { EtcdStore } = await import('./etcd-store.js');
   const user = env.UNCLOUD_VM_ETCD_USER;

@@ -53,6 +53,39 @@ export interface VmIdentity {
   updated: string;
 }
 
+/** A record under the store's keys that could not be read; reported, never trusted, never silently deleted. */
+export interface DamagedRecord {
+  /** File path or etcd key. */
+  key: string;
+  why: string;
+}
+
+/**
+ * A MAC that a running VM on `host` uses while the store says another holds it (etcd keys that expired
+ * while a host was cut off and were taken meanwhile, or a forced release). Reported, never resolved silently:
+ * while it stands, the address is not handed out again.
+ */
+export interface Conflict {
+  version: 1;
+  mac: string;
+  /** The host whose running VM uses the MAC, and that VM. */
+  host: string;
+  vm: LeaseVm;
+  /** What the store held for the MAC when the conflict was found (null: damaged). */
+  holder: Lease | null;
+  detected: string;
+}
+
+export interface LeaseList {
+  /** Sorted by MAC. */
+  leases: Lease[];
+  damaged: DamagedRecord[];
+  conflicts: Conflict[];
+}
+
+/** A lease that must not be freed although its recorded owners are gone (a live qemu found through its run dir). */
+export type KeepLease = (lease: Lease) => boolean;
+
 export interface Store {
   /** Human-readable location, for messages. */
   readonly where: string;
@@ -64,10 +97,15 @@ export interface Store {
   release(mac: string, expectVm?: string): Promise<boolean>;
   /** Replace the owners of leases (e.g. add qemu's pid once it runs). */
   setOwners(macs: string[], owners: Owner[]): Promise<void>;
-  list(): Promise<Lease[]>;
+  /** Every lease; damaged records are listed apart and never stop the others from being read. */
+  list(): Promise<LeaseList>;
+  /** The lease of one MAC; null when it is free or its record is damaged. */
+  get(mac: string): Promise<Lease | null>;
   status(pool: Pool): Promise<PoolStatus>;
-  /** Free every lease whose owners are all gone. Returns the freed leases. */
-  gc(): Promise<Lease[]>;
+  /** Free this host's leases whose owners are all gone (unless `keep` says otherwise). Returns the freed leases. */
+  gc(keep?: KeepLease): Promise<Lease[]>;
+  /** Record (or clear, with null) a conflict on a MAC; see Conflict. */
+  setConflict(mac: string, conflict: Conflict | null): Promise<void>;
   getIdentity(name: string): Promise<VmIdentity | null>;
   putIdentity(identity: VmIdentity): Promise<void>;
   listIdentities(): Promise<VmIdentity[]>;

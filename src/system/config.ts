@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
 import { type BridgeConfig, parseBridges } from '../core/nic-guard-rules.js';
 
@@ -125,5 +125,37 @@ export function resolveSettings(flags: Overrides, env: NodeJS.ProcessEnv = proce
       if (v !== undefined) (merged as unknown as Record<string, unknown>)[key] = v;
     }
   }
-  return merged;
+  return checkSettings(merged);
+}
+
+const NAMES: Record<Exclude<keyof Settings, 'bridges'>, string> = {
+  stateDir: 'state dir (--state-dir, UNCLOUD_VM_STATE_DIR)',
+  runDir: 'run dir (--run-dir, UNCLOUD_VM_RUN_DIR)',
+  prefix: 'prefix (--prefix, UNCLOUD_VM_PREFIX)',
+  forcePrefix: '--force-prefix',
+  bridge: 'bridge (UNCLOUD_VM_BRIDGE)',
+  qemu: 'qemu (UNCLOUD_VM_QEMU)',
+  store: 'store (--store, UNCLOUD_VM_STORE)',
+  host: 'host name (UNCLOUD_VM_HOST)',
+  vxlanDev: 'VXLAN underlay device (UNCLOUD_VM_VXLAN_DEV)',
+  vxlanLocal: 'VXLAN local address (UNCLOUD_VM_VXLAN_LOCAL)',
+  vxlanPeers: 'VXLAN peers (UNCLOUD_VM_VXLAN_PEERS)',
+  vxlanMtu: 'VXLAN MTU (UNCLOUD_VM_VXLAN_MTU)',
+};
+
+/**
+ * Settings end up in unit files, leases and paths of other processes: refuse control characters up front,
+ * and make the directories absolute (a unit runs elsewhere than the shell that wrote it).
+ */
+export function checkSettings(s: Settings): Settings {
+  for (const key of KEYS) {
+    const v = s[key];
+    if (typeof v === 'string' && (v === '' || /[\u0000-\u001f\u007f]/.test(v))) {
+      throw usageError(`invalid ${NAMES[key as keyof typeof NAMES]} '${printable(v)}': must be non-empty and free of control characters`);
+    }
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(s.host)) {
+    throw usageError(`invalid ${NAMES.host} '${printable(s.host)}': use letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  return { ...s, stateDir: resolve(s.stateDir), runDir: resolve(s.runDir) };
 }

@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import { networkDevices, networkOfDevice, type NetworkPlan, parseUnderlay, planNetwork, type UnderlaySettings } from '../core/network.js';
 import type { VmPlan } from '../core/vm-spec.js';
-import { readRecord, recordAlive } from './run-dir.js';
+import { observeAll } from './vm-state.js';
 
 const SYS = '/sys/class/net';
 
@@ -153,18 +153,10 @@ export interface NetworkInfo {
 
 /** VMs in the run dir that are alive (or starting) with a NIC on this bridge. */
 function vmsOn(bridge: string, runDir: string): string[] {
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(runDir);
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
-  for (const e of entries) {
-    const rec = readRecord(join(runDir, e, 'vm.json'));
-    if (rec && rec.nics.some((n) => n.bridge === bridge) && recordAlive(rec)) out.push(rec.name);
-  }
-  return out.sort();
+  return observeAll(runDir)
+    .filter((v) => v.phase !== 'dead' && v.record?.nics.some((n) => n.bridge === bridge))
+    .map((v) => v.name)
+    .sort();
 }
 
 export function describeNetwork(id: number, runDir: string): NetworkInfo | null {

@@ -1,5 +1,5 @@
-/** Process identity from /proc: a pid plus its start time survives pid reuse. */
-import { readFileSync } from 'node:fs';
+/** Process identity from /proc: a pid plus its start time survives pid reuse; the command line says what it runs. */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Owner } from '../core/owner.js';
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or null if it is gone. */
@@ -18,12 +18,55 @@ export function processStartTime(pid: number): number | null {
   return Number.isFinite(start) ? start : null;
 }
 
-export function ownerOf(pid: number): Owner {
+/** The process as an Owner as it is now, or null when it is not running. */
+export function currentOwner(pid: number): Owner | null {
+  if (!Number.isInteger(pid) || pid <= 0) return null;
   const startTime = processStartTime(pid);
-  if (startTime === null) throw new Error(`process ${pid} is not running`);
-  return { pid, startTime };
+  return startTime === null ? null : { pid, startTime };
 }
 
 export function isOwnerAlive(owner: Owner): boolean {
   return processStartTime(owner.pid) === owner.startTime;
+}
+
+/** A process's argv, or null when it is gone. */
+export function processCmdline(pid: number): string[] | null {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return raw.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Names of the tun/tap interfaces some process holds open (from /proc/PID/fdinfo's "iff:" line). A tap
+ * qemu made goes away with its file descriptor; one nobody holds is a leftover.
+ */
+export function tapsHeldOpen(): Set<string> {
+  const held = new Set<string>();
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((e) => /^[0-9]+$/.test(e));
+  } catch {
+    return held;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== '/dev/net/tun') continue;
+        const iff = /^iff:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1];
+        if (iff) held.add(iff);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return held;
 }

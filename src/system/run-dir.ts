@@ -1,60 +1,105 @@
 /**
- * A VM's run directory: one per VM name, created exclusively so two launchers cannot run one VM.
- * vm.json in it says who runs the VM; list/status/stop read it.
+ * VMs' run directories: <runDir>/<name>/ holds everything of one running VM (vm.json, scripts, pidfile,
+ * QMP socket, serial log), so no VM's file can collide with another's. A run dir is claimed under a lock
+ * on the run dir root and appears complete: it is built as <runDir>/.staging-*, record included, and
+ * renamed into place, so a run dir never exists without its record.
  */
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { UncloudError } from '../core/errors.js';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { NicAddresses } from '../core/nic-guard-rules.js';
-import type { VmRunFiles } from '../core/vm-spec.js';
 import type { Owner } from '../core/owner.js';
-import { writeFileAtomic } from './atomic-file.js';
+import type { VmRunFiles } from '../core/vm-spec.js';
+import { readTextIfExists, writeFileAtomic } from './atomic-file.js';
+import { withDirLock } from './dir-lock.js';
 import { ensurePrivateDir } from './private-dir.js';
-import { isOwnerAlive } from './proc.js';
 
 export interface VmRecord {
   version: 1;
   name: string;
   uuid: string;
+  /** The uncloud-vm process that prepared the VM and, in the foreground, supervises it. */
   launcher: Owner | null;
+  /** qemu, recorded before it may run (the launcher holds it at a gate until then). */
   qemu: Owner | null;
-  /** addresses: the NIC's IPv6 addresses and guard (absent in records of older versions). */
+  /** 'unit': systemd runs qemu; between ExecStartPre and ExecStart nothing of ours runs. */
+  managedBy: 'launcher' | 'unit';
+  /** Tap names reserved for the NICs at claim time. */
+  taps: string[];
+  /** Filled once the MACs are leased; addresses: the NIC's IPv6 addresses and guard (absent in records of older versions). */
   nics: { index: number; mac: string; tap: string; bridge: string; addresses?: NicAddresses }[];
   started: string;
   qmpSocket: string;
   serialLog: string;
 }
 
-export function readRecord(path: string): VmRecord | null {
+/** Entries of the run dir root that are ours but no VM: the claim lock and run dirs being built. */
+export const STAGING_PREFIX = '.staging-';
+const CLAIM_LOCK = '.claim.lock';
+/** A staging dir older than this was left by a launcher killed while claiming. */
+export const STAGING_MAX_AGE_MS = 60_000;
+
+export type RecordRead = { record: VmRecord; damaged: null } | { record: null; damaged: string | null };
+
+/** A VM's record: null with damaged=null when there is none, with a reason when it cannot be read. */
+export function readRecord(path: string): RecordRead {
+  const text = readTextIfExists(path);
+  if (text === null) return { record: null, damaged: null };
   try {
-    const data = JSON.parse(readFileSync(path, 'utf8')) as VmRecord;
-    return data.version === 1 ? data : null;
+    const data = JSON.parse(text) as Partial<VmRecord>;
+    if (data.version !== 1) return { record: null, damaged: `version ${JSON.stringify(data.version)}, this uncloud-vm reads 1` };
+    if (typeof data.name !== 'string' || typeof data.uuid !== 'string' || !Array.isArray(data.nics)) {
+      return { record: null, damaged: 'missing name, uuid or nics' };
+    }
+    return { record: { managedBy: 'launcher', taps: data.nics.map((n) => n.tap), ...data } as VmRecord, damaged: null };
+  } catch {
+    return { record: null, damaged: 'not valid JSON' };
+  }
+}
+
+/** Names of the VMs that have a run dir. */
+export function runDirNames(runDir: string): string[] {
+  try {
+    return readdirSync(runDir).filter((e) => !e.startsWith('.'));
+  } catch {
+    return [];
+  }
+}
+
+/** Staging dirs a launcher killed mid-claim left behind. */
+export function oldStagingDirs(runDir: string, now = Date.now()): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(runDir).filter((e) => e.startsWith(STAGING_PREFIX));
+  } catch {
+    return [];
+  }
+  return entries.map((e) => join(runDir, e)).filter((p) => now - (mtimeOf(p) ?? now) > STAGING_MAX_AGE_MS);
+}
+
+export function mtimeOf(path: string): number | null {
+  try {
+    return statSync(path).mtimeMs;
   } catch {
     return null;
   }
 }
 
-export function recordAlive(rec: VmRecord, isAlive: (o: Owner) => boolean = isOwnerAlive): boolean {
-  return [rec.launcher, rec.qemu].some((o) => o !== null && isAlive(o));
+/** Run fn while holding the run dir root's claim lock (claims, and gc's removal of dead VMs' dirs). */
+export function withRunDirLock<T>(runDir: string, fn: () => T | Promise<T>): Promise<T> {
+  ensurePrivateDir(runDir);
+  return withDirLock(runDir, { name: CLAIM_LOCK, what: `run dir ${runDir}` }, fn);
 }
 
-/** Create the VM's run dir; a leftover of a VM that is gone is cleared first. */
-export function claimRunDir(runDir: string, files: VmRunFiles, name: string): void {
-  ensurePrivateDir(runDir);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      mkdirSync(files.dir, { mode: 0o700 });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const rec = readRecord(files.record);
-    if (rec && recordAlive(rec)) {
-      const pid = rec.qemu?.pid ?? rec.launcher?.pid;
-      throw new UncloudError('VM_RUNNING', `VM ${name} is already running (pid ${pid}); stop it first or pick another --name`);
-    }
-    rmSync(files.dir, { recursive: true, force: true });
+/** Create files.dir with its record in one step (inside the claim lock). */
+export function createRunDir(runDir: string, files: VmRunFiles, rec: VmRecord): void {
+  const staging = mkdtempSync(join(runDir, STAGING_PREFIX));
+  try {
+    writeFileAtomic(join(staging, 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`);
+    renameSync(staging, files.dir);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
   }
-  throw new UncloudError('VM_RUNNING', `VM ${name} is being started by another launcher`);
 }
 
 export function writeRecord(files: VmRunFiles, rec: VmRecord): void {
@@ -66,6 +111,10 @@ export function writeScript(path: string, text: string): void {
   chmodSync(path, 0o700);
 }
 
-export function removeRunDir(files: VmRunFiles): void {
-  rmSync(files.dir, { recursive: true, force: true });
+export function removeDir(path: string): void {
+  rmSync(path, { recursive: true, force: true });
+}
+
+export function ensureDir(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
 }

@@ -2,7 +2,7 @@
  * Wrong and hostile input through the real CLI: each is refused with one line on stderr naming the problem,
  * a non-zero exit code, and a state dir and run dir byte-identical to before.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, FAKE_QEMU, sandbox, type Sandbox } from '../helpers/cli.js';
@@ -127,8 +127,6 @@ describe('damaged and foreign state', () => {
   it.each([
     ['pool.json', '{"version":1,"cursors":', ['mac', 'allocate'], /pool\.json is damaged \(not valid JSON\)/],
     ['pool.json', '{"version":2,"cursors":{}}', ['mac', 'allocate'], /pool\.json has version 2; this uncloud-vm reads version 1/],
-    ['leases/420000000001.json', '{"version":9}', ['mac', 'list'], /lease .*420000000001\.json has version 9/],
-    ['leases/420000000001.json', 'garbage', ['list'], /lease .*420000000001\.json is damaged \(not valid JSON\)/],
     ['vms/web1.json', '{"version":1,"name":"web1"}', ['status', 'web1'], /VM record .*web1\.json is damaged \(bad name or uuid\)/],
   ])('%s = %j: %j fails clearly and changes nothing', async (file, text, args, re) => {
     const own = sandbox();
@@ -142,6 +140,41 @@ describe('damaged and foreign state', () => {
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(re);
       expect(snapshot(own.stateDir)).toEqual(before);
+    } finally {
+      own.cleanup();
+    }
+  });
+});
+
+describe('a damaged lease among others is reported, never deleted, and stops nothing', () => {
+  it.each([
+    ['{"version":9}', /lease .*420000000001\.json has version 9/],
+    ['garbage', /lease .*420000000001\.json is damaged \(not valid JSON\)/],
+    ['', /lease .*420000000001\.json is damaged \(not valid JSON\)/],
+  ])('lease file %j', async (text, re) => {
+    const own = sandbox();
+    try {
+      for (let i = 0; i < 3; i++) await cli(['mac', 'allocate', '--vm', `m${i}`], { env: own.env });
+      const damagedPath = join(own.stateDir, 'leases', '420000000001.json');
+      writeFileSync(damagedPath, text, { mode: 0o600 });
+      const before = snapshot(own.stateDir);
+      const list = await cli(['mac', 'list', '--json'], { env: own.env });
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stderr).toMatch(re);
+      const rows = JSON.parse(list.stdout) as { mac?: string; state: string }[];
+      expect(rows.map((r) => r.state)).toEqual(['held', 'held', 'damaged']);
+      const vms = await cli(['list'], { env: own.env });
+      expect(vms.code, vms.stderr).toBe(0);
+      expect(vms.stderr).toMatch(re);
+      expect(snapshot(own.stateDir)).toEqual(before);
+      // gc goes on past it, says so, and leaves it in place
+      const gc = await cli(['gc'], { env: own.env });
+      expect(gc.code).toBe(1);
+      expect(gc.stderr).toMatch(/damaged record left untouched/);
+      expect(readFileSync(damagedPath, 'utf8')).toBe(text);
+      // the operator repairs it by releasing that MAC
+      expect((await cli(['mac', 'release', '42:00:00:00:00:01'], { env: own.env })).code).toBe(0);
+      expect(existsSync(damagedPath)).toBe(false);
     } finally {
       own.cleanup();
     }

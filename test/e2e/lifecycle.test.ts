@@ -17,7 +17,7 @@ const guestArgs = (extra = '') => [
   '--append', `console=ttyS0 panic=-1 quiet ${extra}`.trim(),
 ];
 const serial = (name: string) => {
-  const p = join(e.sb.runDir, `${name}.serial.log`);
+  const p = join(e.sb.runDir, '.logs', `${name}.serial.log`);
   return existsSync(p) ? readFileSync(p, 'utf8') : '';
 };
 

@@ -82,7 +82,7 @@ describe('a VM under a real systemd --user', () => {
     return sd.run(process.execPath, [BIN, ...args], env);
   };
   const leases = () => JSON.parse(uvm('mac', 'list', '--json').stdout) as { mac: string; state: string; vm: { name: string; uuid: string } }[];
-  const serialPath = () => join(sb.runDir, 'svc1.serial.log');
+  const serialPath = () => join(sb.runDir, '.logs', 'svc1.serial.log');
   const serial = () => (existsSync(serialPath()) ? readFileSync(serialPath(), 'utf8') : '');
   const show = (prop: string) => sd.systemctl('show', '-p', prop, '--value', unit).stdout.trim();
 

@@ -34,7 +34,7 @@ export function bootGuest(
     ],
     { env: sb.env, netns, onSpawn: (c) => (child = c) },
   );
-  const logPath = join(sb.runDir, `${name}.serial.log`);
+  const logPath = join(sb.runDir, '.logs', `${name}.serial.log`);
   const serial = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   return {
     name,

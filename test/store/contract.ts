@@ -8,6 +8,8 @@ import type { Owner, Store } from '../../src/store/store.js';
 
 export interface StoreFactory {
   make: (opts: { isAlive: (o: Owner) => boolean; host?: string }) => Promise<Store>;
+  /** Overwrite the record of one MAC with these bytes, as a disk error or a foreign writer would. */
+  corrupt: (mac: string, text: string) => Promise<void>;
   cleanup: () => Promise<void>;
 }
 
@@ -41,7 +43,7 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
 
     it('records the lease: vm, nic, owners, host, created', async () => {
       const [l] = await store.allocate(big, [{ vm: vm('1'), nic: 2, owners: [{ pid: 42, startTime: 7 }] }]);
-      const [listed] = await store.list();
+      const [listed] = (await store.list()).leases;
       expect(listed).toEqual(l);
       expect(listed).toMatchObject({ version: 1, vm: vm('1'), nic: 2, owners: [{ pid: 42, startTime: 7 }] });
       expect(typeof listed!.host).toBe('string');
@@ -98,10 +100,10 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
     it('release: true once, false after; a release for another VM leaves the lease alone', async () => {
       const [l] = await store.allocate(big, [{ vm: vm('5'), nic: 0, owners: [] }]);
       expect(await store.release(l!.mac, vm('6').uuid)).toBe(false);
-      expect(await store.list()).toHaveLength(1);
+      expect((await store.list()).leases).toHaveLength(1);
       expect(await store.release(l!.mac, vm('5').uuid)).toBe(true);
       expect(await store.release(l!.mac)).toBe(false);
-      expect(await store.list()).toHaveLength(0);
+      expect((await store.list()).leases).toHaveLength(0);
     });
 
     it('gc frees only leases whose owners are all gone; manual leases stay', async () => {
@@ -117,7 +119,7 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       dead.add(b.pid);
       const freed = await store.gc();
       expect(freed.map((l) => l.vm?.name)).toEqual(['8']);
-      const left = await store.list();
+      const left = (await store.list()).leases;
       expect(left).toHaveLength(1);
       expect(left[0]!.vm).toBeNull();
     });
@@ -125,7 +127,7 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
     it('setOwners replaces the owners of leases', async () => {
       const [l] = await store.allocate(big, [{ vm: vm('9'), nic: 0, owners: [{ pid: 1, startTime: 1 }] }]);
       await store.setOwners([l!.mac], [{ pid: 2, startTime: 3 }]);
-      expect((await store.list())[0]!.owners).toEqual([{ pid: 2, startTime: 3 }]);
+      expect((await store.list()).leases[0]!.owners).toEqual([{ pid: 2, startTime: 3 }]);
     });
 
     it('peek shows what comes next and changes nothing', async () => {
@@ -159,6 +161,53 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       expect(await store.getIdentity('web1')).toBeNull();
       // An identity holds no address.
       expect((await store.status(big)).held).toBe(0);
+    });
+
+    it('get: the lease of one MAC, null when it is free', async () => {
+      const [l] = await store.allocate(big, [{ vm: vm('3'), nic: 1, owners: [] }]);
+      expect(await store.get(l!.mac)).toEqual(l);
+      expect(await store.get('42:00:00:00:00:99')).toBeNull();
+    });
+
+    it('gc keeps a lease whose owners are gone when the caller says its VM still runs', async () => {
+      const gone = { pid: 999_201, startTime: 1 };
+      await store.allocate(big, [
+        { vm: vm('21'), nic: 0, owners: [gone] },
+        { vm: vm('22'), nic: 0, owners: [gone] },
+      ]);
+      dead.add(gone.pid);
+      const freed = await store.gc((l) => l.vm?.name === '21');
+      expect(freed.map((l) => l.vm?.name)).toEqual(['22']);
+      expect((await store.list()).leases.map((l) => l.vm?.name)).toEqual(['21']);
+    });
+
+    it('a damaged record is listed apart, skipped by gc and allocation, and released only by its MAC', async () => {
+      const gone = { pid: 999_301, startTime: 1 };
+      const got = await store.allocate(big, [manual, { vm: vm('31'), nic: 0, owners: [gone] }, manual]);
+      await f.corrupt(got[0]!.mac, 'garbage');
+      dead.add(gone.pid);
+      const listed = await store.list();
+      expect(listed.leases.map((l) => l.mac)).toEqual([got[1]!.mac, got[2]!.mac]);
+      expect(listed.damaged).toHaveLength(1);
+      expect(listed.damaged[0]!.why).toMatch(/damaged \(not valid JSON\)/);
+      expect((await store.gc()).map((l) => l.mac)).toEqual([got[1]!.mac]);
+      expect(await store.get(got[0]!.mac)).toBeNull();
+      expect(await store.release(got[0]!.mac, vm('31').uuid)).toBe(false);
+      const [next] = await store.allocate(big, [manual]);
+      expect(next!.mac).not.toBe(got[0]!.mac);
+      expect(await store.release(got[0]!.mac)).toBe(true);
+      expect((await store.list()).damaged).toEqual([]);
+    });
+
+    it('a MAC under a conflict record is not handed out until the conflict is cleared', async () => {
+      const holder = (await store.allocate(big, [manual]))[0]!;
+      const conflict = { version: 1 as const, mac: '42:00:00:00:00:02', host: 'h9', vm: vm('41'), holder, detected: new Date(0).toISOString() };
+      await store.setConflict('42:00:00:00:00:02', conflict);
+      expect((await store.list()).conflicts).toEqual([conflict]);
+      expect((await store.allocate(big, [manual]))[0]!.mac).toBe('42:00:00:00:00:03');
+      await store.setConflict('42:00:00:00:00:02', null);
+      expect((await store.list()).conflicts).toEqual([]);
+      expect((await store.allocate(big, [{ ...manual, mac: '42:00:00:00:00:02' }]))[0]!.mac).toBe('42:00:00:00:00:02');
     });
 
     it('concurrent allocations in one process never share an address', async () => {

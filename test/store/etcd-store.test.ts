@@ -1,4 +1,5 @@
 /** The etcd store passes the same contract as the file store, against a real etcd on loopback. */
+import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll } from 'vitest';
 import { parseStore, type EtcdTarget } from '../../src/core/store-url.js';
 import { EtcdStore } from '../../src/store/etcd-store.js';
@@ -21,10 +22,15 @@ storeContract('etcd store', () => {
       store = new EtcdStore({ target: parseStore(etcd.url(prefix)) as EtcdTarget, isAlive, ...(host ? { host } : {}) });
       return store;
     },
+    corrupt: async (mac, text) => {
+      const c = new Etcd3({ hosts: etcd.endpoint });
+      await c.put(`/${prefix}/macs/${mac.replaceAll(':', '')}`).value(text).exec();
+      c.close();
+    },
     cleanup: async () => {
-      const s = new EtcdStore({ target: parseStore(etcd.url(prefix)) as EtcdTarget });
-      await s.client.delete().prefix(`/${prefix}/`).exec();
-      await s.close();
+      const c = new Etcd3({ hosts: etcd.endpoint });
+      await c.delete().prefix(`/${prefix}/`).exec();
+      c.close();
     },
   };
 });

@@ -6,13 +6,15 @@
  */
 import { UncloudError } from '../../core/errors.js';
 import { parseStore } from '../../core/store-url.js';
-import type { EtcdStore } from '../../store/etcd-store.js';
+import type { Lease as EtcdLease } from 'etcd3';
+import type { HostAgent } from '../../store/etcd-host-lease.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
 import { writeFileAtomic } from '../../system/atomic-file.js';
 import { systemctl, unitDir } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
 import { selfCommand } from '../self.js';
+import { unitEnvironment, warnCredentials } from './unit.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -26,70 +28,87 @@ export interface AgentFlags {
 }
 
 export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
-  if (parseStore(ctx.settings.store).kind !== 'etcd') {
+  const target = parseStore(ctx.settings.store);
+  if (target.kind !== 'etcd') {
     throw new UncloudError('USAGE', "the agent is for the etcd store: pass --store etcd://host:port (the file store needs no agent)", 2);
   }
   if (flags.unit) return agentUnit(flags, ctx);
   if (flags.install || flags.enable || flags.user) throw new UncloudError('USAGE', '--user, --install and --enable go with --unit', 2);
-  const store = (await ctx.store()) as EtcdStore;
+  const { openHostAgent } = await import('../../store/open-store.js');
+  const { runningLeases } = await import('../../qemu/reconcile.js');
+  const { conflictMessage } = await import('../../store/policy.js');
+  const host = await openHostAgent(ctx.settings);
+  const expected = () => runningLeases(ctx.settings.runDir, ctx.settings.host);
   let stopping = false;
-  let lease = await takeLease(store, ctx);
-  const onSignal = (): void => {
-    stopping = true;
-    // The lease is not revoked: the VMs keep their addresses until the TTL, and a restarted agent takes them over.
-    lease.release();
-    store.client.close();
-    ctx.err('agent: stopped; running VMs keep their addresses for the lease TTL unless an agent takes them over');
-    process.exitCode = 0;
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  await new Promise<void>((resolve) => {
-    const watch = (l: ReturnType<EtcdStore['grantAgentLease']>): void => {
-      let failing = false;
-      l.on('keepaliveFailed', () => {
-        if (!failing) ctx.err(`agent: etcd unreachable (${store.where}); VMs keep running, keep-alive resumes when etcd is back`);
-        failing = true;
-      });
-      l.on('keepaliveSucceeded', () => {
-        if (failing) ctx.err('agent: keep-alive resumed');
-        failing = false;
-      });
-      l.on('lost', (err) => {
-        if (stopping) return;
-        ctx.err(`agent: lease lost (${err.message}); taking a new one`);
-        void (async () => {
-          for (;;) {
-            try {
-              lease = await takeLease(store, ctx);
-              watch(lease);
-              return;
-            } catch (e) {
-              ctx.err(`agent: ${(e as Error).message}; retrying in 2 s`);
-              await new Promise((r) => setTimeout(r, 2000));
-            }
-          }
-        })();
-      });
-    };
-    watch(lease);
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
-  return 0;
-}
+  let current: Awaited<ReturnType<HostAgent['takeLease']>> | undefined;
+  const reported = new Set<string>();
 
-/** Grant a lease, announce it under hosts/<host>, and hang this host's live leases on it. */
-async function takeLease(store: EtcdStore, ctx: Context) {
-  const lease = store.grantAgentLease();
-  const id = await store.call('lease grant', () => lease.grant());
-  await store.call('announce', () =>
-    lease.put(store.hostKey()).value(JSON.stringify({ leaseId: id, pid: process.pid, started: new Date().toISOString() })).exec(),
-  );
-  const r = await store.reattachLive(id);
-  ctx.err(`agent: host ${store.host} holds etcd lease ${id} in ${store.where}; ${r.kept} live lease(s) attached`);
-  for (const l of r.lost) ctx.err(`agent: MAC ${l.mac} of VM ${l.vm?.name ?? '?'} was taken by another host while this host's lease was lost`);
-  return lease;
+  /** Re-assert this host's running VMs' keys on the current lease; say each new conflict once. */
+  const assert = async (id: string, why: string): Promise<void> => {
+    const r = await host.reassert(id, expected());
+    if (why !== 'periodic' || r.recreated.length > 0) {
+      ctx.err(`agent: host ${host.host} holds etcd lease ${id} in ${host.where}; ${r.kept} running VM lease(s) asserted (${r.recreated.length} created again)${why === 'periodic' ? '' : ` (${why})`}`);
+    }
+    const now = new Set(r.conflicts.map((c) => c.mac));
+    for (const c of r.conflicts) if (!reported.has(c.mac)) ctx.err(`agent: ${conflictMessage(c)}`);
+    reported.clear();
+    for (const m of now) reported.add(m);
+  };
+
+  const take = async (why: string): Promise<void> => {
+    for (;;) {
+      try {
+        current = await host.takeLease();
+        watch(current.lease);
+        await assert(current.id, why);
+        return;
+      } catch (e) {
+        if (stopping) return;
+        ctx.err(`agent: ${(e as Error).message}; retrying in 2 s`);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+  };
+
+  const watch = (l: EtcdLease): void => {
+    let failing = false;
+    l.on('keepaliveFailed', () => {
+      if (!failing) ctx.err(`agent: etcd unreachable (${host.where}); VMs keep running, keep-alive resumes when etcd is back`);
+      failing = true;
+    });
+    l.on('keepaliveSucceeded', () => {
+      if (failing) ctx.err('agent: keep-alive resumed');
+      failing = false;
+    });
+    l.on('lost', (err: Error) => {
+      if (stopping || current?.lease !== l) return;
+      ctx.err(`agent: lease lost (${err.message}); taking a new one and re-asserting this host's running VMs`);
+      void take('after a lost lease');
+    });
+  };
+
+  await take('start');
+  // Level-triggered: every few seconds, what runs here is asserted again (keys that vanished come back;
+  // conflicts that cleared are cleared).
+  const periodS = Math.max(2, Math.floor(target.ttlS / 3));
+  const timer = setInterval(() => {
+    if (!current || stopping) return;
+    void assert(current.id, 'periodic').catch((e) => ctx.err(`agent: ${(e as Error).message}`));
+  }, periodS * 1000);
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      stopping = true;
+      clearInterval(timer);
+      // The lease is not revoked: the VMs keep their addresses until the TTL, and a restarted agent takes them over.
+      current?.lease.release();
+      ctx.err('agent: stopped; running VMs keep their addresses for the lease TTL unless an agent takes them over');
+      resolve();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await host.close();
+  return 0;
 }
 
 function agentUnit(flags: AgentFlags, ctx: Context): number {
@@ -97,7 +116,9 @@ function agentUnit(flags: AgentFlags, ctx: Context): number {
   const text = render(loadTemplate('uncloud-vm-agent.service'), { host: ctx.settings.host, wantedBy: flags.user ? 'default.target' : 'multi-user.target' }, systemdValue, {
     unitDeps: flags.user ? '' : 'After=network-online.target\nWants=network-online.target',
     agent: [...selfCommand(ctx.settings), 'agent'].map(systemdExecWord).join(' '),
+    environment: unitEnvironment(ctx.settings.host),
   });
+  warnCredentials(ctx);
   if (!flags.install) {
     ctx.out(text.trimEnd());
     return 0;

@@ -1,8 +1,5 @@
 /** `uncloud-vm list` and `uncloud-vm gc`: the VMs the pool knows of, and reclaiming what dead ones held. */
-import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Lease, VmIdentity } from '../../store/store.js';
-import { readRecord, recordAlive } from '../../system/run-dir.js';
 import type { NicAddresses } from '../../core/nic-guard-rules.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
@@ -43,7 +40,9 @@ export function groupByVm(leases: Lease[], identities: VmIdentity[], host: strin
 
 export async function list(flags: { json?: boolean }, ctx: Context): Promise<number> {
   const store = await ctx.store();
-  const vms = groupByVm(await store.list(), await store.listIdentities(), ctx.settings.host);
+  const listed = await store.list();
+  const vms = groupByVm(listed.leases, await store.listIdentities(), ctx.settings.host);
+  for (const d of listed.damaged) ctx.err(`damaged record skipped: ${d.why}`);
   if (flags.json) {
     const known = addressesByMac(localRecords(ctx.settings.runDir));
     for (const vm of vms) for (const n of vm.nics) n.addresses = addressesOfMac(n.mac, known);
@@ -63,25 +62,29 @@ export async function list(flags: { json?: boolean }, ctx: Context): Promise<num
   return 0;
 }
 
+/** Reconcile records with what runs (qemu/reconcile.ts) and say what changed. */
 export async function gc(_flags: object, ctx: Context): Promise<number> {
-  const freed = await (await ctx.store()).gc();
-  for (const l of freed) ctx.out(`freed ${l.mac}${l.vm ? ` (VM ${l.vm.name}${l.nic !== null ? ` nic${l.nic}` : ''})` : ''}`);
-  // Run dirs of VMs whose launcher and qemu are both gone.
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(ctx.settings.runDir);
-  } catch {
-    entries = [];
-  }
-  for (const e of entries) {
-    const rec = readRecord(join(ctx.settings.runDir, e, 'vm.json'));
-    // A unit's VM has no live owner between ExecStartPre and ExecStartPost: leave a fresh record alone.
-    const starting = rec !== null && rec.qemu === null && Date.now() - Date.parse(rec.started) < 120_000;
-    if (rec && !recordAlive(rec) && !starting) {
-      rmSync(join(ctx.settings.runDir, e), { recursive: true, force: true });
-      ctx.out(`removed run dir of VM ${rec.name}`);
-    }
-  }
-  if (freed.length === 0) ctx.err('gc: no stale lease');
-  return 0;
+  const { reconcile, conflictMessage } = await import('../../qemu/reconcile.js');
+  const { parseStore } = await import('../../core/store-url.js');
+  const store = await ctx.store();
+  const r = await reconcile({
+    store,
+    pool: ctx.pool,
+    runDir: ctx.settings.runDir,
+    host: ctx.settings.host,
+    // On etcd, keys hang on the host agent's lease: the agent re-creates what vanished.
+    recreate: parseStore(ctx.settings.store).kind === 'file',
+  });
+  const vmOf = (l: Lease) => (l.vm ? ` (VM ${l.vm.name}${l.nic !== null ? ` nic${l.nic}` : ''})` : '');
+  for (const l of r.freed) ctx.out(`freed ${l.mac}${vmOf(l)}`);
+  for (const l of r.adopted) ctx.out(`adopted ${l.mac}${vmOf(l)}: owned by its running qemu now`);
+  for (const l of r.recreated) ctx.out(`restored ${l.mac}${vmOf(l)}: its running qemu uses it`);
+  for (const d of r.removedDirs) ctx.out(`removed run dir ${d}`);
+  for (const t of r.removedTaps) ctx.out(`removed leftover tap ${t}`);
+  for (const t of r.removedGuards) ctx.out(`removed leftover guard rules of tap ${t}`);
+  for (const d of r.damaged) ctx.err(`damaged record left untouched: ${d.why}`);
+  for (const c of r.conflicts) ctx.err(conflictMessage(c));
+  const changed = r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
+  if (changed === 0) ctx.err('gc: nothing to reclaim');
+  return r.conflicts.length > 0 || r.damaged.length > 0 ? 1 : 0;
 }

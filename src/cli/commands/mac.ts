@@ -1,7 +1,9 @@
 /** `uncloud-vm mac …`: the pool itself, like the old mac-gen.py (allocate prints only the MAC). */
+import { basename } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-spec.js';
+import { conflictMessage } from '../../store/policy.js';
 import type { Lease } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
@@ -22,9 +24,18 @@ export async function macAllocate(flags: { vm?: string }, ctx: Context): Promise
   return 0;
 }
 
-export async function macRelease(mac: string, ctx: Context): Promise<number> {
+export async function macRelease(mac: string, flags: { force?: boolean }, ctx: Context): Promise<number> {
   const canonical = formatMac(parseMac(mac));
   const store = await ctx.store();
+  const lease = await store.get(canonical);
+  const state = lease ? leaseState(lease, ctx.settings.host) : null;
+  if ((state === 'live' || state === 'remote') && !flags.force) {
+    const where = state === 'remote' ? ` on host ${lease!.host}` : ` (pid ${lease!.owners.map((o) => o.pid).join(',')})`;
+    throw new UncloudError(
+      'LEASE_LIVE',
+      `MAC ${canonical} is in use by running VM ${lease!.vm?.name ?? '?'}${where}; stop the VM instead, or pass --force to free it anyway (the VM keeps using it)`,
+    );
+  }
   if (!(await store.release(canonical))) {
     throw new UncloudError('NOT_HELD', `MAC ${canonical} is not held in ${store.where}`);
   }
@@ -42,13 +53,26 @@ export function leaseState(lease: Lease, host: string): 'held' | 'live' | 'stale
 }
 
 export async function macList(flags: { json?: boolean }, ctx: Context): Promise<number> {
-  const leases = await (await ctx.store()).list();
+  const { leases, damaged, conflicts } = await (await ctx.store()).list();
+  const conflictOf = new Map(conflicts.map((c) => [c.mac, c]));
+  const stateOf = (l: Lease) => (conflictOf.has(l.mac) ? 'conflict' : leaseState(l, ctx.settings.host));
+  for (const c of conflicts) ctx.err(conflictMessage(c));
+  for (const d of damaged) ctx.err(`damaged record: ${d.why}`);
   if (flags.json) {
     const known = addressesByMac(localRecords(ctx.settings.runDir));
-    ctx.out(JSON.stringify(leases.map((l) => ({ ...l, state: leaseState(l, ctx.settings.host), addresses: addressesOfMac(l.mac, known) })), null, 2));
+    const rows = [
+      ...leases.map((l) => ({
+        ...l,
+        state: stateOf(l),
+        addresses: addressesOfMac(l.mac, known),
+        ...(conflictOf.has(l.mac) ? { conflict: conflictOf.get(l.mac) } : {}),
+      })),
+      ...damaged.map((d) => ({ key: d.key, state: 'damaged', why: d.why })),
+    ];
+    ctx.out(JSON.stringify(rows, null, 2));
     return 0;
   }
-  if (leases.length === 0) {
+  if (leases.length === 0 && damaged.length === 0) {
     ctx.out('no MAC is held');
     return 0;
   }
@@ -56,7 +80,7 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
   for (const l of leases) {
     rows.push([
       l.mac,
-      leaseState(l, ctx.settings.host),
+      stateOf(l),
       l.vm?.name ?? '-',
       l.nic === null ? '-' : String(l.nic),
       l.host,
@@ -64,6 +88,7 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
       l.created,
     ]);
   }
+  for (const d of damaged) rows.push([basename(d.key).replace(/\.json$/, ''), 'damaged', '-', '-', '-', '-', '-']);
   ctx.out(table(rows));
   return 0;
 }

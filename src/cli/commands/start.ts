@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { UncloudError } from '../../core/errors.js';
 import { checkInPool, type Pool } from '../../core/mac.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
@@ -30,6 +31,12 @@ export async function uuidSource(flags: StartOptions): Promise<UuidSource> {
       return forName(name, NAME_NAMESPACE);
     },
   };
+}
+
+/** This process as an Owner (it owns the VM's leases until qemu is recorded). */
+async function self() {
+  const { currentOwner } = await import('../../system/proc.js');
+  return currentOwner(process.pid)!;
 }
 
 export function parseTimeout(text: string, flag: string): number {
@@ -70,20 +77,20 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   }
   if (flags.json) throw new UncloudError('USAGE', '--json goes with --dry-run', 2);
 
-  const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(60), '--stop-timeout');
+  const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--stop-timeout');
   if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
   // A network's devices are the host's, not the VM's: they stay when the VM ends (`network rm` removes them).
   prepareNetworks(plan, settings, ctx.err);
   const { prepareVm, runDetached, superviseVm } = await import('../../qemu/launcher.js');
-  const { ownerOf } = await import('../../system/proc.js');
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
   const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
-  const deps = { store, pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, stopTimeoutS, network };
+  const deps = { store, pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, network };
   if (plan.accelNote) ctx.err(plan.accelNote);
   const vm = await prepareVm(plan, deps, {
-    owners: [ownerOf(process.pid)],
+    launcher: await self(),
+    managedBy: 'launcher',
     ...(flags.detach ? { releaseOnDown: [...selfCommand(settings), 'hook', 'release', plan.name] } : {}),
   });
   for (const nic of vm.spec.nics) {
@@ -138,8 +145,8 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   prepareNetworks(plan, settings, ctx.err);
   const { prepareVm } = await import('../../qemu/launcher.js');
   const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
-  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, bridgeExists, note: ctx.err, network };
-  const vm = await prepareVm(plan, deps, { owners: [] });
+  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, network };
+  const vm = await prepareVm(plan, deps, { launcher: await self(), managedBy: 'unit' });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;
 }

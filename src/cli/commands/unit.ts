@@ -1,9 +1,11 @@
 /** `uncloud-vm unit <name>`: a systemd unit per VM, printed or installed. */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { UncloudError } from '../../core/errors.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
-import { nicText, planVm, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
+import { planToStartOptions, planVm, startOptionsToArgs, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
+import { UNIT_START_GRACE_S } from '../../system/vm-state.js';
 import { writeFileAtomic } from '../../system/atomic-file.js';
 import { hostFacts } from '../../system/host.js';
 import { systemctl, unitDir, unitName } from '../../system/systemd.js';
@@ -18,22 +20,8 @@ export interface UnitFlags extends StartFlags {
   enable?: boolean;
 }
 
-/** The plan as `start` options, normalised, so the unit's ExecStartPre rebuilds exactly this VM. */
-export function startArgs(plan: VmPlan, accel: string): string[] {
-  const args = ['--name', plan.name, '--uuid', plan.uuid, '--memory', String(plan.memoryMiB), '--cores', String(plan.cores)];
-  args.push('--accel', accel, '--machine', plan.machine, '--qemu', plan.qemu);
-  for (const nic of plan.nics) args.push('--nic', nicText(nic));
-  if (plan.cdrom !== undefined) args.push('--cdrom', plan.cdrom);
-  for (const d of plan.disks) args.push('--disk', d);
-  if (plan.kernel !== undefined) args.push('--kernel', plan.kernel);
-  if (plan.initrd !== undefined) args.push('--initrd', plan.initrd);
-  if (plan.append !== undefined) args.push('--append', plan.append);
-  if (plan.noReboot) args.push('--no-reboot');
-  return args;
-}
-
 export function renderUnit(plan: VmPlan, flags: UnitFlags, ctx: Context): string {
-  const stopTimeoutS = parseTimeout(flags.stopTimeout ?? '60', '--stop-timeout');
+  const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--stop-timeout');
   const self = selfCommand(ctx.settings);
   const cmd = (...args: string[]): string => [...self, ...args].map(systemdExecWord).join(' ');
   const files = vmRunFiles(ctx.settings.runDir, plan.name);
@@ -42,12 +30,14 @@ export function renderUnit(plan: VmPlan, flags: UnitFlags, ctx: Context): string
     {
       name: plan.name,
       timeoutStopSec: String(stopTimeoutS + 30),
+      timeoutStartSec: String(UNIT_START_GRACE_S),
       wantedBy: flags.user ? 'default.target' : 'multi-user.target',
     },
     systemdValue,
     {
       unitDeps: flags.user ? '' : 'After=network-online.target\nWants=network-online.target',
-      prepare: cmd('hook', 'prepare', ...startArgs(plan, flags.accel ?? 'auto')),
+      environment: unitEnvironment(ctx.settings.host),
+      prepare: cmd('hook', 'prepare', ...startOptionsToArgs(planToStartOptions(plan))),
       execScript: systemdExecWord(files.execScript),
       adopt: cmd('hook', 'adopt', plan.name),
       stop: cmd('stop', plan.name, '--timeout', String(stopTimeoutS)),
@@ -66,6 +56,7 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
   resolveMedia(plan);
   checkNicMacs(plan, ctx.pool);
   const text = renderUnit(plan, flags, ctx);
+  warnCredentials(ctx);
   if (!flags.install) {
     ctx.out(text.trimEnd());
     return 0;
@@ -78,4 +69,21 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
   if (flags.enable) systemctl(flags.user ?? false, 'enable', unitName(plan.name));
   ctx.err(`installed ${path}${flags.enable ? ' (enabled)' : ''}; start it with 'systemctl${flags.user ? ' --user' : ''} start ${unitName(plan.name)}'`);
   return 0;
+}
+
+/** Where units read the etcd credentials from: a root-only file, never the unit itself. */
+export const UNIT_ENV_FILE = '/etc/uncloud-vm/env';
+
+/**
+ * The host name is written into every unit (it decides which leases are this host's); credentials come
+ * from UNIT_ENV_FILE if it exists (UNCLOUD_VM_ETCD_USER=…, UNCLOUD_VM_ETCD_PASSWORD=…, …_CA/_CERT/_KEY=<pem path>).
+ */
+export function unitEnvironment(host: string): string {
+  return `Environment=${systemdExecWord(`UNCLOUD_VM_HOST=${host}`)}\nEnvironmentFile=-${UNIT_ENV_FILE}`;
+}
+
+/** Credentials in this environment do not reach a unit: say where they must go. */
+export function warnCredentials(ctx: Context): void {
+  const set = Object.keys(process.env).filter((k) => k.startsWith('UNCLOUD_VM_ETCD_'));
+  if (set.length > 0) ctx.err(`note: ${set.join(', ')} are not written into the unit; put them in ${UNIT_ENV_FILE} (mode 0600), which the unit reads`);
 }

@@ -1,12 +1,12 @@
 /** `stop`, `status` and the unit hooks: one VM, found by name or UUID through its run record. */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { UncloudError, printable } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
-import { NAME_RE, UUID_RE, vmRunFiles } from '../../core/vm-spec.js';
-import type { Owner } from '../../core/owner.js';
-import { isOwnerAlive, ownerOf } from '../../system/proc.js';
-import { readRecord, type VmRecord, writeRecord } from '../../system/run-dir.js';
+import { NAME_RE, UUID_RE } from '../../core/vm-spec.js';
+import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
+import { conflictMessage } from '../../store/policy.js';
+import type { Conflict, Store } from '../../store/store.js';
+import { writeRecord } from '../../system/run-dir.js';
+import { type ObservedVm, observeAll, observeVm } from '../../system/vm-state.js';
 import { addressLines } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import { parseTimeout } from './start.js';
@@ -18,82 +18,59 @@ function checkTarget(target: string): void {
   }
 }
 
-/** The run record of a VM by name or UUID, or null when no such VM has a run dir. */
-export function findVm(target: string, runDir: string): VmRecord | null {
+/** A VM by name or UUID as it really is (record + verified processes), or null when it has no run dir. */
+export function findVm(target: string, runDir: string): ObservedVm | null {
   checkTarget(target);
   if (NAME_RE.test(target)) {
-    const rec = readRecord(vmRunFiles(runDir, target).record);
-    if (rec) return rec;
+    const vm = observeVm(runDir, target);
+    if (vm.record) return vm;
   }
   if (UUID_RE.test(target)) {
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(runDir);
-    } catch {
-      return null;
-    }
-    for (const e of entries) {
-      const rec = readRecord(join(runDir, e, 'vm.json'));
-      if (rec?.uuid === target.toLowerCase()) return rec;
-    }
+    const uuid = target.toLowerCase();
+    return observeAll(runDir).find((v) => v.record?.uuid === uuid) ?? null;
   }
   return null;
 }
 
-/** qemu of a VM: from the record, else from its pidfile (a unit VM between ExecStart and ExecStartPost). */
-function qemuOf(rec: VmRecord, runDir: string): Owner | null {
-  if (rec.qemu) return rec.qemu;
-  try {
-    const pid = Number(readFileSync(vmRunFiles(runDir, rec.name).pidfile, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? ownerOf(pid) : null;
-  } catch {
-    return null;
-  }
-}
-
 export async function stop(target: string, flags: { timeout?: string; force?: boolean }, ctx: Context): Promise<number> {
-  const timeoutS = parseTimeout(flags.timeout ?? '60', '--timeout');
-  const rec = findVm(target, ctx.settings.runDir);
-  const qemu = rec ? qemuOf(rec, ctx.settings.runDir) : null;
-  if (!rec || !qemu || !isOwnerAlive(qemu)) {
-    if (rec) await cleanupIfOrphaned(rec, ctx);
+  const timeoutS = parseTimeout(flags.timeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--timeout');
+  const vm = findVm(target, ctx.settings.runDir);
+  if (!vm || !vm.qemu) {
+    if (vm) await cleanupAfterQemu(vm.name, ctx);
     throw new UncloudError('NOT_RUNNING', `VM ${target} is not running (no live qemu in ${ctx.settings.runDir})`);
   }
   const { stopVm } = await import('../../qemu/stop.js');
   const r = await stopVm(
-    { name: rec.name, qmpSocket: rec.qmpSocket, qemu },
+    { name: vm.name, qmpSocket: vm.files.qmpSocket, qemu: vm.qemu },
     { timeoutMs: timeoutS * 1000, force: flags.force ?? false, progress: ctx.err },
   );
   const how = { 'not-running': 'was not running', 'powered-off': 'powered off', quit: 'quit', killed: 'was killed' }[r.outcome];
-  ctx.err(`VM ${rec.name} ${how} after ${(r.ms / 1000).toFixed(1)} s`);
-  await cleanupIfOrphaned(rec, ctx);
+  ctx.err(`VM ${vm.name} ${how} after ${(r.ms / 1000).toFixed(1)} s`);
+  await cleanupAfterQemu(vm.name, ctx);
   return 0;
 }
 
-/** After qemu is gone: a live launcher gives everything back itself; otherwise we do. */
-async function cleanupIfOrphaned(rec: VmRecord, ctx: Context): Promise<void> {
-  const launcher = rec.launcher;
-  if (launcher && isOwnerAlive(launcher)) {
-    const deadline = Date.now() + 10_000;
-    while (isOwnerAlive(launcher) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (!isOwnerAlive(launcher)) return;
-  }
-  const { releaseVm } = await import('../../qemu/launcher.js');
-  await releaseVm(await ctx.store(), ctx.settings.runDir, rec.name);
+/** After qemu is gone: a live launcher gives everything back itself (waited for briefly); otherwise we do. */
+async function cleanupAfterQemu(name: string, ctx: Context): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (observeVm(ctx.settings.runDir, name).launcher && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const { cleanupVm } = await import('../../qemu/reconcile.js');
+  await cleanupVm(await ctx.store(), ctx.settings.runDir, ctx.settings.host, name, true);
 }
 
 export async function status(target: string, flags: { json?: boolean }, ctx: Context): Promise<number> {
-  const rec = findVm(target, ctx.settings.runDir);
+  const vm = findVm(target, ctx.settings.runDir);
   const store = await ctx.store();
-  if (!rec) {
+  if (!vm) {
     const known = NAME_RE.test(target) ? await store.getIdentity(target) : null;
     if (!known) throw new UncloudError('NO_VM', `no VM named ${target} is running or known to ${store.where}`);
     const out = { name: known.name, uuid: known.uuid, state: 'stopped', nics: known.macs.map((mac, index) => ({ index, mac })) };
     ctx.out(flags.json ? JSON.stringify(out, null, 2) : table([['name', out.name], ['uuid', out.uuid], ['state', 'stopped'], ...out.nics.map((n) => [`nic${n.index}`, `${n.mac} (last used)`])]));
     return 0;
   }
-  const qemu = qemuOf(rec, ctx.settings.runDir);
-  const alive = qemu !== null && isOwnerAlive(qemu);
+  const rec = vm.record!;
+  const qemu = vm.qemu;
+  const alive = qemu !== null;
   let qemuStatus: string | null = null;
   if (alive) {
     const { QmpClient } = await import('../../qemu/qmp.js');
@@ -111,15 +88,16 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
   const out = {
     name: rec.name,
     uuid: rec.uuid,
-    state: alive ? 'running' : 'stale',
+    state: alive ? 'running' : vm.phase === 'starting' ? 'starting' : 'stale',
     qemuStatus,
     pid: qemu?.pid ?? null,
-    launcherPid: rec.launcher && isOwnerAlive(rec.launcher) ? rec.launcher.pid : null,
+    launcherPid: vm.launcher?.pid ?? null,
     started: rec.started,
     uptimeS: alive ? Math.round((Date.now() - Date.parse(rec.started)) / 1000) : null,
     nics: rec.nics,
     qmpSocket: rec.qmpSocket,
     serialLog: rec.serialLog,
+    conflicts: await conflictsOf(rec.nics.map((n) => n.mac), store),
   };
   if (flags.json) {
     ctx.out(JSON.stringify(out, null, 2));
@@ -139,30 +117,37 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
       ['serial log', out.serialLog],
     ]),
   );
+  for (const c of out.conflicts) ctx.err(conflictMessage(c));
   return 0;
+}
+
+/** Conflicts recorded on these MACs (a running VM using a MAC that another holds). */
+async function conflictsOf(macs: string[], store: Store): Promise<Conflict[]> {
+  if (macs.length === 0) return [];
+  const { conflicts } = await store.list();
+  return conflicts.filter((c) => macs.includes(c.mac));
 }
 
 // --- hooks: what generated units and detached VMs run ---
 
 export async function hookAdopt(name: string, ctx: Context): Promise<number> {
-  const files = vmRunFiles(ctx.settings.runDir, name);
-  const rec = findVm(name, ctx.settings.runDir);
-  if (!rec) throw new UncloudError('NO_VM', `VM ${name} has no run record in ${ctx.settings.runDir}`);
+  checkTarget(name);
   const deadline = Date.now() + 30_000;
-  let qemu: Owner | null = null;
-  while (!qemu) {
-    qemu = existsSync(files.pidfile) ? qemuOf(rec, ctx.settings.runDir) : null;
-    if (qemu) break;
+  let vm = observeVm(ctx.settings.runDir, name);
+  if (!vm.record) throw new UncloudError('NO_VM', `VM ${name} has no run record in ${ctx.settings.runDir}`);
+  while (!vm.qemu) {
     if (Date.now() > deadline) throw new UncloudError('QEMU_TIMEOUT', `qemu of VM ${name} wrote no pidfile within 30 s`);
     await new Promise((r) => setTimeout(r, 50));
+    vm = observeVm(ctx.settings.runDir, name);
   }
   // With etcd, qemu's leases must hang on the host agent's lease: this process ends right after.
   const store = await ctx.store({ requireAgent: true });
+  const rec = vm.record!;
   await store.setOwners(
     rec.nics.map((n) => n.mac),
-    [qemu],
+    [vm.qemu],
   );
-  writeRecord(files, { ...rec, qemu, launcher: null });
+  writeRecord(vm.files, { ...rec, qemu: vm.qemu, launcher: null });
   return 0;
 }
 
@@ -172,10 +157,12 @@ export async function hookRelease(name: string, mac: string, ctx: Context): Prom
   return 0;
 }
 
+/** ExecStopPost: systemd has ended the unit's processes; give back what the VM held, unless a qemu of it still runs. */
 export async function hookCleanup(name: string, ctx: Context): Promise<number> {
   checkTarget(name);
-  const { releaseVm } = await import('../../qemu/launcher.js');
-  const freed = await releaseVm(await ctx.store(), ctx.settings.runDir, name);
-  for (const l of freed) ctx.err(`released ${l.mac} (VM ${name} nic${l.nic})`);
+  const { cleanupVm } = await import('../../qemu/reconcile.js');
+  const freed = await cleanupVm(await ctx.store(), ctx.settings.runDir, ctx.settings.host, name, true);
+  if (freed === null) ctx.err(`VM ${name} still has a live qemu; left it alone`);
+  for (const l of freed ?? []) ctx.err(`released ${l.mac} (VM ${name} nic${l.nic})`);
   return 0;
 }
