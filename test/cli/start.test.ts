@@ -107,7 +107,7 @@ describe('start with a fake qemu', () => {
     await waitFor('first VM', async () => (await leases()).length === 1);
     const second = await start(['--name', 'dup']);
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/VM dup is already running/);
+    expect(second.stderr).toMatch(/VM dup is already (starting|running) \(pid [0-9]+\); stop it first/);
     expect(await leases()).toHaveLength(1);
     expect((await first).code).toBe(0);
   });
