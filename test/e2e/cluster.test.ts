@@ -81,3 +81,76 @@ describe('two hypervisors, one VXLAN network, one etcd pool', () => {
     }
   });
 });
+
+describe('failures', () => {
+  it('one etcd member killed: allocations on both hosts go on (quorum), the guests keep running; the member rejoins', async () => {
+    const [e1] = c.members as [Cluster['members'][0]];
+    await e1.kill();
+    const t0 = Date.now();
+    const runs = await Promise.all(
+      [h1, h2].flatMap((h) => Array.from({ length: 4 }, (_, i) => h.cli(['mac', 'allocate', '--vm', `probe-${h.name}-${i}`]))),
+    );
+    const failed = runs.filter((r) => r.code !== 0);
+    console.log(`e1 down: ${runs.length - failed.length}/${runs.length} allocations done in ${Date.now() - t0} ms, ${failed.length} failed`);
+    expect(failed.map((r) => r.stderr)).toEqual([]);
+    const probes = runs.map((r) => r.stdout.trim());
+    expect(new Set([...probes, macOf.a, macOf.b]).size).toBe(probes.length + 2);
+    expect(qemuAlive(h1, 'vm-a') && qemuAlive(h2, 'vm-b')).toBe(true);
+
+    const t1 = Date.now();
+    await e1.restart();
+    console.log(`e1 rejoined in ${Date.now() - t1} ms`);
+    expect(c.etcdctl('member', 'list').match(/, started, /g)).toHaveLength(3);
+    // The rejoined member has the data: a read from it alone sees every probe.
+    const onE1 = JSON.parse(c.etcdctl('--endpoints', e1.endpoint, 'get', '--prefix', '/uncloud-vm/macs/', '--keys-only', '-w', 'json')).kvs.length;
+    expect(onE1).toBe(probes.length + 2);
+    for (const mac of probes) expect((await h1.cli(['mac', 'release', mac])).code).toBe(0);
+  });
+
+  it('two members down (no quorum): start fails naming the endpoints, the guests keep running; quorum back, every lease is there', async () => {
+    const [e1, e2] = c.members as [Cluster['members'][0], Cluster['members'][0]];
+    await Promise.all([e1.kill(), e2.kill()]);
+    const t0 = Date.now();
+    const r = await h1.cli(['start', '--name', 'nq', '--accel', 'tcg', '--memory', '64', '--nic', 'network=42'], { env: { UNCLOUD_VM_QEMU: FAKE_QEMU } });
+    console.log(`no quorum: start failed after ${Date.now() - t0} ms: ${r.stderr.trim()}`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^uncloud-vm: etcd store \[fd00::e1\]:2379,\[fd00::e2\]:2379,\[fd00::e3\]:2379\/uncloud-vm: .+ failed: /m);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    await until('agents notice', () => /etcd unreachable/.test(h1.agentLog) && /etcd unreachable/.test(h2.agentLog), 30_000);
+    // Longer than the TTL without etcd: the guests run on.
+    await new Promise((res) => setTimeout(res, (TTL_S + 1) * 1000));
+    expect(qemuAlive(h1, 'vm-a') && qemuAlive(h2, 'vm-b')).toBe(true);
+
+    await Promise.all([e1.restart(), e2.restart()]);
+    const whole = (rows: LeaseRow[]) =>
+      rows.some((l) => l.mac === macOf.a && l.host === 'h1' && l.vm?.name === 'vm-a') && rows.some((l) => l.mac === macOf.b && l.host === 'h2' && l.vm?.name === 'vm-b');
+    await until('mac list whole again', async () => whole(await macList(h1).catch(() => [])), 30_000);
+    expect((await macList(h1)).map((l) => l.mac).sort()).toEqual([macOf.a, macOf.b].sort());
+    expect((await macList(h2)).find((l) => l.mac === macOf.b)?.state).toBe('live');
+    expect(h1.agentLog).toMatch(/keep-alive resumed|holds etcd lease .*; 1 live lease/);
+    // The failed start held nothing and left no run dir behind.
+    expect(await h1.cli(['status', 'nq'])).toMatchObject({ code: 1 });
+  });
+
+  it('a hypervisor killed: after the TTL its leases return to the pool, and the cursor does not hand them out again at once', async () => {
+    const pool = async () => JSON.parse((await h2.cli(['mac', 'pool', '--json'])).stdout) as { held: number; cursor: string; byHost: Record<string, number> };
+    expect((await pool()).byHost).toEqual({ h1: 1, h2: 1 });
+    expect(h1.kill()).toBeGreaterThanOrEqual(3); // agent, launcher, qemu
+    const t0 = Date.now();
+    await until('h1 leases expired', async () => !(await macList(h2)).some((l) => l.host === 'h1'), (TTL_S + 20) * 1000);
+    console.log(`h1 killed: its lease returned to the pool after ${Date.now() - t0} ms (TTL ${TTL_S} s)`);
+    const after = await pool();
+    expect(after.byHost).toEqual({ h2: 1 });
+    // Freed, but behind the cursor: the next allocations get fresh addresses, not the dead VM's.
+    const next = await Promise.all([1, 2, 3].map((i) => h2.cli(['mac', 'allocate', '--vm', `after-${i}`])));
+    const got = next.map((r) => r.stdout.trim());
+    expect(got).not.toContain(macOf.a);
+    expect(got.every((m) => m >= after.cursor)).toBe(true);
+    for (const m of got) await h2.cli(['mac', 'release', m]);
+    // vm-b on h2 never noticed.
+    expect(qemuAlive(h2, 'vm-b')).toBe(true);
+    // h1 comes back: a new agent; the dead VM's run dir is gc'ed.
+    await h1.startAgent();
+    expect((await h1.cli(['gc'])).stdout).toMatch(/removed run dir of VM vm-a/);
+  });
+});
