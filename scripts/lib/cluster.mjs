@@ -32,10 +32,10 @@ export function killNamespace(ns) {
 }
 
 /** Run the built CLI (inside a namespace when given) and collect its output. */
-export function runCli(args, { env = process.env, netns, onSpawn } = {}) {
+export function runCli(args, { env = process.env, netns, onSpawn, cwd } = {}) {
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, BIN, ...args]] : [process.execPath, [BIN, ...args]];
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

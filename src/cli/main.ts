@@ -6,6 +6,16 @@ import { buildProgram, type ProgramResult } from './program.js';
 
 const result: ProgramResult = { exitCode: 0 };
 
+/** commander's "error: unknown option '--x'\n(Did you mean --y?)" as one line: "unknown option '--x'; did you mean --y?". */
+function oneLine(message: string): string {
+  return message
+    .replace(/^error: /, '')
+    .split('\n')
+    .map((l) => l.trim().replace(/^\(Did you mean (.*)\)$/, 'did you mean $1'))
+    .filter((l) => l !== '')
+    .join('; ');
+}
+
 function fail(message: string, code: number): void {
   process.stderr.write(`uncloud-vm: ${message}\n`);
   process.exitCode = code;
@@ -18,8 +28,9 @@ try {
   if (err instanceof UncloudError) {
     fail(err.message, err.exitCode);
   } else if (err instanceof CommanderError) {
-    if (err.exitCode === 0) process.exitCode = 0;
-    else fail(`${err.message.replace(/^error: /, '')} (see --help)`, 2);
+    // A verb that only groups others (the program itself, `mac`) shows its help when called bare: not an error.
+    if (err.exitCode === 0 || err.code === 'commander.help') process.exitCode = 0;
+    else fail(`${oneLine(err.message)} (see --help)`, 2);
   } else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
     fail(err.message, 1);
   } else {

@@ -12,25 +12,32 @@ const collect = (value: string, prev: string[] = []): string[] => [...prev, valu
 
 type Handler = (args: string[], opts: Record<string, unknown>, ctx: Context) => Promise<number>;
 
+/** The "Examples:" block every verb's --help ends with. */
+const examples = (...lines: string[]): string => `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`;
+
 /** The start options, shared by `start`, `unit` and the unit's `hook prepare`. */
 function addStartOptions(cmd: Command, withName = true): Command {
   cmd
-    .option('--memory <MiB>', 'guest memory in MiB', '1024')
-    .option('--cores <n>', 'virtual CPUs', '1');
+    .option('--memory <size>', 'guest memory: MiB (1024) or with a unit (2048M, 1G)', '1024')
+    .option('--cores <n>', 'virtual CPUs (more than the host has: allowed, with a warning)', '1');
   if (withName) cmd.option('--name <name>', 'VM name (default uncloud-<uuid>); a named VM keeps its UUID and MACs');
   return cmd
     .option('--uuid <uuid>', 'VM UUID (default: v5 of the name, else random)')
     .addOption(new Option('--accel <accel>', 'accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .option('--machine <type>', 'QEMU machine type', 'pc')
     .option('--cdrom <iso>', 'boot CD-ROM image')
-    .option('--disk <path>', 'virtio disk image (repeatable)', collect)
+    .option('--disk <spec>', 'virtio disk: <path>[,format=raw|qcow2][,readonly=on][,cache=<mode>], or new=<path>,size=<n>G[,backing=<base>] to create a qcow2 (repeatable)', collect)
     .option('--kernel <file>', 'boot this Linux kernel directly')
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--append <cmdline>', 'kernel command line for --kernel')
     .option('--nic <spec>', 'NIC: bridge=<br>|network=<id>[,mac=<mac>][,filter=on|off] (repeatable; default one NIC on the configured bridge, anti-spoofing filter on; network=<id> is the VXLAN network <id>, made on demand)', collect)
     .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
     .option('--no-reboot', 'end the VM when the guest reboots')
+    .option('--cpu <model>', 'QEMU CPU model, e.g. host (KVM only), max, Skylake-Client[,+feature|,-feature]')
+    .option('--vnc', 'a VNC display on a unix socket in the VM\'s run dir (never a TCP port)')
+    .option('--cloud-init <spec>', 'NoCloud first-boot seed: on, or ssh-keys=<file>[,user-data=<file>][,network=dhcp|none|<file>]')
     .option('--stop-timeout <s>', 'seconds a graceful stop waits for the guest to power off', String(DEFAULT_STOP_TIMEOUT_S));
+
 }
 
 /** commander turns --no-reboot into reboot=false. */
@@ -45,7 +52,8 @@ export function buildProgram(result: ProgramResult): Command {
     .description('Start QEMU virtual machines on an uncloud host, with MAC addresses from a safe pool.')
     .version('0.1.0')
     .exitOverride()
-    .configureOutput({ outputError: () => undefined })
+    // Errors are printed by main.ts as one line; help shown for a bare group verb goes to stdout like --help.
+    .configureOutput({ outputError: () => undefined, writeErr: (text) => process.stdout.write(text) })
     .showSuggestionAfterError(true)
     .option('--config <file>', 'config file (JSON; default /etc/uncloud-vm/config.json)')
     .option('--state-dir <dir>', 'where the MAC pool lives (default /var/lib/uncloud-vm as root)')
@@ -104,13 +112,22 @@ Examples:
 The launcher stays in the foreground as qemu's parent. When qemu ends (shutdown, crash, kill) the VM's MACs
 are released and its run files removed. Ctrl-C or SIGTERM stop the VM gracefully (ACPI power button over
 QMP, up to --stop-timeout, then quit, then kill); a second one kills it. The exit code is qemu's.
+SIGHUP does the same: a foreground start in an SSH session stops its VM when the session ends (nohup does
+not help); use --detach, a unit, or tmux/screen for a VM that outlives the login.
 A named VM comes back with the same UUID and, while no other VM holds them, the same MACs.
+--disk new=<path> makes the qcow2 when it is missing and uses it as it is afterwards; a ',' in a path is
+written ',,'. --cloud-init builds a NoCloud seed (label cidata) in the run dir at each start: instance-id
+= the UUID, hostname = the name, the keys for the default user, DHCP on each NIC matched on its MAC.
 
 Examples:
   uncloud-vm start --dry-run --memory 1024 --cores 2
   uncloud-vm start --dry-run --json --nic bridge=br0 --nic bridge=br1
   uncloud-vm start --name web1 --cdrom alpine.iso --nic bridge=br0,mac=42:00:00:00:00:10
-  uncloud-vm start --name web1 --disk web1.qcow2 --detach`,
+  uncloud-vm start --name web1 --disk web1.qcow2 --detach
+  uncloud-vm start --name web1 --memory 2G --disk new=/var/lib/vms/web1.qcow2,backing=/var/lib/vms/debian-12.qcow2 \\
+      --cloud-init ssh-keys=$HOME/.ssh/id_ed25519.pub --detach
+  uncloud-vm start --name data1 --disk /srv/data1.img,format=raw,cache=none --disk /srv/iso.img,readonly=on
+  uncloud-vm start --name inst --cdrom debian.iso --disk new=inst.qcow2,size=20G --vnc --cpu host --accel kvm`,
     )
     .action(
       action(async () => {
@@ -125,6 +142,7 @@ Examples:
     .argument('<vm>', 'VM name or UUID')
     .option('--timeout <s>', 'seconds to wait for the guest to power off', String(DEFAULT_STOP_TIMEOUT_S))
     .option('--force', 'do not wait for the guest: quit qemu at once')
+    .addHelpText('after', examples('uncloud-vm stop web1', 'uncloud-vm stop web1 --timeout 120', 'uncloud-vm stop web1 --force'))
     .action(
       action(async () => {
         const { stop } = await import('./commands/vm.js');
@@ -137,6 +155,7 @@ Examples:
     .description("a VM's state (from QMP), pid, uptime and NICs")
     .argument('<vm>', 'VM name or UUID')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm status web1', 'uncloud-vm status 8e098bf2-8b96-5c10-a89f-4ac2c1b57a2e --json'))
     .action(
       action(async () => {
         const { status } = await import('./commands/vm.js');
@@ -148,6 +167,7 @@ Examples:
     .command('list')
     .description('VMs: running, stopped (named, holding nothing), stale (owner gone) or held (manual lease)')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm list', 'uncloud-vm list --json'))
     .action(
       action(async () => {
         const { list } = await import('./commands/list.js');
@@ -158,6 +178,7 @@ Examples:
   program
     .command('gc')
     .description('free leases whose owner process is gone (or its pid reused), and their run dirs')
+    .addHelpText('after', examples('uncloud-vm gc', 'uncloud-vm --store etcd://10.0.0.1:2379 gc'))
     .action(
       action(async () => {
         const { gc } = await import('./commands/list.js');
@@ -220,11 +241,15 @@ Examples:
       }),
     );
 
-  const mac = program.command('mac').description('the MAC pool: allocate, release, list, pool');
+  const mac = program
+    .command('mac')
+    .description('the MAC pool: allocate, release, list, pool')
+    .addHelpText('after', examples('uncloud-vm mac allocate', 'uncloud-vm mac release 42:00:00:00:00:07', 'uncloud-vm mac list', 'uncloud-vm mac pool --json'));
   mac
     .command('allocate')
     .description('lease the next free MAC and print it (held until released)')
     .option('--vm <id>', 'record which VM this MAC is for')
+    .addHelpText('after', examples('uncloud-vm mac allocate', 'uncloud-vm mac allocate --vm db1', 'mac=$(uncloud-vm mac allocate)'))
     .action(
       action(async () => {
         const { macAllocate } = await import('./commands/mac.js');
@@ -247,6 +272,7 @@ Examples:
     .command('list')
     .description('every held MAC, with its VM, host, owner pids and state (held, live, stale)')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm mac list', 'uncloud-vm mac list --json'))
     .action(
       action(async () => {
         const { macList } = await import('./commands/mac.js');
@@ -257,6 +283,7 @@ Examples:
     .command('pool')
     .description('the pool: prefix, size, held, free, cursor')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm mac pool', 'uncloud-vm --prefix 42:10 mac pool --json'))
     .action(
       action(async () => {
         const { macPool } = await import('./commands/mac.js');
@@ -310,6 +337,21 @@ Examples:
       action(async () => {
         const { networkRm } = await import('./commands/network.js');
         return (a, _o, ctx) => networkRm(a[0]!, ctx);
+      }),
+    );
+
+  program
+    .command('completion')
+    .description('print a bash completion script (verbs, options, their values, VM names)')
+    .argument('[shell]', 'bash (the only one)', 'bash')
+    .addHelpText(
+      'after',
+      examples('source <(uncloud-vm completion bash)', 'uncloud-vm completion bash > /etc/bash_completion.d/uncloud-vm'),
+    )
+    .action(
+      action(async () => {
+        const { completion } = await import('./completion.js');
+        return (a, _o, ctx) => completion(a[0], program, ctx);
       }),
     );
 

@@ -2,6 +2,7 @@
  * VmSpec → qemu argv. Pure: the same spec always gives the same argv, and no user value can add an
  * argument or a QEMU sub-option (values inside option lists have their commas doubled).
  */
+import type { CacheMode, DiskFormat } from './disk-spec.js';
 import { qemuOptValue as q } from './quote.js';
 
 export interface NicSpec {
@@ -17,6 +18,13 @@ export interface NicSpec {
   mtu?: number;
 }
 
+export interface DiskSpec {
+  path: string;
+  format: DiskFormat;
+  readonly: boolean;
+  cache?: CacheMode;
+}
+
 export interface VmSpec {
   qemu: string;
   name: string;
@@ -27,7 +35,7 @@ export interface VmSpec {
   cores: number;
   nics: NicSpec[];
   cdrom?: string;
-  disks: string[];
+  disks: DiskSpec[];
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -37,6 +45,11 @@ export interface VmSpec {
   console: boolean;
   serialLog: string;
   noReboot: boolean;
+  cpu?: string;
+  /** A VNC display on this unix socket; without it, no display at all. */
+  vncSocket?: string;
+  /** A NoCloud seed image, attached read-only after the disks. */
+  seed?: string;
 }
 
 export function buildQemuArgv(spec: VmSpec): string[] {
@@ -47,9 +60,11 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     '-machine', `${q(spec.machine)},accel=${spec.accel}`,
     '-m', String(spec.memoryMiB),
     '-smp', String(spec.cores),
-    '-display', 'none',
-    '-monitor', 'none',
   ];
+  if (spec.cpu !== undefined) argv.push('-cpu', spec.cpu);
+  argv.push('-display', 'none');
+  if (spec.vncSocket !== undefined) argv.push('-vnc', `unix:${q(spec.vncSocket)}`);
+  argv.push('-monitor', 'none');
   if (spec.console) {
     argv.push('-serial', 'mon:stdio');
   } else {
@@ -64,7 +79,13 @@ export function buildQemuArgv(spec: VmSpec): string[] {
     );
   }
   if (spec.cdrom !== undefined) argv.push('-drive', `file=${q(spec.cdrom)},media=cdrom`);
-  for (const disk of spec.disks) argv.push('-drive', `file=${q(disk)},if=virtio`);
+  for (const disk of spec.disks) {
+    const opts = [`file=${q(disk.path)}`, 'if=virtio', `format=${disk.format}`];
+    if (disk.readonly) opts.push('readonly=on');
+    if (disk.cache !== undefined) opts.push(`cache=${disk.cache}`);
+    argv.push('-drive', opts.join(','));
+  }
+  if (spec.seed !== undefined) argv.push('-drive', `file=${q(spec.seed)},if=virtio,format=raw,readonly=on`);
   if (spec.kernel !== undefined) argv.push('-kernel', spec.kernel);
   if (spec.initrd !== undefined) argv.push('-initrd', spec.initrd);
   if (spec.append !== undefined) argv.push('-append', spec.append);

@@ -13,6 +13,25 @@ export function qemuOptValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
+/** The inverse, for options we parse ourselves (--disk, --cloud-init): split on single commas, ",," is a comma. */
+export function splitOptionList(text: string): string[] {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c !== ',') cur += c;
+    else if (text[i + 1] === ',') {
+      cur += ',';
+      i++;
+    } else {
+      parts.push(cur);
+      cur = '';
+    }
+  }
+  parts.push(cur);
+  return parts;
+}
+
 const SYSTEMD_SAFE = /^[A-Za-z0-9_@+=:,./-]+$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 

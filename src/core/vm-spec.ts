@@ -3,12 +3,14 @@
  * Pure: host facts, defaults and the random UUID come in as arguments.
  */
 import { join } from 'node:path';
+import { type DiskRequest, formatDisk, parseDisk } from './disk-spec.js';
 import { printable, usageError } from './errors.js';
 import { formatCidr, parseCidr } from './ip.js';
 import { formatMac, parseMac, validateGuestMac } from './mac.js';
 import { networkDevices, parseNetworkId } from './network.js';
 import type { NicGuardOptions } from './nic-guard-rules.js';
-import type { NicSpec, VmSpec } from './qemu-argv.js';
+import { type CloudInitRequest, formatCloudInit, parseCloudInit } from './nocloud.js';
+import type { DiskSpec, NicSpec, VmSpec } from './qemu-argv.js';
 import { MAX_NICS, tapName } from './tap-name.js';
 
 /** Namespace of the v5 UUIDs derived from VM names: a named VM keeps its UUID. */
@@ -30,6 +32,9 @@ export interface StartOptions {
   qemu?: string;
   console?: boolean;
   noReboot?: boolean;
+  cpu?: string;
+  vnc?: boolean;
+  cloudInit?: string;
 }
 
 export interface HostFacts {
@@ -70,13 +75,21 @@ export interface VmPlan {
   cores: number;
   nics: NicRequest[];
   cdrom?: string;
-  disks: string[];
+  disks: DiskRequest[];
   kernel?: string;
   initrd?: string;
   append?: string;
   qemu: string;
   console: boolean;
   noReboot: boolean;
+  /** QEMU CPU model, with optional features (host, max, Skylake-Client,-hle). */
+  cpu?: string;
+  /** A VNC display on a unix socket in the VM's run dir. */
+  vnc: boolean;
+  /** Build a NoCloud seed and attach it read-only. */
+  cloudInit?: CloudInitRequest;
+  /** Things allowed but worth saying (stderr), e.g. more cores than the host has. */
+  warnings: string[];
 }
 
 /** What a VM name may be; also what `stop`/`status` accept besides a UUID. */
@@ -84,12 +97,18 @@ export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 const MACHINE_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+/** A QEMU CPU model and optional features: host, max, Skylake-Client-v4,-hle,+pcid, host,kvm=off. */
+const CPU_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(,[+-]?[A-Za-z0-9][A-Za-z0-9._-]{0,63}(=[A-Za-z0-9._-]{1,32})?)*$/;
+/** QEMU's own upper bound for -smp on x86 machine types. */
+export const MAX_CORES = 1024;
 
+/** "1024" (MiB), "2048M", "1G", "1GiB" → MiB. */
 export function parseMemory(text: string, host: HostFacts): number {
-  if (!/^[0-9]+$/.test(text)) {
-    throw usageError(`invalid --memory '${printable(text)}': expected a whole number of MiB, e.g. 1024`);
+  const m = /^([0-9]+)(M|MiB|G|GiB)?$/i.exec(text);
+  if (!m) {
+    throw usageError(`invalid --memory '${printable(text)}': expected MiB (1024) or a size with M or G (2048M, 1G)`);
   }
-  const mib = Number(text);
+  const mib = Number(m[1]) * (m[2] && /^g/i.test(m[2]) ? 1024 : 1);
   if (mib < 16) throw usageError(`invalid --memory ${text}: at least 16 MiB`);
   if (mib > host.totalMemoryMiB) {
     throw usageError(`invalid --memory ${text}: this host has ${host.totalMemoryMiB} MiB in all`);
@@ -97,13 +116,27 @@ export function parseMemory(text: string, host: HostFacts): number {
   return mib;
 }
 
-export function parseCores(text: string, host: HostFacts): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
-    throw usageError(`invalid --cores '${printable(text)}': expected a whole number from 1 to ${host.cpus}`);
+/** More cores than the host has is allowed (QEMU overcommits): the caller gets a warning to print. */
+export function parseCores(text: string, host: HostFacts): { cores: number; warning?: string } {
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || Number(text) > MAX_CORES) {
+    throw usageError(`invalid --cores '${printable(text)}': expected a whole number from 1 to ${MAX_CORES}`);
   }
   const cores = Number(text);
-  if (cores > host.cpus) throw usageError(`invalid --cores ${text}: this host has ${host.cpus} CPUs`);
-  return cores;
+  if (cores > host.cpus) {
+    return { cores, warning: `warning: --cores ${cores} is more than this host's ${host.cpus} CPUs; the guest's vCPUs will share them` };
+  }
+  return { cores };
+}
+
+/** --cpu: a model QEMU knows, with features; `host` passes the host CPU through and needs KVM. */
+export function validateCpu(text: string, accel: 'kvm' | 'tcg'): string {
+  if (!CPU_RE.test(text)) {
+    throw usageError(`invalid --cpu '${printable(text)}': expected a QEMU CPU model such as host, max or Skylake-Client, optionally with ,+feature or ,-feature`);
+  }
+  if (text.split(',')[0] === 'host' && accel !== 'kvm') {
+    throw usageError(`--cpu host needs KVM (the accelerator is ${accel}); use --cpu max under tcg`);
+  }
+  return text;
 }
 
 /** VM names end up in tap-free file names, QMP socket paths and systemd unit names. */
@@ -238,6 +271,7 @@ export function planVm(
   const macs = nics.flatMap((n) => (n.mac ? [n.mac] : []));
   const dup = macs.find((m, i) => macs.indexOf(m) !== i);
   if (dup) throw usageError(`MAC ${dup} is given to more than one --nic`);
+  const cores = parseCores(opts.cores ?? '1', host);
   const plan: VmPlan = {
     name: name ?? `uncloud-${uuid}`,
     named: name !== undefined,
@@ -245,13 +279,20 @@ export function planVm(
     accel: accel.accel,
     machine,
     memoryMiB: parseMemory(opts.memory ?? '1024', host),
-    cores: parseCores(opts.cores ?? '1', host),
+    cores: cores.cores,
     nics,
-    disks: (opts.disk ?? []).map((d) => validateText('--disk', d)),
+    disks: (opts.disk ?? []).map(parseDisk),
     qemu: validateText('--qemu', opts.qemu ?? defaults.qemu),
     console: opts.console ?? false,
     noReboot: opts.noReboot ?? false,
+    vnc: opts.vnc ?? false,
+    warnings: cores.warning ? [cores.warning] : [],
   };
+  if (opts.cpu !== undefined) plan.cpu = validateCpu(opts.cpu, plan.accel);
+  if (opts.cloudInit !== undefined) plan.cloudInit = parseCloudInit(opts.cloudInit);
+  const paths = plan.disks.map((d) => d.path);
+  const twice = paths.find((p, i) => paths.indexOf(p) !== i);
+  if (twice !== undefined) throw usageError(`--disk ${printable(twice)} is given twice`);
   if (accel.note) plan.accelNote = accel.note;
   if (opts.cdrom !== undefined) plan.cdrom = validateText('--cdrom', opts.cdrom);
   if (opts.kernel !== undefined) plan.kernel = validateText('--kernel', opts.kernel);
@@ -270,6 +311,10 @@ export interface VmRunFiles {
   qmpSocket: string;
   pidfile: string;
   serialLog: string;
+  /** The VNC display's socket (--vnc). */
+  vncSocket: string;
+  /** The NoCloud seed image (--cloud-init), built at each start. */
+  seed: string;
   record: string;
   ifup: (index: number) => string;
   ifdown: (index: number) => string;
@@ -288,6 +333,8 @@ export function vmRunFiles(runDir: string, name: string): VmRunFiles {
     record: join(dir, 'vm.json'),
     // Outlives the run dir for post-mortems; in a dot-dir no VM name can take, so it never collides with a VM's dir.
     serialLog: join(runDir, LOG_DIR, `${name}.serial.log`),
+    vncSocket: join(dir, 'vnc.sock'),
+    seed: join(dir, 'seed.iso'),
     ifup: (i) => join(dir, `ifup-${i}.sh`),
     ifdown: (i) => join(dir, `ifdown-${i}.sh`),
   };
@@ -305,6 +352,13 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, taps?: 
     filter: nic.filter,
     ...(nic.mtu !== undefined ? { mtu: nic.mtu } : {}),
   }));
+  const disks: DiskSpec[] = plan.disks.map((d) => {
+    // The format is detected (or given) before a spec is made: qemu never guesses it.
+    if (d.format === undefined) throw new Error(`specFor: the format of disk ${d.path} was not resolved`);
+    const disk: DiskSpec = { path: d.path, format: d.format, readonly: d.readonly };
+    if (d.cache !== undefined) disk.cache = d.cache;
+    return disk;
+  });
   const spec: VmSpec = {
     qemu: plan.qemu,
     name: plan.name,
@@ -314,7 +368,7 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, taps?: 
     memoryMiB: plan.memoryMiB,
     cores: plan.cores,
     nics,
-    disks: plan.disks,
+    disks,
     qmpSocket: files.qmpSocket,
     pidfile: files.pidfile,
     console: plan.console,
@@ -325,6 +379,9 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, taps?: 
   if (plan.kernel !== undefined) spec.kernel = plan.kernel;
   if (plan.initrd !== undefined) spec.initrd = plan.initrd;
   if (plan.append !== undefined) spec.append = plan.append;
+  if (plan.cpu !== undefined) spec.cpu = plan.cpu;
+  if (plan.vnc) spec.vncSocket = files.vncSocket;
+  if (plan.cloudInit !== undefined) spec.seed = files.seed;
   return spec;
 }
 
@@ -342,10 +399,13 @@ export function planToStartOptions(plan: VmPlan): StartOptions {
     machine: plan.machine,
     qemu: plan.qemu,
     nic: plan.nics.map(nicText),
-    disk: [...plan.disks],
+    disk: plan.disks.map(formatDisk),
     console: plan.console,
     noReboot: plan.noReboot,
   };
+  if (plan.cpu !== undefined) opts.cpu = plan.cpu;
+  if (plan.vnc) opts.vnc = true;
+  if (plan.cloudInit !== undefined) opts.cloudInit = formatCloudInit(plan.cloudInit);
   if (plan.cdrom !== undefined) opts.cdrom = plan.cdrom;
   if (plan.kernel !== undefined) opts.kernel = plan.kernel;
   if (plan.initrd !== undefined) opts.initrd = plan.initrd;
@@ -374,5 +434,8 @@ export function startOptionsToArgs(opts: StartOptions): string[] {
   one('--append', opts.append);
   if (opts.console) args.push('--console');
   if (opts.noReboot) args.push('--no-reboot');
+  one('--cpu', opts.cpu);
+  if (opts.vnc) args.push('--vnc');
+  one('--cloud-init', opts.cloudInit);
   return args;
 }

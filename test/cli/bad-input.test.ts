@@ -18,6 +18,9 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'bad.json'), '{"prefix": ');
   writeFileSync(join(dir, 'unknown-key.json'), '{"prefixx": "42:00:00"}');
   writeFileSync(join(dir, 'wrong-type.json'), '{"forcePrefix": "yes"}');
+  writeFileSync(join(dir, 'd.img'), '');
+  writeFileSync(join(dir, 'raw.img'), Buffer.alloc(4096));
+  writeFileSync(join(dir, 'no-keys.pub'), '# no key here\n\n');
 });
 afterAll(() => sb.cleanup());
 
@@ -61,11 +64,13 @@ const cases: [string, string[], RegExp, number?][] = [
   // memory and cores
   ['memory 0', [...S, '--memory', '0'], /invalid --memory 0: at least 16 MiB/],
   ['memory negative', [...S, '--memory=-5'], /invalid --memory '-5'/],
-  ['memory 1e9', [...S, '--memory', '1e9'], /invalid --memory '1e9': expected a whole number of MiB/],
+  ['memory 1e9', [...S, '--memory', '1e9'], /invalid --memory '1e9': expected MiB \(1024\) or a size with M or G \(2048M, 1G\)/],
+  ['memory 1.5G', [...S, '--memory', '1.5G'], /invalid --memory '1\.5G'/],
+  ['memory 1T', [...S, '--memory', '1T'], /invalid --memory '1T'/],
   ['memory abc', [...S, '--memory', 'abc'], /invalid --memory 'abc'/],
   ['memory beyond the host', [...S, '--memory', '99999999'], /invalid --memory 99999999: this host has \d+ MiB/],
-  ['cores 0', [...S, '--cores', '0'], /invalid --cores '0': expected a whole number from 1 to \d+/],
-  ['cores beyond the host', [...S, '--cores', '1000'], /invalid --cores 1000: this host has \d+ CPUs/],
+  ['cores 0', [...S, '--cores', '0'], /invalid --cores '0': expected a whole number from 1 to 1024/],
+  ['cores beyond what qemu takes', [...S, '--cores', '5000'], /invalid --cores '5000': expected a whole number from 1 to 1024/],
   ['cores two', [...S, '--cores', 'two'], /invalid --cores 'two'/],
   // bridges
   ['bridge name too long', [...S, '--nic', 'bridge=abcdefghijklmnop'], /invalid bridge name 'abcdefghijklmnop': use 1 to 15/],
@@ -75,6 +80,19 @@ const cases: [string, string[], RegExp, number?][] = [
   // paths
   ['missing cdrom', [...S, '--cdrom', '/nonexistent/alpine.iso'], /--cdrom \/nonexistent\/alpine\.iso: no such file/],
   ['missing disk', [...S, '--disk', '/nonexistent/d.qcow2'], /--disk \/nonexistent\/d\.qcow2: no such file/],
+  ['disk format vmdk', [...S, '--disk', '@/d.img,format=vmdk'], /invalid --disk '.*d\.img,format=vmdk': format is raw or qcow2/],
+  ['disk unknown key', [...S, '--disk', '@/d.img,if=ide'], /unknown key 'if'; allowed: format, readonly, cache, or new=, size, backing/],
+  ['new disk without size', [...S, '--disk', 'new=@/n.qcow2'], /new= needs size=<n>G/],
+  ['new disk with a bad size', [...S, '--disk', 'new=@/n.qcow2,size=lots'], /invalid disk size 'lots': expected a size such as 10G/],
+  ['new disk on a missing base', [...S, '--disk', 'new=@/n.qcow2,backing=/nonexistent/base.qcow2'], /--disk backing=\/nonexistent\/base\.qcow2: no such file/],
+  ['new disk where a raw file is', [...S, '--disk', 'new=@/raw.img,size=1G'], /--disk new=.*raw\.img: the file exists and is raw, not qcow2/],
+  ['new disk, then a missing bridge: the disk is removed again', [...S, '--disk', 'new=@/made.qcow2,size=1G', '--nic', 'bridge=nobr0'], /bridge nobr0 does not exist/, 1],
+  ['cloud-init key file missing', [...S, '--cloud-init', 'ssh-keys=/nonexistent/id.pub'], /--cloud-init ssh-keys=\/nonexistent\/id\.pub: no such file/],
+  ['cloud-init key file without a key', [...S, '--cloud-init', 'ssh-keys=@/no-keys.pub'], /the file holds no public key/],
+  ['cloud-init unknown key', [...S, '--cloud-init', 'password=secret'], /unknown key 'password'; allowed: ssh-keys, user-data, network/],
+  ['cpu host under tcg', [...S, '--cpu', 'host'], /--cpu host needs KVM \(the accelerator is tcg\); use --cpu max under tcg/],
+  ['cpu with a shell word', [...S, '--cpu', 'max;reboot'], /invalid --cpu 'max;reboot'/],
+  ['completion for zsh', ['completion', 'zsh'], /no completion for 'zsh': only bash is supported/],
   ['missing kernel', [...S, '--kernel', '/nonexistent/vmlinuz'], /--kernel \/nonexistent\/vmlinuz: no such file/],
   ['missing qemu', [...S, '--qemu', '/nonexistent/qemu'], /qemu binary '\/nonexistent\/qemu' not found/, 1],
   ['missing config', ['--config', '/nonexistent/config.json', 'mac', 'pool'], /config file \/nonexistent\/config\.json does not exist/],
@@ -101,6 +119,8 @@ const cases: [string, string[], RegExp, number?][] = [
   ['unknown flag', [...S, '--frobnicate'], /unknown option '--frobnicate'/],
   ['unknown mac flag', ['mac', 'allocate', '--count', '3'], /unknown option '--count'/],
   ['unknown command', ['destroy'], /unknown command 'destroy'/],
+  ['misspelt command: one line with the suggestion', ['strat'], /^uncloud-vm: unknown command 'strat'; did you mean start\? \(see --help\)$/],
+  ['misspelt option: one line with the suggestion', [...S, '--memroy', '1G'], /^uncloud-vm: unknown option '--memroy'; did you mean --memory\? \(see --help\)$/],
   ['missing argument', ['stop'], /missing required argument 'vm'/],
   ['extra argument', ['gc', 'now'], /too many arguments/],
 ];
@@ -110,7 +130,7 @@ describe(`${cases.length} bad inputs through the CLI`, () => {
 
   it.each(cases)('%s', async (_label, args, re, code = 2) => {
     const dir = join(sb.stateDir, '..');
-    const argv = args.map((a) => (a.startsWith('@/') ? join(dir, a.slice(2)) : a));
+    const argv = args.map((a) => a.replace(/^([a-z-]+=)?@\//, (_m, key: string | undefined) => `${key ?? ''}${dir}/`));
     const before = snapshot(dir);
     const r = await cli(argv, { env: sb.env });
     expect(r.code, r.stderr).toBe(code);

@@ -42,7 +42,7 @@ describe('qemu argv through exec.sh', () => {
     sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_LOG: log });
     const disk = join(dir, "we ird'$(id)`id`\" %x $HOME,readonly=off.img");
     writeFileSync(disk, '');
-    const args = ['start', '--name', 'inj', '--accel', 'tcg', '--memory', '64', '--disk', disk, '--kernel', disk, '--append', HOSTILE.join(' ')];
+    const args = ['start', '--name', 'inj', '--accel', 'tcg', '--memory', '64', '--disk', disk.replaceAll(',', ',,'), '--kernel', disk, '--append', HOSTILE.join(' ')];
     const dry = await cli([...args, '--dry-run', '--json'], { env: sb.env, netns: ns.name });
     expect(dry.code, dry.stderr).toBe(0);
     const want: string[] = JSON.parse(dry.stdout).argv.slice(1);
@@ -52,7 +52,7 @@ describe('qemu argv through exec.sh', () => {
     // The MAC is tentative in the dry run and leased in the real run: the same first address.
     expect(got).toEqual(want);
     expect(got).toContain(HOSTILE.join(' '));
-    expect(got).toContain(`file=${disk.replaceAll(',', ',,')},if=virtio`);
+    expect(got).toContain(`file=${disk.replaceAll(',', ',,')},if=virtio,format=raw`);
     expect(existsSync(pwned())).toBe(false);
   });
 });

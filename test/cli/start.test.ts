@@ -160,7 +160,7 @@ describe('start --dry-run', () => {
 
 describe('CLI basics', () => {
   it.each([
-    [['start', '--memory', 'abc'], /^uncloud-vm: invalid --memory 'abc': expected a whole number of MiB/],
+    [['start', '--memory', 'abc'], /^uncloud-vm: invalid --memory 'abc': expected MiB \(1024\) or a size with M or G/],
     [['start', '--frob'], /^uncloud-vm: unknown option '--frob'/],
     [['nope'], /^uncloud-vm: unknown command 'nope'/],
     [['mac', 'release'], /^uncloud-vm: missing required argument 'mac'/],

@@ -36,7 +36,7 @@ function spec(v: { name: string; path: string; append: string; sock: string }): 
     memoryMiB: 64,
     cores: 1,
     nics: [{ index: 0, mac: '42:00:00:00:00:01', tap: 'uc0f0e0d0c0bn0', bridge: 'br0', ifup: `${v.path}/up`, ifdown: `${v.path}/down` }],
-    disks: [v.path],
+    disks: [{ path: v.path, format: 'qcow2', readonly: false }],
     cdrom: v.path,
     kernel: v.path,
     initrd: v.path,
@@ -46,6 +46,8 @@ function spec(v: { name: string; path: string; append: string; sock: string }): 
     console: false,
     serialLog: v.path,
     noReboot: false,
+    vncSocket: v.sock,
+    seed: v.path,
   };
 }
 
@@ -75,8 +77,10 @@ describe('properties', () => {
         expect(qemuOptList(after('-name'))).toEqual([name]);
         expect(all('-drive').map(qemuOptList)).toEqual([
           [`file=${path}`, 'media=cdrom'],
-          [`file=${path}`, 'if=virtio'],
+          [`file=${path}`, 'if=virtio', 'format=qcow2'],
+          [`file=${path}`, 'if=virtio', 'format=raw', 'readonly=on'],
         ]);
+        expect(qemuOptList(after('-vnc'))).toEqual([`unix:${sock}`]);
         expect(qemuOptList(after('-chardev'))).toEqual(['file', 'id=serial0', `path=${path}`]);
         expect(qemuOptList(after('-qmp'))).toEqual([`unix:${sock}`, 'server=on', 'wait=off']);
         expect(qemuOptList(after('-netdev'))).toEqual(['tap', 'id=net0', 'ifname=uc0f0e0d0c0bn0', `script=${path}/up`, `downscript=${path}/down`]);

@@ -66,7 +66,20 @@ describe('buildQemuArgv', () => {
 
   it.each<[string, Partial<VmSpec>, string, string[]]>([
     ['cdrom', { cdrom: '/iso/alpine.iso' }, '-drive', ['file=/iso/alpine.iso,media=cdrom']],
-    ['disks', { disks: ['/d/a.qcow2', '/d/b.raw'] }, '-drive', ['file=/d/a.qcow2,if=virtio', 'file=/d/b.raw,if=virtio']],
+    [
+      'disks: the format always given, readonly and cache when asked',
+      { disks: [{ path: '/d/a.qcow2', format: 'qcow2', readonly: false }, { path: '/d/b.raw', format: 'raw', readonly: true, cache: 'none' }] },
+      '-drive',
+      ['file=/d/a.qcow2,if=virtio,format=qcow2', 'file=/d/b.raw,if=virtio,format=raw,readonly=on,cache=none'],
+    ],
+    [
+      'the cloud-init seed after the disks, read-only raw',
+      { disks: [{ path: '/d/a.qcow2', format: 'qcow2', readonly: false }], seed: '/run/u/vm1/seed.iso' },
+      '-drive',
+      ['file=/d/a.qcow2,if=virtio,format=qcow2', 'file=/run/u/vm1/seed.iso,if=virtio,format=raw,readonly=on'],
+    ],
+    ['vnc on a unix socket', { vncSocket: '/run/u/vm1/vnc.sock' }, '-vnc', ['unix:/run/u/vm1/vnc.sock']],
+    ['cpu model', { cpu: 'host' }, '-cpu', ['host']],
     ['kernel', { kernel: '/k/vmlinuz' }, '-kernel', ['/k/vmlinuz']],
     ['initrd', { kernel: '/k/vmlinuz', initrd: '/k/initrd' }, '-initrd', ['/k/initrd']],
     ['append', { kernel: '/k/vmlinuz', append: 'console=ttyS0 ip=10.0.0.2' }, '-append', ['console=ttyS0 ip=10.0.0.2']],
@@ -87,12 +100,16 @@ describe('buildQemuArgv', () => {
     expect(argv).not.toContain('-drive');
     expect(argv).not.toContain('-kernel');
     expect(argv).not.toContain('-no-reboot');
+    expect(argv).not.toContain('-vnc');
+    expect(argv).not.toContain('-cpu');
     expect(buildQemuArgv(spec({ noReboot: true }))).toContain('-no-reboot');
   });
 
   it('doubles commas in values inside option lists, so a value cannot add a sub-option', () => {
-    const argv = buildQemuArgv(spec({ cdrom: '/iso/a,readonly=off.iso', name: 'x', qmpSocket: '/r/a,b/qmp.sock' }));
-    expect(values(argv, '-drive')).toEqual(['file=/iso/a,,readonly=off.iso,media=cdrom']);
+    const disks = [{ path: '/d/b,readonly=off.img', format: 'raw' as const, readonly: true }];
+    const argv = buildQemuArgv(spec({ cdrom: '/iso/a,readonly=off.iso', name: 'x', qmpSocket: '/r/a,b/qmp.sock', disks, vncSocket: '/r/a,b/vnc.sock' }));
+    expect(values(argv, '-drive')).toEqual(['file=/iso/a,,readonly=off.iso,media=cdrom', 'file=/d/b,,readonly=off.img,if=virtio,format=raw,readonly=on']);
+    expect(values(argv, '-vnc')).toEqual(['unix:/r/a,,b/vnc.sock']);
     expect(values(argv, '-qmp')).toEqual(['unix:/r/a,,b/qmp.sock,server=on,wait=off']);
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v5 } from 'uuid';
-import { NAME_NAMESPACE, nicText, parseNic, planVm, validateName, validateUuid, type HostFacts } from '../../src/core/vm-spec.js';
+import { NAME_NAMESPACE, nicText, parseNic, planVm, specFor, validateName, validateUuid, vmRunFiles, type HostFacts } from '../../src/core/vm-spec.js';
 
 const host: HostFacts = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
 const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
@@ -41,12 +41,22 @@ describe('planVm', () => {
   it.each<[string, Record<string, unknown>, RegExp]>([
     ['memory 0', { memory: '0' }, /--memory 0: at least 16 MiB/],
     ['memory negative', { memory: '-5' }, /invalid --memory '-5'/],
-    ['memory 1e9', { memory: '1e9' }, /whole number of MiB/],
-    ['memory abc', { memory: 'abc' }, /whole number of MiB/],
+    ['memory 1e9', { memory: '1e9' }, /expected MiB \(1024\) or a size with M or G/],
+    ['memory abc', { memory: 'abc' }, /expected MiB/],
+    ['memory 1T', { memory: '1T' }, /expected MiB/],
+    ['memory 1.5G', { memory: '1.5G' }, /expected MiB/],
     ['memory beyond host', { memory: '9000' }, /host has 8192 MiB/],
-    ['cores 0', { cores: '0' }, /from 1 to 4/],
-    ['cores beyond host', { cores: '5' }, /host has 4 CPUs/],
-    ['cores 1.5', { cores: '1.5' }, /from 1 to 4/],
+    ['memory 9G beyond host', { memory: '9G' }, /--memory 9G: this host has 8192 MiB/],
+    ['cores 0', { cores: '0' }, /from 1 to 1024/],
+    ['cores 1.5', { cores: '1.5' }, /from 1 to 1024/],
+    ['cores 1025', { cores: '1025' }, /from 1 to 1024/],
+    ['cpu with a space', { cpu: 'host kvm' }, /invalid --cpu/],
+    ['cpu with a shell word', { cpu: '$(id)' }, /invalid --cpu/],
+    ['cpu host under tcg', { cpu: 'host', accel: 'tcg' }, /--cpu host needs KVM \(the accelerator is tcg\); use --cpu max/],
+    ['cpu host when auto finds no kvm', { cpu: 'host,-hle' }, /--cpu host needs KVM/],
+    ['the same disk twice', { disk: ['/d/a.img', 'file=/d/a.img,readonly=on'] }, /--disk \/d\/a\.img is given twice/],
+    ['a bad disk', { disk: ['/d/a.img,format=vmdk'] }, /format is raw or qcow2/],
+    ['a bad cloud-init', { cloudInit: 'yes' }, /invalid --cloud-init 'yes'/],
     ['name with slash', { name: 'a/b' }, /invalid VM name/],
     ['name ..', { name: '..' }, /invalid VM name/],
     ['name with space', { name: 'a b' }, /invalid VM name/],
@@ -69,6 +79,47 @@ describe('planVm', () => {
     ['append with newline', { kernel: '/k', append: 'a\nb' }, /control characters/],
   ])('refuses %s', (_label, opts, re) => {
     expect(() => planVm(opts, host, defaults, fixedUuid)).toThrow(re);
+  });
+});
+
+describe('sizes and counts', () => {
+  it.each([
+    ['1024', 1024],
+    ['2048M', 2048],
+    ['2048MiB', 2048],
+    ['1G', 1024],
+    ['2g', 2048],
+    ['4GiB', 4096],
+  ])('--memory %s is %d MiB', (text, mib) => {
+    expect(planVm({ memory: text }, host, defaults, fixedUuid).memoryMiB).toBe(mib);
+  });
+
+  it('more cores than the host has: allowed, with a warning', () => {
+    const plan = planVm({ cores: '6' }, host, defaults, fixedUuid);
+    expect(plan.cores).toBe(6);
+    expect(plan.warnings).toEqual(["warning: --cores 6 is more than this host's 4 CPUs; the guest's vCPUs will share them"]);
+    expect(planVm({ cores: '4' }, host, defaults, fixedUuid).warnings).toEqual([]);
+  });
+
+  it('--cpu host under kvm, max and named models with features anywhere', () => {
+    expect(planVm({ cpu: 'host' }, { ...host, kvmUsable: true }, defaults, fixedUuid).cpu).toBe('host');
+    expect(planVm({ cpu: 'max', accel: 'tcg' }, host, defaults, fixedUuid).cpu).toBe('max');
+    expect(planVm({ cpu: 'Skylake-Client-v4,-hle,+pcid,kvm=off' }, host, defaults, fixedUuid).cpu).toBe('Skylake-Client-v4,-hle,+pcid,kvm=off');
+  });
+
+  it('--vnc and --cloud-init reach the spec as run-dir files', () => {
+    const plan = planVm({ name: 'web1', vnc: true, cloudInit: 'on' }, host, defaults, fixedUuid);
+    const spec = specFor({ ...plan, disks: [] }, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'web1'));
+    expect(spec.vncSocket).toBe('/run/u/web1/vnc.sock');
+    expect(spec.seed).toBe('/run/u/web1/seed.iso');
+    const bare = specFor(planVm({ name: 'web1' }, host, defaults, fixedUuid), ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'web1'));
+    expect(bare.vncSocket).toBeUndefined();
+    expect(bare.seed).toBeUndefined();
+  });
+
+  it('a disk whose format is not resolved never reaches a spec', () => {
+    const plan = planVm({ disk: ['/d/a.img'] }, host, defaults, fixedUuid);
+    expect(() => specFor(plan, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'x'))).toThrow(/format of disk \/d\/a\.img was not resolved/);
   });
 });
 

@@ -42,6 +42,7 @@ export function sandbox(extraEnv: NodeJS.ProcessEnv = {}): Sandbox {
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   netns?: string;
+  cwd?: string;
   /** Called with the child once it runs (to signal it, say). */
   onSpawn?: (child: ReturnType<typeof spawn>) => void;
 }

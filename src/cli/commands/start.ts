@@ -5,13 +5,17 @@ import { resolve } from 'node:path';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { UncloudError } from '../../core/errors.js';
 import { checkInPool, type Pool } from '../../core/mac.js';
+import { seedFiles } from '../../core/nocloud.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
 import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
+import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../qemu/launcher.js';
+import { absoluteDisk, prepareDisks, removeDisks } from '../../system/disk-image.js';
 import { bridgeExists, hostFacts } from '../../system/host.js';
 import { prepareNetworks } from '../../system/network.js';
 import { bridgeFacts, nicAddressesOf } from '../../system/nic-addresses.js';
 import { addressLines } from '../addresses.js';
+import { absoluteCloudInit, readCloudInit, type SeedContent, seedToolMissing, writeSeed } from '../../system/nocloud-seed.js';
 import type { Context } from '../context.js';
 
 export interface StartFlags extends StartOptions {
@@ -53,23 +57,74 @@ export function checkNicMacs(plan: VmPlan, pool: Pool): void {
   }
 }
 
-/** Boot media must exist; they are passed to qemu as absolute paths. */
-export function resolveMedia(plan: VmPlan): void {
+/**
+ * Boot media and the files --disk and --cloud-init name become absolute paths. With mustExist (start),
+ * boot media must exist (disks are checked by prepareDisks); without (a unit for another day or host),
+ * what is missing is returned, to be said.
+ */
+export function resolveMedia(plan: VmPlan, mustExist = true): string[] {
+  const missing: string[] = [];
   const check = (flag: string, path: string): string => {
     const abs = resolve(path);
-    if (!existsSync(abs)) throw new UncloudError('NO_FILE', `${flag} ${path}: no such file`, 2);
+    if (!existsSync(abs)) {
+      if (mustExist) throw new UncloudError('NO_FILE', `${flag} ${path}: no such file`, 2);
+      missing.push(`${flag} ${abs}`);
+    }
     return abs;
   };
   if (plan.cdrom !== undefined) plan.cdrom = check('--cdrom', plan.cdrom);
   if (plan.kernel !== undefined) plan.kernel = check('--kernel', plan.kernel);
   if (plan.initrd !== undefined) plan.initrd = check('--initrd', plan.initrd);
-  plan.disks = plan.disks.map((d) => check('--disk', d));
+  plan.disks = plan.disks.map(absoluteDisk);
+  if (!mustExist) for (const d of plan.disks) if (!d.create && !existsSync(d.path)) missing.push(`--disk ${d.path}`);
+  if (plan.cloudInit !== undefined) plan.cloudInit = absoluteCloudInit(plan.cloudInit);
+  return missing;
+}
+
+/** What a start checks before it takes anything: the seed's input files and the tool that builds it. */
+function seedContent(plan: VmPlan): SeedContent | undefined {
+  if (plan.cloudInit === undefined) return undefined;
+  return readCloudInit(plan.cloudInit);
+}
+
+/**
+ * prepareVm plus the VM's media: new= disks made before the MACs are leased, the NoCloud seed after
+ * (it names the MACs). A failure gives back the disks it made as well as what prepareVm took.
+ */
+async function prepareWithMedia(plan: VmPlan, seed: SeedContent | undefined, deps: LaunchDeps, opts: PrepareOptions): Promise<{ vm: PreparedVm; created: string[] }> {
+  const missingTool = seed ? seedToolMissing() : undefined;
+  if (missingTool) throw new UncloudError('SEED', missingTool);
+  const { prepareVm } = await import('../../qemu/launcher.js');
+  const { giveBackVm } = await import('../../qemu/reconcile.js');
+  const { disks, created } = prepareDisks(plan.disks, { create: true });
+  plan.disks = disks;
+  try {
+    const vm = await prepareVm(plan, deps, opts);
+    if (seed) {
+      try {
+        writeSeed(vm.files.seed, seedFiles({ uuid: vm.spec.uuid, name: vm.spec.name, macs: vm.spec.nics.map((n) => n.mac), ...seed }));
+      } catch (err) {
+        await giveBackVm(deps.store, deps.host, vm);
+        throw err;
+      }
+    }
+    return { vm, created };
+  } catch (err) {
+    removeDisks(created);
+    throw err;
+  }
+}
+
+function sayWarnings(plan: VmPlan, ctx: Context): void {
+  if (plan.accelNote) ctx.err(plan.accelNote);
+  for (const w of plan.warnings) ctx.err(w);
 }
 
 export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { settings } = ctx;
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
+  const seed = seedContent(plan);
   checkNicMacs(plan, ctx.pool);
   if (flags.dryRun) {
     prepareNetworks(plan, settings, ctx.err, true);
@@ -81,14 +136,14 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
   // A network's devices are the host's, not the VM's: they stay when the VM ends (`network rm` removes them).
   prepareNetworks(plan, settings, ctx.err);
-  const { prepareVm, runDetached, superviseVm } = await import('../../qemu/launcher.js');
+  const { runDetached, superviseVm } = await import('../../qemu/launcher.js');
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
   const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
   const deps = { store, pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, network };
-  if (plan.accelNote) ctx.err(plan.accelNote);
-  const vm = await prepareVm(plan, deps, {
+  sayWarnings(plan, ctx);
+  const { vm, created } = await prepareWithMedia(plan, seed, deps, {
     launcher: await self(),
     managedBy: 'launcher',
     ...(flags.detach ? { releaseOnDown: [...selfCommand(settings), 'hook', 'release', plan.name] } : {}),
@@ -97,8 +152,12 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
     ctx.err(`VM ${vm.spec.name} (${vm.spec.uuid}): nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   }
   if (!vm.spec.console) ctx.err(`serial console: ${vm.spec.serialLog}`);
+  if (vm.spec.vncSocket !== undefined) ctx.err(`VNC display: ${vm.spec.vncSocket}`);
   if (flags.detach) {
-    const qemu = await runDetached(vm, deps);
+    const qemu = await runDetached(vm, deps).catch((err: unknown) => {
+      removeDisks(created);
+      throw err;
+    });
     ctx.err(`VM ${vm.spec.name} runs in the background (qemu pid ${qemu.pid}); stop it with 'uncloud-vm stop ${vm.spec.name}'`);
     return 0;
   }
@@ -110,6 +169,8 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
   const auto = plan.nics.filter((n) => n.mac === undefined).length;
   const next = auto > 0 ? await store.peek(ctx.pool, auto) : [];
   const macs = plan.nics.map((n) => n.mac ?? next.shift()!);
+  // Formats are detected as a start would; a new= disk is not made.
+  plan.disks = prepareDisks(plan.disks, { create: false }).disks;
   const spec = specFor(plan, macs, vmRunFiles(ctx.settings.runDir, plan.name));
   const argv = buildQemuArgv(spec);
   const addresses = nicAddressesOf(plan, spec, (bridge) => bridgeFacts(bridge, ctx.settings.bridges));
@@ -127,7 +188,10 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
     const notes = spec.nics.flatMap((n, i) => [`# nic${n.index} ${n.mac} on ${n.bridge}`, ...addressLines(addresses[i]!).map(([k, v]) => `#   ${k}: ${v}`)]);
     ctx.out([formatCommand(argv, shellQuote), ...notes].join('\n'));
   }
-  if (plan.accelNote) ctx.err(plan.accelNote);
+  sayWarnings(plan, ctx);
+  const missingTool = plan.cloudInit ? seedToolMissing() : undefined;
+  if (missingTool) ctx.err(`note: ${missingTool}; start would refuse to run`);
+  for (const d of plan.disks) if (d.create && !existsSync(d.path)) ctx.err(`note: disk ${d.path} does not exist yet; start would create it`);
   for (const nic of spec.nics) {
     if (!bridgeExists(nic.bridge)) ctx.err(`note: bridge ${nic.bridge} does not exist; start would refuse to run`);
   }
@@ -141,12 +205,13 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   const { settings } = ctx;
   const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
   resolveMedia(plan);
+  const seed = seedContent(plan);
   checkNicMacs(plan, ctx.pool);
   prepareNetworks(plan, settings, ctx.err);
-  const { prepareVm } = await import('../../qemu/launcher.js');
+  sayWarnings(plan, ctx);
   const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
   const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, network };
-  const vm = await prepareVm(plan, deps, { launcher: await self(), managedBy: 'unit' });
+  const { vm } = await prepareWithMedia(plan, seed, deps, { launcher: await self(), managedBy: 'unit' });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;
 }

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { UncloudError } from '../../core/errors.js';
+import { formatCloudInit } from '../../core/nocloud.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
 import { planToStartOptions, planVm, startOptionsToArgs, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import { UNIT_START_GRACE_S } from '../../system/vm-state.js';
