@@ -18,7 +18,7 @@ fi
 
 kernel=$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -n 1)
 kver=${kernel#/boot/vmlinuz-}
-mods=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net button evdev)
+mods=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk cdrom isofs button evdev)
 
 key=$( { echo "$kver"; sha256sum "$kernel" /bin/busybox "$root/scripts/test-guest/init" "$0"; } | sha256sum | cut -c1-16)
 if [ -f "$out/key" ] && [ "$(cat "$out/key")" = "$key" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.gz" ]; then
