@@ -312,6 +312,7 @@ Examples:
     .command('list')
     .description('the networks on this host, their devices, flooding, MTU and VMs')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm network list', 'uncloud-vm network list --json'))
     .action(
       action(async () => {
         const { networkList } = await import('./commands/network.js');
@@ -323,6 +324,7 @@ Examples:
     .description('one network: VNI, multicast group or peers, underlay, MTU, ports, VMs')
     .argument('<id>', 'network id')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm network show 42', 'uncloud-vm network show 42 --json'))
     .action(
       action(async () => {
         const { networkShow } = await import('./commands/network.js');
@@ -333,6 +335,7 @@ Examples:
     .command('rm')
     .description("remove a network's bridge and VXLAN device from this host (refused while a VM uses it)")
     .argument('<id>', 'network id')
+    .addHelpText('after', examples('uncloud-vm network rm 42'))
     .action(
       action(async () => {
         const { networkRm } = await import('./commands/network.js');
