@@ -395,7 +395,8 @@ export function planToStartOptions(plan: VmPlan): StartOptions {
     uuid: plan.uuid,
     memory: String(plan.memoryMiB),
     cores: String(plan.cores),
-    accel: plan.accel,
+    // Chosen automatically: the unit chooses again on the host where it runs.
+    accel: plan.accelNote !== undefined ? 'auto' : plan.accel,
     machine: plan.machine,
     qemu: plan.qemu,
     nic: plan.nics.map(nicText),

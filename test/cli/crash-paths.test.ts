@@ -1,0 +1,223 @@
+/**
+ * Failure paths an operator hits without planning to, one named regression test each (the crash-proof
+ * issue's list), through the built CLI with a fake qemu that serves QMP, in a namespace with a bridge.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import { checkInvariants, liveQemus } from '../helpers/invariants.js';
+import { createNetns, type Netns } from '../helpers/netns.js';
+
+let ns: Netns;
+let sb: Sandbox;
+beforeAll(() => {
+  ns = createNetns(['br0']);
+});
+afterAll(() => ns.remove());
+beforeEach(() => {
+  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_QMP: '1', FAKE_QEMU_SLEEP: '600' });
+});
+afterEach(() => {
+  for (const q of liveQemus(sb.runDir)) process.kill(q.pid, 'SIGKILL');
+  sb.cleanup();
+});
+
+type Row = { mac: string; state: string; vm: { uuid?: string; name: string } | null; owners: { pid: number }[] };
+const run = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+  cli(args, { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
+const leases = async () => JSON.parse((await run(['mac', 'list', '--json'])).stdout) as Row[];
+const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+  run(['start', '--accel', 'tcg', '--memory', '64', ...args], env, onSpawn);
+/** SIGKILL a process and wait until it is gone (its qemu may keep its stdout open: no waiting on pipes). */
+async function killAndWait(pid: number): Promise<void> {
+  process.kill(pid, 'SIGKILL');
+  await waitFor(`pid ${pid} gone`, () => {
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] === 'Z';
+    } catch {
+      return true;
+    }
+  });
+}
+const invariants = async () => checkInvariants({ runDir: sb.runDir, leases: await leases() });
+
+describe('crash paths converge', () => {
+  it('#2 a launcher SIGKILLed while a detached qemu starts: the leases stay, owned by the running qemu', async () => {
+    let launcher = 0;
+    // The fake qemu answers QMP only after 3 s, so the launcher is still waiting when it is killed.
+    const p = start(['--name', 'early', '--detach'], { FAKE_QEMU_QMP: '0' }, (c) => (launcher = c.pid!));
+    await waitFor('qemu running', () => liveQemus(sb.runDir).length === 1);
+    process.kill(launcher, 'SIGKILL');
+    await p;
+    const q = liveQemus(sb.runDir)[0]!;
+    expect((await run(['gc'])).code).toBe(0);
+    const held = await leases();
+    expect(held).toHaveLength(1);
+    expect(held[0]!.owners.map((o) => o.pid)).toContain(q.pid);
+    expect(held[0]!.state).toBe('live');
+    expect((await invariants()).violations).toEqual([]);
+    // Long after the launcher, gc still leaves the VM's run dir alone.
+    expect(existsSync(join(sb.runDir, 'early', 'vm.json'))).toBe(true);
+  });
+
+  it('#2 a foreground launcher SIGKILLed: gc keeps what its qemu holds; after qemu is killed too, gc frees it', async () => {
+    let launcher = 0;
+    void start(['--name', 'fg'], {}, (c) => (launcher = c.pid!));
+    await waitFor('qemu running', () => liveQemus(sb.runDir).length === 1);
+    await killAndWait(launcher);
+    await run(['gc']);
+    expect((await invariants()).violations).toEqual([]);
+    expect(await leases()).toHaveLength(1);
+    process.kill(liveQemus(sb.runDir)[0]!.pid, 'SIGKILL');
+    await waitFor('qemu gone', () => liveQemus(sb.runDir).length === 0);
+    const gc = await run(['gc']);
+    expect(gc.stdout).toMatch(/freed 42:00:00:00:00:01 \(VM fg nic0\)/);
+    expect(gc.stdout).toMatch(/removed run dir fg/);
+    expect(await leases()).toEqual([]);
+    expect((await invariants()).violations).toEqual([]);
+  });
+
+  it('#3 two concurrent starts of one name: exactly one wins, the other is told so', async () => {
+    for (let trial = 0; trial < 4; trial++) {
+      const name = `twin${trial}`;
+      const [a, b] = await Promise.all([start(['--name', name, '--detach']), start(['--name', name, '--detach'])]);
+      const codes = [a.code, b.code].sort();
+      expect(codes, `${a.stderr}\n${b.stderr}`).toEqual([0, 1]);
+      const loser = a.code === 1 ? a : b;
+      expect(loser.stderr).toMatch(new RegExp(`VM ${name} is already (starting|running)`));
+      expect(loser.stderr).not.toMatch(/ENOENT|ENOTEMPTY|EEXIST|bug/);
+      expect(liveQemus(sb.runDir).filter((q) => q.name === name)).toHaveLength(1);
+    }
+    expect((await invariants()).violations).toEqual([]);
+  });
+
+  it('#5 mac release refuses a running VM\'s MAC; --force frees it, and gc reports the conflict that follows', async () => {
+    expect((await start(['--name', 'r1', '--detach'])).code).toBe(0);
+    const mac = (await leases())[0]!.mac;
+    const r = await run(['mac', 'release', mac]);
+    expect(r.code).toBe(1);
+    expect(r.stderr, r.stderr).toMatch(new RegExp(`MAC ${mac} is in use by running VM r1 \\(pid [0-9,]+\\); stop the VM instead, or pass --force`));
+    expect(await leases()).toHaveLength(1);
+    expect((await run(['mac', 'release', mac, '--force'])).code).toBe(0);
+    // Someone takes the address meanwhile: the running VM's MAC is now another's. gc says so, loudly.
+    expect((await run(['mac', 'allocate', '--vm', 'thief'])).stdout.trim()).not.toBe(mac);
+    expect((await start(['--name', 'r2', '--detach', '--nic', `bridge=br0,mac=${mac}`])).code).toBe(0);
+    const gc = await run(['gc']);
+    expect(gc.code).toBe(1);
+    expect(gc.stderr).toMatch(new RegExp(`CONFLICT: MAC ${mac} is used by running VM r1 on host \\S+ but held by VM r2`));
+    const rows = await leases();
+    expect(rows.find((l) => l.mac === mac)!.state).toBe('conflict');
+    const st = await run(['status', 'r1']);
+    expect(st.stderr).toMatch(/CONFLICT/);
+  });
+
+  it('#6 a damaged lease among others: stop and gc still give back every other VM\'s leases', async () => {
+    expect((await start(['--name', 'd1', '--detach'])).code).toBe(0);
+    expect((await start(['--name', 'd2', '--detach'])).code).toBe(0);
+    const [a, b] = (await leases()).map((l) => l.mac);
+    writeFileSync(join(sb.stateDir, 'leases', `${b!.replaceAll(':', '')}.json`), '');
+    const stop = await run(['stop', 'd1', '--timeout', '5']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect((await leases()).map((l) => l.mac)).not.toContain(a);
+    expect(existsSync(join(sb.runDir, 'd1'))).toBe(false);
+  });
+
+  it('#7 stop never signals a process that is not this VM\'s qemu (a reused pid in the pidfile)', async () => {
+    const other = spawn('sleep', ['60']);
+    try {
+      mkdirSync(join(sb.runDir, 'ghost'), { recursive: true, mode: 0o700 });
+      const uuid = '0b0b0b0b-0000-4000-8000-000000000001';
+      writeFileSync(join(sb.runDir, 'ghost', 'vm.json'), JSON.stringify({ version: 1, name: 'ghost', uuid, launcher: null, qemu: null, managedBy: 'launcher', taps: [], nics: [], started: new Date(0).toISOString(), qmpSocket: join(sb.runDir, 'ghost', 'qmp.sock'), serialLog: '' }));
+      writeFileSync(join(sb.runDir, 'ghost', 'qemu.pid'), `${other.pid}\n`);
+      const r = await run(['stop', 'ghost']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/VM ghost is not running/);
+      expect(other.exitCode).toBeNull();
+      expect(other.signalCode).toBeNull();
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  it('#8 a UUID a running VM has is refused; UUIDs sharing their first ten digits get distinct taps', async () => {
+    const uuid = '12345678-9abc-4def-8000-000000000001';
+    expect((await start(['--name', 'u1', '--uuid', uuid, '--detach'])).code).toBe(0);
+    const dup = await start(['--name', 'u2', '--uuid', uuid, '--detach']);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(new RegExp(`UUID ${uuid} is already used by VM u1 \\(running\\); pick another --uuid`));
+    expect((await start(['--name', 'u3', '--uuid', '12345678-9abc-4def-8000-000000000002', '--detach'])).code).toBe(0);
+    const taps = liveQemus(sb.runDir).map((q) => q.taps[0]);
+    expect(new Set(taps).size).toBe(2);
+    // stop u1 releases u1's leases only
+    await run(['stop', 'u1', '--timeout', '5']);
+    expect((await leases()).map((l) => l.vm?.name)).toEqual(['u3']);
+  });
+
+  it("#9 a VM named like another VM's log file cannot touch it", async () => {
+    expect((await start(['--name', 'x', '--detach'])).code).toBe(0);
+    const log = JSON.parse((await run(['status', 'x', '--json'])).stdout).serialLog as string;
+    writeFileSync(log, 'x was here\n');
+    expect((await start(['--name', 'x.serial.log', '--detach'])).code).toBe(0);
+    await run(['stop', 'x.serial.log', '--timeout', '5']);
+    expect(readFileSync(log, 'utf8')).toBe('x was here\n');
+  });
+
+  it('#10 run dirs with no record, and staging dirs of a killed claim, are removed by gc', async () => {
+    mkdirSync(join(sb.runDir, 'norec'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(sb.runDir, 'norec', 'qemu.pid'), '999999\n');
+    mkdirSync(join(sb.runDir, '.staging-abc'), { mode: 0o700 });
+    const old = new Date(Date.now() - 3600_000);
+    utimesSync(join(sb.runDir, 'norec'), old, old);
+    utimesSync(join(sb.runDir, '.staging-abc'), old, old);
+    const gc = await run(['gc']);
+    expect(gc.stdout).toMatch(/removed run dir norec/);
+    expect(readdirSync(sb.runDir).filter((e) => e !== '.claim.lock' && e !== '.logs')).toEqual([]);
+  });
+
+  it('#1 a VM whose own stale lease holds its remembered MAC gets that MAC back, and no one is blamed', async () => {
+    let launcher = 0;
+    void start(['--name', 'same'], {}, (c) => (launcher = c.pid!));
+    await waitFor('qemu running', () => liveQemus(sb.runDir).length === 1);
+    const mac = (await leases())[0]!.mac;
+    await killAndWait(launcher);
+    process.kill(liveQemus(sb.runDir)[0]!.pid, 'SIGKILL');
+    await waitFor('qemu gone', () => liveQemus(sb.runDir).length === 0);
+    // No gc in between: the lease is stale, the run dir is left over.
+    const again = await start(['--name', 'same', '--detach']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/held by/);
+    expect((await leases()).map((l) => l.mac)).toEqual([mac]);
+    expect((await invariants()).violations).toEqual([]);
+  });
+
+  it('#14 a control character in the host name or state dir is a one-line usage error', async () => {
+    for (const env of [{ UNCLOUD_VM_HOST: 'h\nx' }, { UNCLOUD_VM_STATE_DIR: '/tmp/a\nb' }]) {
+      for (const args of [['unit', 'v1'], ['agent', '--unit', '--store', 'etcd://127.0.0.1:2379'], ['mac', 'list']]) {
+        const r = await run(args, env);
+        expect(r.code, `${args} ${r.stderr}`).toBe(2);
+        expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+        expect(r.stderr).toMatch(/must be non-empty and free of control characters/);
+      }
+    }
+  });
+
+  it('#12 units carry the host name and read credentials from the environment file; a relative run dir becomes absolute', async () => {
+    const r = await run(['--run-dir', 'rel/run', 'unit', 'v1'], { UNCLOUD_VM_HOST: 'hx', UNCLOUD_VM_ETCD_PASSWORD: 'secret' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Environment=UNCLOUD_VM_HOST=hx$/m);
+    expect(r.stdout).toMatch(/^EnvironmentFile=-\/etc\/uncloud-vm\/env$/m);
+    expect(r.stdout).not.toMatch(/secret/);
+    expect(r.stderr).toMatch(/UNCLOUD_VM_ETCD_PASSWORD are not written into the unit; put them in \/etc\/uncloud-vm\/env/);
+    expect(r.stdout).toMatch(/--run-dir \/\S+\/rel\/run /);
+    const a = await run(['agent', '--unit', '--store', 'etcd://127.0.0.1:2379'], { UNCLOUD_VM_HOST: 'hx' });
+    expect(a.stdout).toMatch(/^Environment=UNCLOUD_VM_HOST=hx$/m);
+  });
+
+  it('#11 unit --nic …,filter=off: the unit\'s VM gets filter=off', async () => {
+    const r = await run(['unit', 'f1', '--nic', 'bridge=br0,filter=off']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/hook prepare .*--nic bridge=br0,filter=off/);
+  });
+});
