@@ -20,7 +20,7 @@ ip netns add "$ns"
 ip netns exec "$ns" ip link add br0 type bridge
 ip netns exec "$ns" ip link set br0 up
 
-uvm=(ip netns exec "$ns" node dist/cli/main.js --state-dir "$tmp/state" --run-dir "$tmp/run")
+uvm=(ip netns exec "$ns" node bin/uncloud-vm.cjs --state-dir "$tmp/state" --run-dir "$tmp/run")
 args=(start --name demo --memory 1024 --cores 2 --accel tcg --kernel "$guest/vmlinuz" --initrd "$guest/initramfs.gz"
       --append "console=ttyS0 panic=-1 quiet" --no-reboot)
 

@@ -21,22 +21,26 @@ function fail(message: string, code: number): void {
   process.exitCode = code;
 }
 
-try {
-  await buildProgram(result).parseAsync(process.argv);
-  process.exitCode = result.exitCode;
-} catch (err) {
-  if (err instanceof UncloudError) {
-    fail(err.message, err.exitCode);
-  } else if (err instanceof CommanderError) {
-    // A verb that only groups others (the program itself, `mac`) shows its help when called bare: not an error.
-    if (err.exitCode === 0 || err.code === 'commander.help') process.exitCode = 0;
-    else fail(`${oneLine(err.message)} (see --help)`, 2);
-  } else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
-    fail(err.message, 1);
-  } else {
-    fail(`unexpected error (this is a bug, please report it):\n${err instanceof Error ? err.stack : String(err)}`, 1);
+// No top-level await: the same code runs as the CommonJS bundle the installed command loads.
+async function main(): Promise<void> {
+  try {
+    await buildProgram(result).parseAsync(process.argv);
+    process.exitCode = result.exitCode;
+  } catch (err) {
+    if (err instanceof UncloudError) {
+      fail(err.message, err.exitCode);
+    } else if (err instanceof CommanderError) {
+      // A verb that only groups others (the program itself, `mac`) shows its help when called bare: not an error.
+      if (err.exitCode === 0 || err.code === 'commander.help') process.exitCode = 0;
+      else fail(`${oneLine(err.message)} (see --help)`, 2);
+    } else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+      fail(err.message, 1);
+    } else {
+      fail(`unexpected error (this is a bug, please report it):\n${err instanceof Error ? err.stack : String(err)}`, 1);
+    }
   }
+  // Wait for stdout to drain rather than exiting at once, so piped output is never cut.
+  process.stdout.write('', () => process.exit());
 }
 
-// Wait for stdout to drain rather than exiting at once, so piped output is never cut.
-process.stdout.write('', () => process.exit());
+void main();

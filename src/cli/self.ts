@@ -2,7 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import type { Settings } from '../system/config.js';
 
-export const MAIN_JS = fileURLToPath(new URL('./main.js', import.meta.url));
+/** The installed command (bin/uncloud-vm.cjs), found the same way from src/, dist/ and the one-file bundle. */
+export const MAIN_JS = fileURLToPath(new URL('../../bin/uncloud-vm.cjs', import.meta.url));
 
 export function selfCommand(settings: Settings): string[] {
   return [

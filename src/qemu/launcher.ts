@@ -202,6 +202,21 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
   const file = vm.argv[0]!;
   let stopping = 0;
   let qemu: Owner | undefined;
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  // A signal that comes while execa still loads: qemu is not started at all, and what the VM took goes back.
+  let early: NodeJS.Signals | undefined;
+  const onEarly = (sig: NodeJS.Signals): void => void (early ??= sig);
+  for (const s of signals) process.on(s, onEarly);
+  try {
+    await loadExeca().catch(() => undefined);
+  } finally {
+    for (const s of signals) process.off(s, onEarly);
+  }
+  if (early) {
+    deps.note(`${early}: stopping VM ${vm.spec.name} before qemu started`);
+    await giveBackVm(deps.store, deps.host, vm);
+    return 0;
+  }
   // exec.sh sets the umask and execs qemu once past its gate: the child's pid is qemu's, as under a unit.
   const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
     execa('/bin/sh', [vm.files.execScript, '--gate'], {
@@ -234,7 +249,6 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
       child.kill('SIGKILL');
     });
   };
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   try {
     try {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
-export const BIN = join(ROOT, 'dist/cli/main.js');
+export const BIN = join(ROOT, 'bin/uncloud-vm.cjs');
 export const FAKE_QEMU = join(ROOT, 'test/fixtures/fake-qemu');
 
 export interface CliResult {
