@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startEtcd } from './lib/etcd.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(ROOT, 'bin/uncloud-vm.cjs');
+import { BIN } from './lib/cluster.mjs';
 const FAKE_QEMU = join(ROOT, 'test/fixtures/fake-qemu');
 const QUICK = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');

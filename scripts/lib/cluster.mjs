@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { etcdHealthy, etcdMember } from './etcd.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = join(ROOT, 'dist/cli/main.js');
+/** The installed command: bin/uncloud-vm.cjs runs the one-file build with its code cache. */
+export const BIN = join(ROOT, 'bin/uncloud-vm.cjs');
 const CLIENT_PORT = 2379;
 const PEER_PORT = 2380;
 

@@ -1,12 +1,12 @@
 /** Spawn the built CLI the way a user runs it, in a temp state/run dir, optionally inside a network namespace. */
 import type { spawn } from 'node:child_process';
 import { runCli } from '../../scripts/lib/cluster.mjs';
+export { BIN } from '../../scripts/lib/cluster.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
-export const BIN = join(ROOT, 'bin/uncloud-vm.cjs');
 export const FAKE_QEMU = join(ROOT, 'test/fixtures/fake-qemu');
 
 export interface CliResult {
