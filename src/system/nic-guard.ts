@@ -6,7 +6,9 @@
  * Synchronous and quiet: it runs on exit paths and must not throw.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GUARD_IFACE_RE, GUARD_TABLE, guardedIfaces, removalJson } from '../core/nic-guard-rules.js';
 import { TAP_RE } from '../core/tap-name.js';
 
@@ -34,6 +36,24 @@ export function listGuardedTaps(): string[] {
   return json === null ? [] : guardedIfaces(json).filter((t) => TAP_RE.test(t));
 }
 
+/**
+ * Run an `nft -j` batch from a private temp file: nft reads `-f -` by opening /dev/stdin, which fails
+ * (ENXIO) when stdin is a socket, as node's pipes are.
+ */
+function runNftBatch(batch: string): boolean {
+  let dir: string | undefined;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'uncloud-vm-nft-'));
+    const file = join(dir, 'batch.json');
+    writeFileSync(file, batch, { mode: 0o600 });
+    return spawnSync('nft', ['-j', '-f', file], { stdio: 'ignore' }).status === 0;
+  } catch {
+    return false;
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Remove an interface's guard, all of it in one nft batch. Idempotent; never throws. */
 export function removeGuard(iface: string): void {
   if (!GUARD_IFACE_RE.test(iface)) return;
@@ -42,11 +62,7 @@ export function removeGuard(iface: string): void {
     const json = listGuardTable();
     const batch = json === null ? null : removalJson(json, iface);
     if (batch === null) return;
-    try {
-      if (spawnSync('nft', ['-j', '-f', '-'], { input: batch, stdio: ['pipe', 'ignore', 'ignore'] }).status === 0) return;
-    } catch {
-      return;
-    }
+    if (runNftBatch(batch)) return;
   }
 }
 
