@@ -24,6 +24,12 @@ describe('resolveSettings: defaults < config file < environment < flags', () => 
     ['config over defaults', {}, {}, { prefix: '42:11', bridge: 'brcfg', qemu: '/opt/qemu' }],
     ['environment over config', { UNCLOUD_VM_PREFIX: '42:22', UNCLOUD_VM_BRIDGE: 'brenv' }, {}, { prefix: '42:22', bridge: 'brenv', qemu: '/opt/qemu' }],
     ['flags over environment', { UNCLOUD_VM_PREFIX: '42:22' }, { prefix: '42:33' }, { prefix: '42:33', bridge: 'brcfg' }],
+    [
+      'VM network underlay from the environment',
+      { UNCLOUD_VM_VXLAN_DEV: 'eth1', UNCLOUD_VM_VXLAN_LOCAL: 'fd00::1', UNCLOUD_VM_VXLAN_PEERS: 'fd00::2,fd00::3', UNCLOUD_VM_VXLAN_MTU: '1400' },
+      {},
+      { vxlanDev: 'eth1', vxlanLocal: 'fd00::1', vxlanPeers: 'fd00::2,fd00::3', vxlanMtu: '1400' },
+    ],
   ])('%s', (_l, env, flags, want) => {
     expect(resolveSettings({ config, ...flags }, { HOME: dir, ...env })).toMatchObject(want);
   });
