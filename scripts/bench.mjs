@@ -416,52 +416,51 @@ exec /lib/systemd/systemd --user
 }
 
 // 6. The NIC guard: bringing a guarded NIC up (the rendered ifup script: MAC, nft batch, bridge port, up)
-// with no other guarded NIC and with 1,000 guarded dummy interfaces present in the shared table.
+// with no other guarded NIC, and with 1,000 guarded veth interfaces in the shared table; two namespaces,
+// samples interleaved so both see the same machine state.
 async function guard() {
   const { renderIfdown, renderIfup } = await import(join(ROOT, 'dist/system/nic-scripts.js'));
   const { guardBatch, nicAddresses } = await import(join(ROOT, 'dist/core/nic-guard-rules.js'));
   const { guardOptions, parseNic } = await import(join(ROOT, 'dist/core/vm-spec.js'));
-  const ns = `uncloud-vm-bench-guard-${process.pid}`;
+  const sizes = [0, 1000];
+  const nsOf = (present) => `uncloud-vm-bench-guard${present}-${process.pid}`;
   const dir = tmp('guard');
-  const inNs = (cmd, args, input) => {
-    const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { input, encoding: 'utf8' });
+  const inNs = (present, cmd, args, input) => {
+    const r = spawnSync('ip', ['netns', 'exec', nsOf(present), cmd, ...args], { input, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
   };
   const net = { prefixes: ['2001:db8:1::/64'], source: 'config', ipv6Only: false };
   const addressesOf = (mac, nic) => nicAddresses(mac, guardOptions(parseNic(nic, 0, 'br0')), net);
-  const mac = 0x420000ff0001;
-  const input = { vm: 'bench', index: 0, iface: 'benchnic', bridge: 'br0', mac: '42:00:00:ff:00:01', addresses: addressesOf(mac, 'br0,ip4=192.0.2.1') };
+  const input = { vm: 'bench', index: 0, iface: 'benchnic', bridge: 'br0', mac: '42:00:00:ff:00:01', addresses: addressesOf(0x420000ff0001, 'br0,ip4=192.0.2.1') };
   writeFileSync(join(dir, 'ifup.sh'), renderIfup(input), { mode: 0o700 });
   writeFileSync(join(dir, 'ifdown.sh'), renderIfdown(input), { mode: 0o700 });
-  const n = QUICK ? 10 : 30;
-  const results = {};
+  const samples = { 0: [], 1000: [] };
   try {
-    spawnSync('ip', ['netns', 'add', ns]);
-    inNs('ip', ['link', 'add', 'br0', 'type', 'bridge']);
-    inNs('ip', ['link', 'set', 'br0', 'up']);
-    for (const present of [0, 1000]) {
-      if (present > 0) {
-        inNs('ip', ['-batch', '-'], Array.from({ length: present }, (_, i) => `link add gd${i} type dummy\n`).join(''));
-        // One batch: the shared objects once, then every NIC's elements.
-        const batches = Array.from({ length: present }, (_, i) => guardBatch(`gd${i}`, 0x420000000000 + i, addressesOf(0x420000000000 + i, `br0,ip4=10.${i >> 8}.${i & 255}.1`).allowed));
-        const body = batches.map((b, i) => (i === 0 ? b : b.split('\n').filter((l) => l.startsWith('add element')).join('\n') + '\n')).join('');
-        inNs('nft', ['-f', '-'], body);
-      }
-      const samples = [];
-      for (let i = 0; i < n; i++) {
-        inNs('ip', ['link', 'add', 'benchnic', 'type', 'dummy']);
-        const t0 = process.hrtime.bigint();
-        inNs('sh', [join(dir, 'ifup.sh'), 'benchnic']);
-        samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        inNs('sh', [join(dir, 'ifdown.sh'), 'benchnic']);
-      }
-      results[present] = record('guard', `ifup of a guarded NIC, ${present} other guarded NICs`, 'ms', samples);
+    for (const present of sizes) {
+      spawnSync('ip', ['netns', 'add', nsOf(present)]);
+      inNs(present, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+      inNs(present, 'ip', ['link', 'set', 'br0', 'up']);
+      if (present === 0) continue;
+      inNs(present, 'ip', ['-batch', '-'], Array.from({ length: present }, (_, i) => `link add gd${i} type veth peer name gp${i}\n`).join(''));
+      // One batch: the shared objects once, then every NIC's elements.
+      const batches = Array.from({ length: present }, (_, i) => guardBatch(`gd${i}`, 0x420000000000 + i, addressesOf(0x420000000000 + i, `br0,ip4=10.${i >> 8}.${i & 255}.1`).allowed));
+      inNs(present, 'nft', ['-f', '-'], batches.map((b, i) => (i === 0 ? b : `${b.split('\n').filter((l) => l.startsWith('add element')).join('\n')}\n`)).join(''));
     }
-    const last = results[1000];
-    last.ratio = last.median / results[0].median;
-    console.log(`${''.padEnd(22)} ratio 1000 guarded / 0 guarded: ${last.ratio.toFixed(2)}x (target <= 2x)`);
+    for (let i = 0; i < (QUICK ? 10 : 30); i++) {
+      for (const present of sizes) {
+        inNs(present, 'ip', ['link', 'add', 'benchnic', 'type', 'veth', 'peer', 'name', 'benchpeer']);
+        const t0 = process.hrtime.bigint();
+        inNs(present, 'sh', [join(dir, 'ifup.sh'), 'benchnic']);
+        samples[present].push(Number(process.hrtime.bigint() - t0) / 1e6);
+        inNs(present, 'sh', [join(dir, 'ifdown.sh'), 'benchnic']);
+      }
+    }
+    const zero = record('guard', 'ifup of a guarded NIC, no other guarded NIC', 'ms', samples[0]);
+    const full = record('guard', 'ifup of a guarded NIC, 1000 other guarded NICs', 'ms', samples[1000]);
+    full.ratio = full.median / zero.median;
+    console.log(`${''.padEnd(22)} ratio 1000 guarded / 0 guarded: ${full.ratio.toFixed(2)}x (target <= 2x)`);
   } finally {
-    spawnSync('ip', ['netns', 'del', ns]);
+    for (const present of sizes) spawnSync('ip', ['netns', 'del', nsOf(present)]);
   }
 }
 

@@ -30,7 +30,7 @@ function addStartOptions(cmd: Command, withName = true): Command {
     .option('--kernel <file>', 'boot this Linux kernel directly')
     .option('--initrd <file>', 'initramfs for --kernel')
     .option('--append <cmdline>', 'kernel command line for --kernel')
-    .option('--nic <spec>', 'NIC: bridge=<br>|network=<id>[,mac=<mac>][,filter=on|off] (repeatable; default one NIC on the configured bridge, anti-spoofing filter on; network=<id> is the VXLAN network <id>, made on demand)', collect)
+    .option('--nic <spec>', 'NIC: bridge=<br>|network=<id>[,mac=<mac>][,filter=on|off][,ip4=<addr>[/len]][,ip6=<addr>[/len]][,ip6any=on] (repeatable; default one NIC on the configured bridge, network guard on: source MAC, no RA/DHCP server replies, IPv6 sources limited to link-local, EUI-64 and ip6=, IPv4 to ip4= when given; network=<id> is the VXLAN network <id>, made on demand)', collect)
     .option('--qemu <binary>', 'QEMU binary (default qemu-system-x86_64)')
     .option('--no-reboot', 'end the VM when the guest reboots')
     .option('--cpu <model>', 'QEMU CPU model, e.g. host (KVM only), max, Skylake-Client[,+feature|,-feature]')

@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { dirname } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import type { Pool } from '../core/mac.js';
-import type { BridgeFacts } from '../core/nic-guard-rules.js';
+import type { BridgeConfig } from '../core/nic-guard-rules.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
@@ -35,8 +35,8 @@ export interface LaunchDeps {
   /** Progress and notes for the user (stderr). */
   note: (msg: string) => void;
   stopTimeoutS?: number;
-  /** A bridge's network (IPv6 prefixes, IPv6-only) for the NIC guard; default: the bridge's own /64s. */
-  network?: (bridge: string) => BridgeFacts;
+  /** Per bridge: its network's IPv6 /64s and IPv6-only, for the NIC guard (config "bridges"). */
+  bridges?: Record<string, BridgeConfig>;
 }
 
 export interface PreparedVm {
@@ -125,7 +125,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       });
     }
     const argv = buildQemuArgv(spec);
-    const addresses = nicAddressesOf(plan, spec, deps.network);
+    const addresses = nicAddressesOf(plan, spec, deps.bridges);
     for (const nic of spec.nics) {
       const input = { vm: spec.name, index: nic.index, iface: nic.tap, bridge: nic.bridge, mac: nic.mac, addresses: addresses[nic.index]! };
       const afterDown = opts.releaseOnDown ? `${[...opts.releaseOnDown, nic.mac].map(shellQuote).join(' ')} >/dev/null 2>&1 || true` : ':';

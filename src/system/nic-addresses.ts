@@ -33,7 +33,7 @@ export function bridgeFacts(bridge: string, bridges: Record<string, BridgeConfig
   return { prefixes: own, source: own.length > 0 ? 'bridge' : 'none', ipv6Only: conf?.ipv6Only ?? false };
 }
 
-/** Each NIC's IPv6 addresses and guard, from its MAC and its bridge's network (default: the bridge's own /64s). */
-export function nicAddressesOf(plan: VmPlan, spec: VmSpec, network = (bridge: string) => bridgeFacts(bridge, {})): NicAddresses[] {
-  return spec.nics.map((nic, i) => nicAddresses(parseMac(nic.mac), guardOptions(plan.nics[i]!), network(nic.bridge)));
+/** Each NIC's IPv6 addresses and guard, from its MAC and its bridge's network (config "bridges", else the bridge's own /64s). */
+export function nicAddressesOf(plan: VmPlan, spec: VmSpec, bridges: Record<string, BridgeConfig> = {}): NicAddresses[] {
+  return spec.nics.map((nic, i) => nicAddresses(parseMac(nic.mac), guardOptions(plan.nics[i]!), bridgeFacts(nic.bridge, bridges)));
 }

@@ -13,7 +13,7 @@ import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../qemu/launcher
 import { absoluteDisk, prepareDisks, removeDisks } from '../../system/disk-image.js';
 import { bridgeExists, hostFacts } from '../../system/host.js';
 import { prepareNetworks } from '../../system/network.js';
-import { bridgeFacts, nicAddressesOf } from '../../system/nic-addresses.js';
+import { nicAddressesOf } from '../../system/nic-addresses.js';
 import { addressLines } from '../addresses.js';
 import { absoluteCloudInit, readCloudInit, type SeedContent, seedToolMissing, writeSeed } from '../../system/nocloud-seed.js';
 import type { Context } from '../context.js';
@@ -140,8 +140,7 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
-  const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
-  const deps = { store, pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, network };
+  const deps = { store, pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, bridges: settings.bridges };
   sayWarnings(plan, ctx);
   const { vm, created } = await prepareWithMedia(plan, seed, deps, {
     launcher: await self(),
@@ -173,7 +172,7 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
   plan.disks = prepareDisks(plan.disks, { create: false }).disks;
   const spec = specFor(plan, macs, vmRunFiles(ctx.settings.runDir, plan.name));
   const argv = buildQemuArgv(spec);
-  const addresses = nicAddressesOf(plan, spec, (bridge) => bridgeFacts(bridge, ctx.settings.bridges));
+  const addresses = nicAddressesOf(plan, spec, ctx.settings.bridges);
   if (flags.json) {
     const nics = spec.nics.map((n, i) => ({
       mac: n.mac,
@@ -209,8 +208,7 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   checkNicMacs(plan, ctx.pool);
   prepareNetworks(plan, settings, ctx.err);
   sayWarnings(plan, ctx);
-  const network = (bridge: string) => bridgeFacts(bridge, settings.bridges);
-  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, network };
+  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, bridges: settings.bridges };
   const { vm } = await prepareWithMedia(plan, seed, deps, { launcher: await self(), managedBy: 'unit' });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;
