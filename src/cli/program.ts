@@ -16,7 +16,7 @@ type Handler = (args: string[], opts: Record<string, unknown>, ctx: Context) => 
 const examples = (...lines: string[]): string => `\nExamples:\n${lines.map((l) => `  ${l}`).join('\n')}`;
 
 /** The start options, shared by `start`, `unit` and the unit's `hook prepare`. */
-function addStartOptions(cmd: Command, withName = true): Command {
+export function addStartOptions(cmd: Command, withName = true): Command {
   cmd
     .option('--memory <size>', 'guest memory: MiB (1024) or with a unit (2048M, 1G)', '1024')
     .option('--cores <n>', 'virtual CPUs (more than the host has: allowed, with a warning)', '1');
@@ -41,7 +41,7 @@ function addStartOptions(cmd: Command, withName = true): Command {
 }
 
 /** commander turns --no-reboot into reboot=false. */
-function startFlags(o: Record<string, unknown>) {
+export function startFlags(o: Record<string, unknown>) {
   const { reboot, ...rest } = o;
   return { ...rest, noReboot: reboot === false } as import('./commands/start.js').StartFlags;
 }
