@@ -196,6 +196,7 @@ Examples:
     .option('--user', "a user unit (the user's unit dir, systemctl --user)")
     .option('--install', 'write the unit file and reload systemd')
     .option('--enable', 'with --install: enable the unit')
+    .addOption(new Option('--restart <policy>', 'restart the VM when qemu fails (on-failure) or whenever it ends (always)').choices(['no', 'on-failure', 'always']).default('no'))
     .addHelpText(
       'after',
       `

@@ -38,6 +38,11 @@ export function inspectImage(path: string): ImageInfo {
   return info;
 }
 
+/** The format of an existing image, if it is one uncloud-vm runs. */
+export function detectFormat(path: string): DiskFormat {
+  return runnableFormat(inspectImage(path), path, '--disk');
+}
+
 function runnableFormat(info: ImageInfo, path: string, flag: string): DiskFormat {
   if ((DISK_FORMATS as readonly string[]).includes(info.format)) return info.format as DiskFormat;
   throw new UncloudError(
@@ -85,7 +90,7 @@ export function prepareDisks(disks: DiskRequest[], opts: { create: boolean }): {
         return disk;
       }
       if (!existsSync(disk.path)) throw new UncloudError('NO_FILE', `--disk ${d.path}: no such file (to create one: --disk new=${d.path},size=<n>G)`, 2);
-      if (disk.format === undefined) disk.format = runnableFormat(inspectImage(disk.path), disk.path, '--disk');
+      if (disk.format === undefined) disk.format = detectFormat(disk.path);
       return disk;
     });
     return { disks: ready, created };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v5 } from 'uuid';
-import { NAME_NAMESPACE, nicText, parseNic, planVm, specFor, validateName, validateUuid, vmRunFiles, type HostFacts } from '../../src/core/vm-spec.js';
+import { NAME_NAMESPACE, nicText, parseNic, planToStartOptions, planVm, specFor, startOptionsToArgs, validateName, validateUuid, vmRunFiles, type HostFacts } from '../../src/core/vm-spec.js';
 
 const host: HostFacts = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
 const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
@@ -120,6 +120,27 @@ describe('sizes and counts', () => {
   it('a disk whose format is not resolved never reaches a spec', () => {
     const plan = planVm({ disk: ['/d/a.img'] }, host, defaults, fixedUuid);
     expect(() => specFor(plan, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'x'))).toThrow(/format of disk \/d\/a\.img was not resolved/);
+  });
+});
+
+describe('planToStartOptions', () => {
+  it('carries disks, --cpu, --vnc and --cloud-init so that planVm rebuilds the same plan', () => {
+    const opts = {
+      name: 'web1',
+      disk: ['/d/a,,b.img,format=raw,readonly=on,cache=none', 'new=/d/o.qcow2,size=20G,backing=/d/base.qcow2'],
+      cpu: 'max,-hle',
+      vnc: true,
+      cloudInit: 'ssh-keys=/k/id.pub,user-data=/k/ud,,x.yaml,network=none',
+    };
+    const plan = planVm(opts, host, defaults, fixedUuid);
+    const again = planVm(planToStartOptions(plan), host, defaults, fixedUuid);
+    expect(again).toEqual({ ...plan, named: true, accelNote: undefined });
+    expect(again.disks).toEqual([
+      { path: '/d/a,b.img', format: 'raw', readonly: true, cache: 'none' },
+      { path: '/d/o.qcow2', format: 'qcow2', readonly: false, create: { sizeBytes: 20 * 2 ** 30, backing: '/d/base.qcow2' } },
+    ]);
+    const args = startOptionsToArgs(planToStartOptions(plan));
+    expect(args).toEqual(expect.arrayContaining(['--cpu', 'max,-hle', '--vnc', '--cloud-init', 'ssh-keys=/k/id.pub,user-data=/k/ud,,x.yaml,network=none']));
   });
 });
 

@@ -9,16 +9,12 @@ import { parseStore } from '../../core/store-url.js';
 import type { Lease as EtcdLease } from 'etcd3';
 import type { HostAgent } from '../../store/etcd-host-lease.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
-import { writeFileAtomic } from '../../system/atomic-file.js';
-import { systemctl, unitDir } from '../../system/systemd.js';
+import { AGENT_UNIT, installUnit } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
-import { selfCommand } from '../self.js';
+import { selfCommand, selfNote } from '../self.js';
 import { unitEnvironment, warnCredentials } from './unit.js';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 
-export const AGENT_UNIT = 'uncloud-vm-agent.service';
 
 export interface AgentFlags {
   unit?: boolean;
@@ -118,16 +114,14 @@ function agentUnit(flags: AgentFlags, ctx: Context): number {
     agent: [...selfCommand(ctx.settings), 'agent'].map(systemdExecWord).join(' '),
     environment: unitEnvironment(ctx.settings.host),
   });
+  const note = selfNote();
+  if (note) ctx.err(note);
   warnCredentials(ctx);
   if (!flags.install) {
     ctx.out(text.trimEnd());
     return 0;
   }
-  const dir = unitDir(flags.user ?? false);
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  writeFileAtomic(join(dir, AGENT_UNIT), text, 0o644);
-  systemctl(flags.user ?? false, 'daemon-reload');
-  if (flags.enable) systemctl(flags.user ?? false, 'enable', '--now', AGENT_UNIT);
-  ctx.err(`installed ${join(dir, AGENT_UNIT)}${flags.enable ? ' (enabled and started)' : ''}`);
+  const path = installUnit(flags.user ?? false, AGENT_UNIT, text, flags.enable ? [['enable', '--now', AGENT_UNIT]] : []);
+  ctx.err(`installed ${path}${flags.enable ? ' (enabled and started)' : ''}`);
   return 0;
 }

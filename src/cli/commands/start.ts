@@ -76,8 +76,17 @@ export function resolveMedia(plan: VmPlan, mustExist = true): string[] {
   if (plan.kernel !== undefined) plan.kernel = check('--kernel', plan.kernel);
   if (plan.initrd !== undefined) plan.initrd = check('--initrd', plan.initrd);
   plan.disks = plan.disks.map(absoluteDisk);
-  if (!mustExist) for (const d of plan.disks) if (!d.create && !existsSync(d.path)) missing.push(`--disk ${d.path}`);
-  if (plan.cloudInit !== undefined) plan.cloudInit = absoluteCloudInit(plan.cloudInit);
+  if (!mustExist) {
+    for (const d of plan.disks) {
+      if (!d.create && !existsSync(d.path)) missing.push(`--disk ${d.path}`);
+      if (d.create?.backing !== undefined && !existsSync(d.create.backing)) missing.push(`--disk backing=${d.create.backing}`);
+    }
+  }
+  if (plan.cloudInit !== undefined) {
+    const ci = (plan.cloudInit = absoluteCloudInit(plan.cloudInit));
+    const files = [ci.sshKeys && `ssh-keys=${ci.sshKeys}`, ci.userData && `user-data=${ci.userData}`, typeof ci.network === 'object' && `network=${ci.network.file}`];
+    if (!mustExist) for (const f of files) if (f && !existsSync(f.slice(f.indexOf('=') + 1))) missing.push(`--cloud-init ${f}`);
+  }
   return missing;
 }
 

@@ -1,24 +1,45 @@
 /** `uncloud-vm unit <name>`: a systemd unit per VM, printed or installed. */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { UncloudError } from '../../core/errors.js';
-import { formatCloudInit } from '../../core/nocloud.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
+import { parseStore } from '../../core/store-url.js';
 import { planToStartOptions, planVm, startOptionsToArgs, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import { UNIT_START_GRACE_S } from '../../system/vm-state.js';
-import { writeFileAtomic } from '../../system/atomic-file.js';
+import { detectFormat } from '../../system/disk-image.js';
 import { hostFacts } from '../../system/host.js';
-import { systemctl, unitDir, unitName } from '../../system/systemd.js';
+import { AGENT_UNIT, installUnit, unitName } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
-import { selfCommand } from '../self.js';
+import { selfCommand, selfNote } from '../self.js';
 import { checkNicMacs, parseTimeout, resolveMedia, type StartFlags, uuidSource } from './start.js';
 
 export interface UnitFlags extends StartFlags {
   user?: boolean;
   install?: boolean;
   enable?: boolean;
+  /** systemd's Restart=: no (the default), on-failure, always. */
+  restart?: string;
+}
+
+export const RESTART_POLICIES = ['no', 'on-failure', 'always'] as const;
+
+/**
+ * What the VM's unit is ordered after. On the etcd store the VM's addresses hang on the host agent's lease,
+ * so the VM requires the agent: stopping (or restarting) the agent stops (or restarts) its VMs too.
+ */
+export function unitDependencies(user: boolean, store: string): string {
+  const deps = user ? [] : ['After=network-online.target', 'Wants=network-online.target'];
+  if (parseStore(store).kind === 'etcd') deps.push(`After=${AGENT_UNIT}`, `Requires=${AGENT_UNIT}`);
+  return deps.join('\n');
+}
+
+function restartLines(policy: string | undefined): string {
+  if (policy === undefined || policy === 'no') return '';
+  if (!(RESTART_POLICIES as readonly string[]).includes(policy)) {
+    throw new UncloudError('USAGE', `invalid --restart '${policy}': expected no, on-failure or always`, 2);
+  }
+  return `Restart=${policy}\nRestartSec=5`;
 }
 
 export function renderUnit(plan: VmPlan, flags: UnitFlags, ctx: Context): string {
@@ -36,8 +57,9 @@ export function renderUnit(plan: VmPlan, flags: UnitFlags, ctx: Context): string
     },
     systemdValue,
     {
-      unitDeps: flags.user ? '' : 'After=network-online.target\nWants=network-online.target',
+      unitDeps: unitDependencies(flags.user ?? false, ctx.settings.store),
       environment: unitEnvironment(ctx.settings.host),
+      restart: restartLines(flags.restart),
       prepare: cmd('hook', 'prepare', ...startOptionsToArgs(planToStartOptions(plan))),
       execScript: systemdExecWord(files.execScript),
       adopt: cmd('hook', 'adopt', plan.name),
@@ -54,20 +76,22 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
   }
   const opts = { ...flags, name };
   const plan = planVm(opts, hostFacts(), { bridge: ctx.settings.bridge, qemu: ctx.settings.qemu }, await uuidSource(opts));
-  resolveMedia(plan);
+  // The unit may be for later or for another host: what is missing here is said, and checked at each start.
+  const missing = resolveMedia(plan, false);
+  // A disk that exists gets its format pinned now, so no start has to guess it from the disk's content.
+  plan.disks = plan.disks.map((d) => (d.format === undefined && existsSync(d.path) ? { ...d, format: detectFormat(d.path) } : d));
   checkNicMacs(plan, ctx.pool);
   const text = renderUnit(plan, flags, ctx);
+  for (const m of missing) ctx.err(`note: ${m} does not exist on this host (yet); the unit checks it each time it starts`);
+  for (const w of plan.warnings) ctx.err(w);
+  const note = selfNote();
+  if (note) ctx.err(note);
   warnCredentials(ctx);
   if (!flags.install) {
     ctx.out(text.trimEnd());
     return 0;
   }
-  const dir = unitDir(flags.user ?? false);
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const path = join(dir, unitName(plan.name));
-  writeFileAtomic(path, text, 0o644);
-  systemctl(flags.user ?? false, 'daemon-reload');
-  if (flags.enable) systemctl(flags.user ?? false, 'enable', unitName(plan.name));
+  const path = installUnit(flags.user ?? false, unitName(plan.name), text, flags.enable ? [['enable', unitName(plan.name)]] : []);
   ctx.err(`installed ${path}${flags.enable ? ' (enabled)' : ''}; start it with 'systemctl${flags.user ? ' --user' : ''} start ${unitName(plan.name)}'`);
   return 0;
 }
