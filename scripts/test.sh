@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Tests are code too: type-checked with the sources, and linted.
+npm run lint --silent
 mkdir -p .cache
 set +e
 npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest.json "$@"

@@ -158,7 +158,7 @@ export async function startCluster({ tag, hypervisors = 2, ttlS = 30, keyPrefix 
         agent: null,
         agentLog: '',
         /** The CLI on this host. */
-        cli: (args, opts = {}) => runCli(args, { ...opts, env: { ...hostEnv, ...(opts.env ?? {}) }, netns: ns }),
+        cli: (args, opts = {}) => runCli(args, { ...opts, env: { ...hostEnv, ...opts.env }, netns: ns }),
         /** Start this host's agent; resolves once it holds its etcd lease. */
         startAgent: async () => {
           const child = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'agent'], { env: hostEnv, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -1,5 +1,4 @@
 /** How commands show a NIC's IPv6 addresses and guard (dry run, status, list, mac list). */
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { linkLocalAddress } from '../core/eui64.js';
 import { formatIpv6 } from '../core/ip.js';

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFile
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import type { RunOptions } from '../helpers/cli.js';
 import { checkInvariants, liveQemus } from '../helpers/invariants.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 
@@ -25,10 +26,10 @@ afterEach(() => {
 });
 
 type Row = { mac: string; state: string; vm: { uuid?: string; name: string } | null; owners: { pid: number }[] };
-const run = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+const run = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
   cli(args, { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
 const leases = async () => JSON.parse((await run(['mac', 'list', '--json'])).stdout) as Row[];
-const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
   run(['start', '--accel', 'tcg', '--memory', '64', ...args], env, onSpawn);
 /** SIGKILL a process and wait until it is gone (its qemu may keep its stdout open: no waiting on pipes). */
 async function killAndWait(pid: number): Promise<void> {

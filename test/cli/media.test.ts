@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import type { RunOptions } from '../helpers/cli.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 
 let ns: Netns;
@@ -24,7 +25,7 @@ beforeEach(() => {
 });
 afterEach(() => sb.cleanup());
 
-const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
   cli(['start', '--accel', 'tcg', '--memory', '64', ...args], { env: { ...sb.env, FAKE_QEMU_LOG: log, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
 const argv = () => readFileSync(log, 'utf8').trim().split('\n');
 const drives = () => argv().flatMap((a, i, all) => (all[i - 1] === '-drive' ? [a] : []));

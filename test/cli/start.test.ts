@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import type { RunOptions } from '../helpers/cli.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { snapshot } from '../helpers/state.js';
 
@@ -18,7 +19,7 @@ beforeEach(() => {
 afterEach(() => sb.cleanup());
 
 const leases = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string; vm: { name: string } }[];
-const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: Parameters<typeof cli>[1]['onSpawn']) =>
+const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
   cli(['start', '--accel', 'tcg', '--memory', '64', ...args], { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
 
 describe('start with a fake qemu', () => {

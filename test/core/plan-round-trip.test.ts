@@ -20,7 +20,7 @@ function parseArgs(args: string[]): StartOptions {
 }
 
 const word = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,20}$/);
-const path = fc.stringMatching(/^\/[A-Za-z0-9_.\/ -]{1,30}$/);
+const path = fc.stringMatching(/^\/[A-Za-z0-9_./ -]{1,30}$/);
 const nic = fc.record({
   where: fc.oneof(word.map((b) => `bridge=${b.slice(0, 15)}`), fc.integer({ min: 1, max: 16_777_215 }).map((n) => `network=${n}`)),
   mac: fc.option(fc.integer({ min: 1, max: 0xffffff }).map((n) => `mac=42:00:00:${n.toString(16).padStart(6, '0').match(/../g)!.join(':')}`), { nil: undefined }),

@@ -45,7 +45,7 @@ const etcdctl = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns.n
 
 function startAgent(): Promise<void> {
   let err = '';
-  return new Promise((resolve) => {
+  return new Promise<void>((resolve) => {
     void cli(['agent'], {
       env: sb.env,
       netns: ns.name,

@@ -46,7 +46,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function torture(where: string, store: () => Store, opts: { workers: number; kills: number; maxMs: number }) {
   const pool = parsePool('42:00:00:00');
   const all: Worker[] = [];
-  let live: Worker[] = [];
+  const live: Worker[] = [];
   for (let i = 0; i < opts.workers; i++) live.push(spawnWorker(where));
   all.push(...live);
   let kills = 0;
