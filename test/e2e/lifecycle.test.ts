@@ -104,7 +104,7 @@ describe('detached VMs', () => {
     await waitFor('stale', async () => (await leases())[0]?.state === 'stale', 10_000);
     const gc = await run(['gc']);
     expect(gc.stdout).toMatch(/freed 42:00:00:[0-9a-f:]+ \(VM bg2 nic0\)/);
-    expect(gc.stdout).toMatch(/removed run dir of VM bg2/);
+    expect(gc.stdout).toMatch(/removed run dir bg2/);
     expect(await leases()).toEqual([]);
   });
 });
@@ -133,7 +133,7 @@ describe('sticky identity', () => {
     expect(held.stderr).toMatch(new RegExp(`MAC ${a.nics[0].mac} is already held by VM thief`));
     const third = await run(['start', '--name', 'sticky', '--detach', ...guestArgs()]);
     expect(third.code, third.stderr).toBe(0);
-    expect(third.stderr).toMatch(new RegExp(`nic0's previous MAC ${a.nics[0].mac} is held by another VM; using 42:`));
+    expect(third.stderr).toMatch(new RegExp(`nic0's previous MAC ${a.nics[0].mac} is held by VM thief; using 42:`));
     await run(['stop', 'sticky', '--force']);
     await run(['stop', 'thief', '--force']);
     expect(await leases()).toEqual([]);
