@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils iproute2 kmod busybox-static cpio linux-image-cloud-amd64 etcd-server etcd-client nftables systemd iputils-ping python3)
+packages=(qemu-system-x86 qemu-utils iproute2 kmod busybox-static cpio linux-image-cloud-amd64 etcd-server etcd-client nftables systemd iputils-ping python3 genisoimage)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
