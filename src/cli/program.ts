@@ -181,7 +181,7 @@ Examples:
     .addHelpText('after', examples('uncloud-vm gc', 'uncloud-vm --store etcd://10.0.0.1:2379 gc'))
     .action(
       action(async () => {
-        const { gc } = await import('./commands/list.js');
+        const { gc } = await import('./commands/gc.js');
         return (_a, _o, ctx) => gc({}, ctx);
       }),
     );

@@ -1,4 +1,4 @@
-/** `uncloud-vm list` and `uncloud-vm gc`: the VMs the pool knows of, and reclaiming what dead ones held. */
+/** `uncloud-vm list`: the VMs the pool knows of. */
 import type { Lease, VmIdentity } from '../../store/store.js';
 import type { NicAddresses } from '../../core/nic-guard-rules.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
@@ -60,31 +60,4 @@ export async function list(flags: { json?: boolean }, ctx: Context): Promise<num
   }
   ctx.out(table(rows));
   return 0;
-}
-
-/** Reconcile records with what runs (qemu/reconcile.ts) and say what changed. */
-export async function gc(_flags: object, ctx: Context): Promise<number> {
-  const { reconcile, conflictMessage } = await import('../../qemu/reconcile.js');
-  const { parseStore } = await import('../../core/store-url.js');
-  const store = await ctx.store();
-  const r = await reconcile({
-    store,
-    pool: ctx.pool,
-    runDir: ctx.settings.runDir,
-    host: ctx.settings.host,
-    // On etcd, keys hang on the host agent's lease: the agent re-creates what vanished.
-    recreate: parseStore(ctx.settings.store).kind === 'file',
-  });
-  const vmOf = (l: Lease) => (l.vm ? ` (VM ${l.vm.name}${l.nic !== null ? ` nic${l.nic}` : ''})` : '');
-  for (const l of r.freed) ctx.out(`freed ${l.mac}${vmOf(l)}`);
-  for (const l of r.adopted) ctx.out(`adopted ${l.mac}${vmOf(l)}: owned by its running qemu now`);
-  for (const l of r.recreated) ctx.out(`restored ${l.mac}${vmOf(l)}: its running qemu uses it`);
-  for (const d of r.removedDirs) ctx.out(`removed run dir ${d}`);
-  for (const t of r.removedTaps) ctx.out(`removed leftover tap ${t}`);
-  for (const t of r.removedGuards) ctx.out(`removed leftover guard rules of tap ${t}`);
-  for (const d of r.damaged) ctx.err(`damaged record left untouched: ${d.why}`);
-  for (const c of r.conflicts) ctx.err(conflictMessage(c));
-  const changed = r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
-  if (changed === 0) ctx.err('gc: nothing to reclaim');
-  return r.conflicts.length > 0 || r.damaged.length > 0 ? 1 : 0;
 }
