@@ -77,6 +77,10 @@ const cases: [string, string[], RegExp, number?][] = [
   ['bridge name with ;', [...S, '--nic', 'bridge=br0;reboot'], /invalid bridge name 'br0;reboot'/],
   ['missing bridge', [...S, '--nic', 'bridge=nobr0'], /bridge nobr0 does not exist/, 1],
   ['unknown NIC key', [...S, '--nic', 'bridge=br0,model=e1000'], /unknown key 'model'; allowed: bridge, network, mac, filter/],
+  ['ip4 with host bits', [...S, '--nic', 'br0,ip4=10.0.0.5/24'], /invalid --nic ip4 '10\.0\.0\.5\/24': host bits are set; give the network 10\.0\.0\.0\/24 or the address 10\.0\.0\.5/],
+  ['ip6 not an address', [...S, '--nic', 'br0,ip6=2001:db8::/64;nft'], /invalid --nic ip6 '2001:db8::\/64;nft': the prefix length must be 0 to 128/],
+  ['ip4 given an IPv6 address', [...S, '--nic', 'br0,ip4=2001:db8::1'], /invalid --nic ip4 '2001:db8::1': expected an IPv4 address or prefix/],
+  ['guard keys with the guard off', [...S, '--nic', 'br0,filter=off,ip6any=on'], /ip4, ip6 and ip6any configure the guard, which filter=off turns off/],
   // paths
   ['missing cdrom', [...S, '--cdrom', '/nonexistent/alpine.iso'], /--cdrom \/nonexistent\/alpine\.iso: no such file/],
   ['missing disk', [...S, '--disk', '/nonexistent/d.qcow2'], /--disk \/nonexistent\/d\.qcow2: no such file/],

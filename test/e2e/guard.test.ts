@@ -110,4 +110,25 @@ describe('the NIC guard with real guests', () => {
     ]);
     await stopAll([one, two]);
   });
+
+  it('killed with -9 (qemu, or qemu and its launcher): the launcher, or else gc, removes the guard by tap name', async () => {
+    const one = bootGuest(e.guest, e.sb, e.ns.name, 'kill-qemu');
+    const two = bootGuest(e.guest, e.sb, e.ns.name, 'kill-both');
+    await Promise.all([one.waitSerial(/^UNCLOUD-READY/m, 180_000), two.waitSerial(/^UNCLOUD-READY/m, 180_000)]);
+    const rec = async (name: string) => JSON.parse((await cli(['status', name, '--json'], { env: e.sb.env, netns: e.ns.name })).stdout);
+    const [r1, r2] = [await rec('kill-qemu'), await rec('kill-both')];
+    const [tap1, tap2] = [r1.nics[0].tap, r2.nics[0].tap];
+    expect(guarded().sort()).toEqual([tap1, tap2].sort());
+    // No ifdown runs after a SIGKILL.
+    process.kill(r1.pid, 'SIGKILL');
+    expect((await one.done).code).toBe(137);
+    expect(guarded()).toEqual([tap2]);
+    process.kill(r2.launcherPid, 'SIGKILL');
+    process.kill(r2.pid, 'SIGKILL');
+    await two.done;
+    expect(guarded()).toEqual([tap2]);
+    const gc = await cli(['gc'], { env: e.sb.env, netns: e.ns.name });
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(guarded()).toEqual([]);
+  });
 });
