@@ -55,6 +55,14 @@ export async function announce(a: EtcdAccess): Promise<{ id: string; lease: Etcd
  */
 export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Promise<ReassertResult> {
   const out: ReassertResult = { kept: 0, recreated: [], conflicts: [] };
+  // Conflicts are rare: one read of their range tells which MACs have one to clear.
+  const standing = new Set(
+    (await a.call('re-assert', () => a.client.getAll().prefix(a.conflictKey('')).keys())).map((k) => k.slice(k.lastIndexOf('/') + 1)),
+  );
+  const clearConflict = async (mac: string): Promise<void> => {
+    if (standing.has(mac.replaceAll(':', ''))) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(mac)).exec());
+  };
+  const sameOwners = (x: Lease, y: Lease) => JSON.stringify(x.owners) === JSON.stringify(y.owners);
   for (const want of expected) {
     const key = a.macKey(want.mac);
     const res = await a.call('re-assert', () => a.client.get(key).exec());
@@ -68,11 +76,14 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Pr
       }
     }
     if (kv && holder && holder.host === a.host && holder.vm?.uuid === want.vm?.uuid) {
-      const next = { ...holder, owners: want.owners };
-      await a.call('re-assert', () =>
-        a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id)).commit(),
-      );
-      await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
+      // Already on this lease with these owners (the periodic pass, mostly): nothing to write.
+      if (String(kv.lease) !== id || !sameOwners(holder, want)) {
+        const next = { ...holder, owners: want.owners };
+        await a.call('re-assert', () =>
+          a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id)).commit(),
+        );
+      }
+      await clearConflict(want.mac);
       out.kept += 1;
       continue;
     }
@@ -81,7 +92,7 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Pr
         a.client.if(key, 'Create', '==', 0).then(a.client.put(key).value(serializeLease(want)).lease(id)).commit(),
       );
       if (r.succeeded) {
-        await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
+        await clearConflict(want.mac);
         out.kept += 1;
         out.recreated.push(want);
         continue;
