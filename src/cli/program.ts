@@ -123,6 +123,7 @@ Examples:
   uncloud-vm start --dry-run --memory 1024 --cores 2
   uncloud-vm start --dry-run --json --nic bridge=br0 --nic bridge=br1
   uncloud-vm start --name web1 --cdrom alpine.iso --nic bridge=br0,mac=42:00:00:00:00:10
+  uncloud-vm start --name web1 --disk web1.qcow2 --nic bridge=br0,ip4=192.0.2.10,ip6=2001:db8:100::/64   # guard: these sources too
   uncloud-vm start --name web1 --disk web1.qcow2 --detach
   uncloud-vm start --name web1 --memory 2G --disk new=/var/lib/vms/web1.qcow2,backing=/var/lib/vms/debian-12.qcow2 \\
       --cloud-init ssh-keys=$HOME/.ssh/id_ed25519.pub --detach
