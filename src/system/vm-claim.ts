@@ -3,6 +3,7 @@
  * has, clear a dead VM's leftovers, pick tap names no live VM uses, and create the run dir with its record.
  * Two launchers of one VM: exactly one wins; the other is told the VM is already starting or running.
  */
+import { existsSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../core/owner.js';
 import { freeTapNames } from '../core/tap-name.js';
@@ -32,7 +33,7 @@ function busy(vm: ObservedVm, what: string): UncloudError {
 export async function claimVm(runDir: string, req: ClaimRequest): Promise<{ record: VmRecord; dead: ObservedVm | null }> {
   return withRunDirLock(runDir, () => {
     const mine = observeVm(runDir, req.name);
-    const exists = mine.record !== null || mine.damaged !== null || mine.phase !== 'dead';
+    const exists = existsSync(mine.files.dir);
     if (exists && mine.phase !== 'dead') throw busy(mine, `VM ${req.name}`);
     const others = observeAll(runDir).filter((v) => v.name !== req.name && v.phase !== 'dead');
     const sameUuid = others.find((v) => v.record?.uuid === req.uuid);

@@ -177,6 +177,16 @@ describe('crash paths converge', () => {
     expect(readdirSync(sb.runDir).filter((e) => e !== '.claim.lock' && e !== '.logs')).toEqual([]);
   });
 
+  it('#10 a start over a record-less run dir of the same name takes it over', async () => {
+    mkdirSync(join(sb.runDir, 'over'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(sb.runDir, 'over', 'junk'), 'x');
+    const old = new Date(Date.now() - 3600_000);
+    utimesSync(join(sb.runDir, 'over'), old, old);
+    const r = await start(['--name', 'over', '--detach']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(join(sb.runDir, 'over', 'junk'))).toBe(false);
+  });
+
   it('#1 a VM whose own stale lease holds its remembered MAC gets that MAC back, and no one is blamed', async () => {
     let launcher = 0;
     void start(['--name', 'same'], {}, (c) => (launcher = c.pid!));
