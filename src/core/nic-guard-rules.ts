@@ -1,8 +1,10 @@
 /**
  * The NIC guard: which addresses a NIC may send from (its allowed set), and the nftables batch that
- * enforces it. One table for every guarded NIC on a host: two base chains look the ingress interface up in
- * a verdict map and jump to that NIC's own chain, so a packet meets one map lookup plus its own NIC's rules,
- * however many NICs are guarded. A NIC's chain and map element are added, and removed, in one nft batch.
+ * enforces it. One table for every guarded NIC on a host: two base chains send frames from a guarded
+ * interface (one set lookup) to one chain whose rules look the interface up in sets keyed by it (its MAC,
+ * its allowed addresses), so a packet costs the same however many NICs are guarded, and the ruleset does not
+ * grow with them. A NIC is its elements in those sets: added, and removed, in one nft batch.
+ * (Incus lays one base chain per device; each packet would then walk every device's chain.)
  *
  * Pure. Every value in the batch is re-printed from a parsed number (MACs, addresses) or checked against
  * GUARD_IFACE_RE (interface names), so nothing a user typed is ever parsed by nft as syntax.
@@ -13,7 +15,7 @@ import { BITS, type Cidr, formatCidr, minimalCover, parseCidr } from './ip.js';
 import { formatMac } from './mac.js';
 
 export const GUARD_TABLE = 'uncloud_vm';
-/** Interface names the guard accepts: they become part of a chain name. */
+/** Interface names the guard accepts: they are written into the batch as quoted set keys. */
 export const GUARD_IFACE_RE = /^[A-Za-z0-9_]{1,15}$/;
 
 /** What the operator declared for a bridge's network (config "bridges"). */
