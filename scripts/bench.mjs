@@ -362,7 +362,7 @@ exec /lib/systemd/systemd --user
       '--initrd', join(guestDir, 'initramfs.gz'), '--no-reboot', '--append', 'console=ttyS0 panic=-1 quiet', '--stop-timeout', '20');
     if (inst.status !== 0) throw new Error(`unit install: ${inst.stderr}`);
     const unit = 'uncloud-vm-benchvm.service';
-    const serial = join(dir, 'run', '.logs', 'benchvm.serial.log');
+    const serial = join(dir, 'state', 'logs', 'benchvm', 'serial.log');
     const extra = [];
     const extraProcs = [];
     const qemuRss = [];

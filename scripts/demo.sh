@@ -30,7 +30,7 @@ echo
 echo "== booting the demo guest (namespace $ns, bridge br0)"
 "${uvm[@]}" "${args[@]}" &   # ip netns exec execs node: $! is the launcher
 launcher=$!
-serial="$tmp/run/.logs/demo.serial.log"
+serial="$tmp/state/logs/demo/serial.log"   # kept after the VM ends: uncloud-vm logs demo
 for _ in $(seq 1 300); do
   grep -q '^UNCLOUD-READY' "$serial" 2>/dev/null && break
   kill -0 "$launcher" 2>/dev/null || { echo "demo: the VM ended early" >&2; exit 1; }

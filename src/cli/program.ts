@@ -102,10 +102,10 @@ Examples:
       .command('start')
       .description('start a VM: lease its MACs, run qemu, give everything back when it ends'),
   )
-    .option('--console', 'serial console on this terminal (default: to a log file in the run dir)')
-    .option('--detach', 'run the VM in the background; return once qemu answers on QMP')
+    .option('--console', "serial console on this terminal (default: on a socket for 'uncloud-vm console'); logged either way")
+    .option('--detach', "run the VM in the background; return once qemu answers on QMP, and print the VM's name")
     .option('--dry-run', 'print the qemu command and reserve nothing')
-    .option('--json', 'with --dry-run: print the argv and NICs as JSON')
+    .option('--json', 'with --dry-run: the argv and NICs as JSON; with --detach: name, uuid, MACs and pid')
     .addHelpText(
       'after',
       `
@@ -128,7 +128,8 @@ Examples:
   uncloud-vm start --name web1 --memory 2G --disk new=/var/lib/vms/web1.qcow2,backing=/var/lib/vms/debian-12.qcow2 \\
       --cloud-init ssh-keys=$HOME/.ssh/id_ed25519.pub --detach
   uncloud-vm start --name data1 --disk /srv/data1.img,format=raw,cache=none --disk /srv/iso.img,readonly=on
-  uncloud-vm start --name inst --cdrom debian.iso --disk new=inst.qcow2,size=20G --vnc --cpu host --accel kvm`,
+  uncloud-vm start --name inst --cdrom debian.iso --disk new=inst.qcow2,size=20G --vnc --cpu host --accel kvm
+  vm=$(uncloud-vm start --kernel vmlinuz --initrd initrd.gz --detach)   # prints the VM's name`,
     )
     .action(
       action(async () => {
@@ -161,6 +162,110 @@ Examples:
       action(async () => {
         const { status } = await import('./commands/vm.js');
         return (a, o, ctx) => status(a[0]!, o, ctx);
+      }),
+    );
+
+  program
+    .command('console')
+    .description('attach this terminal to the serial console of a running VM (Ctrl-] detaches)')
+    .argument('<vm>', 'VM name or UUID')
+    .addHelpText(
+      'after',
+      `
+One console at a time: a second one is refused while another is attached. The guest's serial output is
+logged whether anyone is attached or not ('uncloud-vm logs'). A VM started with 'start --console' has its
+console on that terminal instead.
+
+Examples:
+  uncloud-vm console web1`,
+    )
+    .action(
+      action(async () => {
+        const { consoleVerb } = await import('./commands/console.js');
+        return (a, _o, ctx) => consoleVerb(a[0]!, ctx);
+      }),
+    );
+
+  const power = (name: string, description: string, example: string, load: () => Promise<(target: string, ctx: Context) => Promise<number>>) =>
+    program
+      .command(name)
+      .description(description)
+      .argument('<vm>', 'VM name or UUID')
+      .addHelpText('after', `\nExamples:\n  ${example}`)
+      .action(
+        action(async () => {
+          const verb = await load();
+          return (a, _o, ctx) => verb(a[0]!, ctx);
+        }),
+      );
+  program
+    .command('reboot')
+    .description('reboot a VM gracefully: ACPI power button, and when the guest has powered off, boot it again in the same qemu')
+    .argument('<vm>', 'VM name or UUID')
+    .option('--timeout <s>', 'seconds to wait for the guest to power off', String(DEFAULT_STOP_TIMEOUT_S))
+    .addHelpText(
+      'after',
+      `
+The VM keeps its qemu, MACs and taps. A guest that does not power off within --timeout is left running as
+it was; 'uncloud-vm reset' resets it at once.
+
+Examples:
+  uncloud-vm reboot web1
+  uncloud-vm reboot web1 --timeout 120`,
+    )
+    .action(
+      action(async () => {
+        const { reboot } = await import('./commands/power.js');
+        return (a, o, ctx) => reboot(a[0]!, o, ctx);
+      }),
+    );
+  power('reset', 'reset a VM at once, like its reset button (the guest is not asked)', 'uncloud-vm reset web1', async () => (await import('./commands/power.js')).reset);
+  power('pause', "stop a VM's CPUs; it keeps its memory, MACs and taps", 'uncloud-vm pause web1', async () => (await import('./commands/power.js')).pause);
+  power('resume', "run a paused VM's CPUs again", 'uncloud-vm resume web1', async () => (await import('./commands/power.js')).resume);
+
+  program
+    .command('logs')
+    .description("a VM's serial console log, kept after it ended (--qemu: qemu's own messages)")
+    .argument('<vm>', 'VM name or UUID')
+    .option('-f, --follow', 'keep printing what is appended (Ctrl-C ends)')
+    .option('--qemu', "qemu's stderr instead of the serial log")
+    .addHelpText(
+      'after',
+      `
+Logs live under the state dir (logs/<vm>/serial.log and qemu.log), are appended to on every start, and a log
+over 4 MiB is rotated to <file>.1 when the VM starts. 'uncloud-vm forget' removes them.
+
+Examples:
+  uncloud-vm logs web1
+  uncloud-vm logs web1 -f
+  uncloud-vm logs web1 --qemu`,
+    )
+    .action(
+      action(async () => {
+        const { logs } = await import('./commands/logs.js');
+        return (a, o, ctx) => logs(a[0]!, o, ctx);
+      }),
+    );
+
+  program
+    .command('forget')
+    .alias('rm')
+    .description("drop a stopped VM's remembered UUID and MACs, and its logs")
+    .argument('<vm>', 'VM name')
+    .addHelpText(
+      'after',
+      `
+Refused while the VM runs. Started again afterwards, the VM gets a fresh identity: its UUID derives from
+its name again, but its MACs are the pool's next free ones.
+
+Examples:
+  uncloud-vm forget web1
+  uncloud-vm rm web1`,
+    )
+    .action(
+      action(async () => {
+        const { forget } = await import('./commands/forget.js');
+        return (a, _o, ctx) => forget(a[0]!, ctx);
       }),
     );
 

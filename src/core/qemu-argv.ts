@@ -39,10 +39,15 @@ export interface VmSpec {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** uncloud-vm's own QMP socket: stop, status and the power verbs never wait behind another client. */
   qmpSocket: string;
+  /** A second QMP socket, left free for the operator's tools. */
+  operatorQmpSocket: string;
   pidfile: string;
-  /** Serial console on the launcher's terminal; otherwise to serialLog. */
+  /** Serial console on the launcher's terminal; otherwise on consoleSocket for `uncloud-vm console`. */
   console: boolean;
+  consoleSocket: string;
+  /** Everything the guest writes on its serial port is appended here too, attached or not. */
   serialLog: string;
   noReboot: boolean;
   cpu?: string;
@@ -51,6 +56,9 @@ export interface VmSpec {
   /** A NoCloud seed image, attached read-only after the disks. */
   seed?: string;
 }
+
+/** The chardev of the serial port: `console` asks QMP whether someone is attached to it. */
+export const SERIAL_CHARDEV = 'serial0';
 
 export function buildQemuArgv(spec: VmSpec): string[] {
   const argv = [
@@ -65,12 +73,15 @@ export function buildQemuArgv(spec: VmSpec): string[] {
   argv.push('-display', 'none');
   if (spec.vncSocket !== undefined) argv.push('-vnc', `unix:${q(spec.vncSocket)}`);
   argv.push('-monitor', 'none');
+  const log = `logfile=${q(spec.serialLog)},logappend=on`;
   if (spec.console) {
-    argv.push('-serial', 'mon:stdio');
+    // What -serial mon:stdio does (serial and Ctrl-A c monitor on the terminal), plus the log.
+    argv.push('-chardev', `stdio,id=${SERIAL_CHARDEV},mux=on,${log}`, '-serial', `chardev:${SERIAL_CHARDEV}`, '-mon', `chardev=${SERIAL_CHARDEV}`);
   } else {
-    argv.push('-chardev', `file,id=serial0,path=${q(spec.serialLog)}`, '-serial', 'chardev:serial0');
+    argv.push('-chardev', `socket,id=${SERIAL_CHARDEV},path=${q(spec.consoleSocket)},server=on,wait=off,${log}`, '-serial', `chardev:${SERIAL_CHARDEV}`);
   }
   argv.push('-qmp', `unix:${q(spec.qmpSocket)},server=on,wait=off`);
+  argv.push('-qmp', `unix:${q(spec.operatorQmpSocket)},server=on,wait=off`);
   argv.push('-pidfile', spec.pidfile);
   for (const nic of spec.nics) {
     argv.push(

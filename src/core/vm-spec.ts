@@ -308,9 +308,13 @@ export interface VmRunFiles {
   dir: string;
   /** The qemu command as a shell script that execs qemu (what a systemd unit runs). */
   execScript: string;
+  /** uncloud-vm's own QMP socket. */
   qmpSocket: string;
+  /** The QMP socket left for the operator. */
+  operatorQmpSocket: string;
+  /** The serial console, for `uncloud-vm console`. */
+  consoleSocket: string;
   pidfile: string;
-  serialLog: string;
   /** The VNC display's socket (--vnc). */
   vncSocket: string;
   /** The NoCloud seed image (--cloud-init), built at each start. */
@@ -320,19 +324,16 @@ export interface VmRunFiles {
   ifdown: (index: number) => string;
 }
 
-/** Under the run dir: serial logs, kept after a VM ends. Starts with '.', which no VM name may. */
-export const LOG_DIR = '.logs';
-
 export function vmRunFiles(runDir: string, name: string): VmRunFiles {
   const dir = join(runDir, name);
   return {
     dir,
     execScript: join(dir, 'exec.sh'),
     qmpSocket: join(dir, 'qmp.sock'),
+    operatorQmpSocket: join(dir, 'qmp-operator.sock'),
+    consoleSocket: join(dir, 'console.sock'),
     pidfile: join(dir, 'qemu.pid'),
     record: join(dir, 'vm.json'),
-    // Outlives the run dir for post-mortems; in a dot-dir no VM name can take, so it never collides with a VM's dir.
-    serialLog: join(runDir, LOG_DIR, `${name}.serial.log`),
     vncSocket: join(dir, 'vnc.sock'),
     seed: join(dir, 'seed.iso'),
     ifup: (i) => join(dir, `ifup-${i}.sh`),
@@ -340,8 +341,25 @@ export function vmRunFiles(runDir: string, name: string): VmRunFiles {
   };
 }
 
-/** The spec qemu runs: the plan with its leased MACs, run files and (claimed) tap names. */
-export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, taps?: string[]): VmSpec {
+/**
+ * A VM's logs: on the state side, so they outlive the run dir (removed when the VM ends) and a reboot of the
+ * host; kept across restarts of the VM, and removed only by `forget`.
+ */
+export interface VmLogFiles {
+  dir: string;
+  /** What the guest wrote on its serial console. */
+  serial: string;
+  /** qemu's stderr. */
+  qemu: string;
+}
+
+export function vmLogFiles(stateDir: string, name: string): VmLogFiles {
+  const dir = join(stateDir, 'logs', name);
+  return { dir, serial: join(dir, 'serial.log'), qemu: join(dir, 'qemu.log') };
+}
+
+/** The spec qemu runs: the plan with its leased MACs, run files, log files and (claimed) tap names. */
+export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, logs: VmLogFiles, taps?: string[]): VmSpec {
   const nics: NicSpec[] = plan.nics.map((nic, i) => ({
     index: nic.index,
     mac: macs[i]!,
@@ -370,9 +388,11 @@ export function specFor(plan: VmPlan, macs: string[], files: VmRunFiles, taps?: 
     nics,
     disks,
     qmpSocket: files.qmpSocket,
+    operatorQmpSocket: files.operatorQmpSocket,
     pidfile: files.pidfile,
     console: plan.console,
-    serialLog: files.serialLog,
+    consoleSocket: files.consoleSocket,
+    serialLog: logs.serial,
     noReboot: plan.noReboot,
   };
   if (plan.cdrom !== undefined) spec.cdrom = plan.cdrom;

@@ -3,25 +3,24 @@
  * or detached. Whatever way qemu ends, the VM's leases are released and its run files removed.
  * This module, stop.ts and qmp.ts are the only ones that talk to qemu processes.
  */
-import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { dirname } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import type { Pool } from '../core/mac.js';
 import type { BridgeConfig } from '../core/nic-guard-rules.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
-import { specFor, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
+import { specFor, type VmLogFiles, vmLogFiles, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
 import { holderOf } from '../store/policy.js';
-import type { Lease, LeaseRequest, Owner, Store } from '../store/store.js';
+import type { Lease, LeaseRequest, Owner, Store, VmIdentity } from '../store/store.js';
 import { findExecutable } from '../system/host.js';
 import { nicAddressesOf } from '../system/nic-addresses.js';
 import { renderIfdown, renderIfup } from '../system/nic-scripts.js';
 import { currentOwner } from '../system/proc.js';
-import { ensureDir, type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
+import { type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { claimVm } from '../system/vm-claim.js';
 import { loadTemplate, render } from '../system/templates.js';
-import { QmpClient } from './qmp.js';
+import { openVmLogs, readFrom } from '../system/vm-logs.js';
+import { waitForQmp } from './qmp.js';
 import { giveBackHeld, giveBackVm } from './reconcile.js';
 import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
 
@@ -31,20 +30,29 @@ export interface LaunchDeps {
   runDir: string;
   /** This host's name in leases. */
   host: string;
+  /** Where the VM's logs are kept (core/vm-spec.ts vmLogFiles). */
+  stateDir: string;
   bridgeExists: (name: string) => boolean;
   /** Progress and notes for the user (stderr). */
   note: (msg: string) => void;
   stopTimeoutS?: number;
   /** Per bridge: its network's IPv6 /64s and IPv6-only, for the NIC guard (config "bridges"). */
   bridges?: Record<string, BridgeConfig>;
+  /** Where qemu's stderr goes once qemu is up, in the foreground (default: our stderr). */
+  qemuStderr?: (chunk: string) => void;
 }
 
 export interface PreparedVm {
   spec: VmSpec;
   argv: string[];
   files: VmRunFiles;
+  logs: VmLogFiles;
+  /** Where this start's part of qemu's stderr log begins. */
+  qemuLogStart: number;
   leases: Lease[];
   record: VmRecord;
+  /** What a named VM is remembered as once qemu is up (a start that fails changes nothing). */
+  identity: VmIdentity | null;
 }
 
 export interface PrepareOptions {
@@ -76,6 +84,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     }
   }
   const files = vmRunFiles(deps.runDir, plan.name);
+  const logs = vmLogFiles(deps.stateDir, plan.name);
   const { record: claimed, dead } = await claimVm(deps.runDir, {
     name: plan.name,
     uuid: plan.uuid,
@@ -84,12 +93,13 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     managedBy: opts.managedBy,
     files,
     qmpSocket: files.qmpSocket,
-    serialLog: files.serialLog,
+    serialLog: logs.serial,
   });
   let record = claimed;
   let leases: Lease[] = [];
   try {
-    ensureDir(dirname(files.serialLog));
+    // After the claim: a running VM's logs are never rotated under it.
+    const qemuLogStart = openVmLogs(logs, `-- uncloud-vm: VM ${plan.name} (${plan.uuid}) starting at ${record.started} --`);
     // The claim proved no qemu of this VM runs here: what an earlier run of it still holds is stale.
     if (dead?.record) await giveBackHeld(deps.store, deps.host, dead.record);
     const known = plan.named ? await deps.store.getIdentity(plan.name) : null;
@@ -105,6 +115,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       plan,
       leases.map((l) => l.mac),
       files,
+      logs,
       record.taps,
     );
     record = { ...record, nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge })) };
@@ -115,15 +126,6 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
         deps.note(`VM ${plan.name}: nic${req.nic}'s previous MAC ${req.prefer} is held by ${holderOf(holder, deps.host)}; using ${leases[i]!.mac}`);
       }
     }
-    if (plan.named) {
-      await deps.store.putIdentity({
-        version: 1,
-        name: plan.name,
-        uuid: plan.uuid,
-        macs: leases.map((l) => l.mac),
-        updated: new Date().toISOString(),
-      });
-    }
     const argv = buildQemuArgv(spec);
     const addresses = nicAddressesOf(plan, spec, deps.bridges);
     for (const nic of spec.nics) {
@@ -133,7 +135,13 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       writeScript(nic.ifdown, renderIfdown(input, afterDown));
     }
     writeScript(files.execScript, render(loadTemplate('exec.sh'), { vm: spec.name }, shellQuote, { command: argv.map(shellQuote).join(' ') }));
-    record = { ...record, nics: record.nics.map((n) => ({ ...n, addresses: addresses[n.index]! })) };
+    record = {
+      ...record,
+      nics: record.nics.map((n) => ({ ...n, addresses: addresses[n.index]! })),
+      operatorQmpSocket: spec.operatorQmpSocket,
+      consoleSocket: spec.console ? null : spec.consoleSocket,
+      noReboot: spec.noReboot,
+    };
     writeRecord(files, record);
     if (opts.managedBy === 'unit') {
       // This process ends before systemd starts qemu: the leases are held, not owned, until `hook adopt`.
@@ -142,11 +150,22 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
         [],
       );
     }
-    return { spec, argv, files, leases, record };
+    const identity: VmIdentity | null = plan.named
+      ? { version: 1, name: plan.name, uuid: plan.uuid, macs: leases.map((l) => l.mac), updated: record.started }
+      : null;
+    return { spec, argv, files, logs, qemuLogStart, leases, record, identity };
   } catch (err) {
     await giveBackVm(deps.store, deps.host, { files, record: { ...record, nics: leases.map((l, i) => ({ index: plan.nics[i]!.index, mac: l.mac, tap: record.taps[i]!, bridge: plan.nics[i]!.bridge })) } });
     throw err;
   }
+}
+
+/** Remember a named VM's UUID and MACs, once its qemu is up. A failure is a note: the VM runs. */
+async function rememberIdentity(vm: PreparedVm, deps: LaunchDeps): Promise<void> {
+  if (!vm.identity) return;
+  await deps.store.putIdentity({ ...vm.identity, updated: new Date().toISOString() }).catch((err: Error) => {
+    deps.note(`VM ${vm.spec.name}: could not remember its UUID and MACs: ${err.message}`);
+  });
 }
 
 /** Leases this VM itself left on this host (a killed run): the claim proved they are stale. */
@@ -221,7 +240,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
   const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
     execa('/bin/sh', [vm.files.execScript, '--gate'], {
       reject: false,
-      stdio: [vm.spec.console ? 'inherit' : 'ignore', 'inherit', ['pipe', 'inherit'], 'pipe'],
+      stdio: [vm.spec.console ? 'inherit' : 'ignore', 'inherit', ['pipe', { file: vm.logs.qemu, append: true }], 'pipe'],
       // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
       detached: !vm.spec.console,
       cleanup: true,
@@ -250,6 +269,22 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
     });
   };
   for (const s of signals) process.on(s, onSignal);
+  // Until qemu is up its stderr is held back: a qemu that fails to start has it all in the error, once.
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  let up = false;
+  let heldBack = '';
+  const showStderr = deps.qemuStderr ?? ((chunk: string) => void process.stderr.write(chunk));
+  child.stderr?.on('data', (d: Buffer) => {
+    if (up) showStderr(d.toString());
+    else heldBack += d.toString();
+  });
+  const ready = waitForQmp(vm.spec.qmpSocket, () => exited, 120_000).then(async (r) => {
+    if (r !== 'ready') return;
+    up = true;
+    if (heldBack) showStderr(heldBack);
+    await rememberIdentity(vm, deps);
+  });
   try {
     try {
       qemu = await recordQemu(vm, deps, child.pid);
@@ -267,9 +302,11 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
     const drain = setTimeout(() => child.stderr?.destroy(), 1000);
     const result = await child;
     clearTimeout(drain);
+    await ready;
     if (result.exitCode !== undefined) {
       if (result.exitCode !== 0) {
-        throw new UncloudError('QEMU_FAILED', `qemu exited with code ${result.exitCode}${lastLine(result.stderr)}`, result.exitCode);
+        const what = up ? `qemu exited with code ${result.exitCode}` : `qemu failed to start (exit code ${result.exitCode})`;
+        throw new UncloudError('QEMU_FAILED', `${what}${up ? '' : qemuSaid(result.stderr)}`, result.exitCode);
       }
       return 0;
     }
@@ -300,11 +337,10 @@ function notStarted(file: string, result: { code?: string; shortMessage?: string
  */
 export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
   const file = vm.argv[0]!;
-  const stderrPath = `${vm.files.dir}/qemu.stderr`;
   const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
     execa('/bin/sh', [vm.files.execScript, '--gate'], {
       reject: false,
-      stdio: ['ignore', 'ignore', { file: stderrPath }, 'pipe'],
+      stdio: ['ignore', 'ignore', { file: vm.logs.qemu, append: true }, 'pipe'],
       detached: true,
       cleanup: false,
     }),
@@ -315,23 +351,15 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
     openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
     let exited = false;
     void child.then(() => (exited = true));
-    const deadline = Date.now() + readyTimeoutMs;
-    for (;;) {
-      if (exited) {
-        const r = await child;
-        const err = readStderr(stderrPath);
-        if (r.exitCode === undefined && !r.signal) throw notStarted(file, r as { code?: string });
-        throw new UncloudError('QEMU_FAILED', `qemu exited at start with ${r.exitCode ?? r.signal}${lastLine(err)}`, 1);
-      }
-      try {
-        const qmp = await QmpClient.connect(vm.spec.qmpSocket, 2000);
-        qmp.close();
-        break;
-      } catch {
-        if (Date.now() > deadline) throw new UncloudError('QEMU_TIMEOUT', `qemu's QMP socket did not answer within ${readyTimeoutMs / 1000} s`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    const ready = await waitForQmp(vm.spec.qmpSocket, () => exited, readyTimeoutMs);
+    if (ready === 'gone') {
+      const r = await child;
+      if (r.exitCode === undefined && !r.signal) throw notStarted(file, r as { code?: string });
+      const how = r.exitCode !== undefined ? `exit code ${r.exitCode}` : r.signal;
+      throw new UncloudError('QEMU_FAILED', `qemu failed to start (${how})${qemuSaid(readFrom(vm.logs.qemu, vm.qemuLogStart))}`, 1);
     }
+    if (ready === 'timeout') throw new UncloudError('QEMU_TIMEOUT', `qemu's QMP socket did not answer within ${readyTimeoutMs / 1000} s`);
+    await rememberIdentity(vm, deps);
     child.unref();
     return qemu;
   } catch (err) {
@@ -342,16 +370,10 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
   }
 }
 
-function readStderr(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function lastLine(text: unknown): string {
-  if (typeof text !== 'string') return '';
-  const line = text.trim().split('\n').pop()?.trim();
-  return line ? `: ${line}` : '';
+/** qemu's whole stderr of a failed start, as the tail of an error message (its last 40 lines). */
+export function qemuSaid(text: unknown): string {
+  if (typeof text !== 'string' || text.trim() === '') return '';
+  const lines = text.trimEnd().split('\n');
+  const shown = lines.slice(-40).map((l) => `  ${l}`);
+  return `; qemu said:\n${lines.length > 40 ? '  …\n' : ''}${shown.join('\n')}`;
 }

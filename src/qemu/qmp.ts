@@ -159,3 +159,32 @@ export class QmpClient extends EventEmitter {
     this.emit('closed', err);
   }
 }
+
+/** Connect, run `fn` with the client, close. */
+export async function withQmp<T>(path: string, fn: (qmp: QmpClient) => Promise<T>, timeoutMs = 3000): Promise<T> {
+  const qmp = await QmpClient.connect(path, timeoutMs);
+  try {
+    return await fn(qmp);
+  } finally {
+    qmp.close();
+  }
+}
+
+/**
+ * Wait until qemu answers on its QMP socket (it greets only once it has started for good), or `gone()` says
+ * qemu ended, or the time is up.
+ */
+export async function waitForQmp(path: string, gone: () => boolean, timeoutMs: number): Promise<'ready' | 'gone' | 'timeout'> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (gone()) return 'gone';
+    try {
+      (await QmpClient.connect(path, 2000)).close();
+      return 'ready';
+    } catch {
+      if (gone()) return 'gone';
+      if (Date.now() > deadline) return 'timeout';
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}

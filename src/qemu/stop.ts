@@ -1,17 +1,23 @@
 /**
- * Stopping a VM the way Proxmox does: ACPI power button over QMP, wait up to a timeout for qemu to exit,
- * then QMP quit, then SIGKILL. Without QMP (socket gone), SIGTERM asks qemu itself to quit.
+ * Stopping a VM the way Proxmox does: ACPI power button over QMP (pressed again every few seconds: a guest
+ * still booting misses a press), wait up to a timeout for the guest to power off, then QMP quit, then SIGKILL.
+ * Without QMP (socket gone or silent), SIGTERM asks qemu itself to quit.
+ * The outcome says what really happened: the guest powered off only if qemu said so (a SHUTDOWN event from
+ * the guest), not because qemu went away.
  */
 import type { Owner } from '../core/owner.js';
 import { isOwnerAlive } from '../system/proc.js';
-import { QmpClient } from './qmp.js';
+import { waitUntil } from './poll.js';
+import { QmpClient, type QmpEvent } from './qmp.js';
 
 export { DEFAULT_STOP_TIMEOUT_S } from '../core/defaults.js';
 const QUIT_WAIT_MS = 5000;
-const PROGRESS_EVERY_MS = 5000;
+/** How often the power button is pressed again while the guest has not powered off. */
+export const PRESS_EVERY_MS = 5000;
 
 export interface StopTarget {
   name: string;
+  /** uncloud-vm's own QMP socket. */
   qmpSocket: string;
   qemu: Owner;
 }
@@ -22,66 +28,96 @@ export interface StopOptions {
   force: boolean;
   progress: (msg: string) => void;
   isAlive?: (o: Owner) => boolean;
+  pressEveryMs?: number;
 }
 
-export type StopOutcome = 'not-running' | 'powered-off' | 'quit' | 'killed';
+/** `ended`: qemu went away while we waited, not by the guest's power-off (see `reason`). */
+export type StopOutcome = 'not-running' | 'powered-off' | 'quit' | 'killed' | 'ended';
 
-export async function stopVm(t: StopTarget, opts: StopOptions): Promise<{ outcome: StopOutcome; ms: number }> {
-  const alive = opts.isAlive ?? isOwnerAlive;
+export interface StopResult {
+  outcome: StopOutcome;
+  ms: number;
+  /** For `ended`: qemu's SHUTDOWN reason (e.g. host-qmp-quit: another QMP client quit it), if it gave one. */
+  reason?: string;
+}
+
+interface ShutdownData {
+  guest: boolean;
+  reason: string;
+}
+
+export async function stopVm(t: StopTarget, opts: StopOptions): Promise<StopResult> {
+  const alive = () => (opts.isAlive ?? isOwnerAlive)(t.qemu);
   const t0 = Date.now();
-  const done = (outcome: StopOutcome) => ({ outcome, ms: Date.now() - t0 });
-  if (!alive(t.qemu)) return done('not-running');
+  const done = (outcome: StopOutcome, reason?: string): StopResult => ({ outcome, ms: Date.now() - t0, ...(reason ? { reason } : {}) });
+  if (!alive()) return done('not-running');
 
-  if (!opts.force) {
-    let asked = false;
-    try {
-      const qmp = await QmpClient.connect(t.qmpSocket, 3000);
-      try {
-        await qmp.execute('system_powerdown');
-        asked = true;
-      } finally {
-        qmp.close();
-      }
-      opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
-    } catch (err) {
-      opts.progress(`VM ${t.name}: ${(err as Error).message}; asking qemu to quit with SIGTERM`);
-      signal(t.qemu.pid, 'SIGTERM');
-      asked = true;
-    }
-    if (asked && (await waitGone(t, alive, opts.timeoutMs, opts.progress))) return done('powered-off');
-    opts.progress(`VM ${t.name}: still running after ${opts.timeoutMs / 1000} s; quitting qemu`);
+  let qmp: QmpClient | null = null;
+  try {
+    qmp = await QmpClient.connect(t.qmpSocket, 3000);
+  } catch (err) {
+    opts.progress(`VM ${t.name}: ${(err as Error).message}; asking qemu to quit with SIGTERM`);
   }
+  let shutdown: ShutdownData | null = null;
+  qmp?.on('event', (ev: QmpEvent) => {
+    if (ev.event === 'SHUTDOWN' && !shutdown) shutdown = ev.data as ShutdownData;
+  });
+  const poweredOff = () => (shutdown as ShutdownData | null)?.reason === 'guest-shutdown';
+  const ended = () => done(poweredOff() ? 'powered-off' : 'ended', (shutdown as ShutdownData | null)?.reason);
 
   try {
-    const qmp = await QmpClient.connect(t.qmpSocket, 3000);
-    try {
-      await qmp.execute('quit').catch(() => undefined); // qemu may close the socket before it replies
-    } finally {
-      qmp.close();
+    if (qmp && !opts.force) {
+      // An interrupted `reboot` may have left "pause on power-off" behind: a power-off must end qemu.
+      await qmp.execute('set-action', { shutdown: 'poweroff' }).catch(() => undefined);
+      const status = ((await qmp.execute('query-status').catch(() => ({}))) as { status?: string }).status;
+      if (status === 'shutdown') {
+        // The guest already powered off; qemu was kept (paused) by a reboot in progress.
+        shutdown = { guest: true, reason: 'guest-shutdown' };
+      } else {
+        if (status === 'paused') {
+          opts.progress(`VM ${t.name} is paused; resuming it so the guest hears the power button`);
+          await qmp.execute('cont').catch(() => undefined);
+        }
+        await qmp.execute('system_powerdown');
+        opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
+        await waitUntil(() => !alive() || poweredOff(), opts.timeoutMs, {
+          every: opts.pressEveryMs ?? PRESS_EVERY_MS,
+          tick: (s) => {
+            void qmp!.execute('system_powerdown').catch(() => undefined);
+            opts.progress(`VM ${t.name}: waiting ${s} s / ${opts.timeoutMs / 1000} s; power button pressed again`);
+          },
+        });
+        if (!alive()) return ended();
+      }
+      // Powered off: qemu ends by itself in a moment.
+      if (poweredOff() && (await waitUntil(() => !alive(), QUIT_WAIT_MS))) return ended();
+      if (!poweredOff()) opts.progress(`VM ${t.name}: still running after ${opts.timeoutMs / 1000} s; quitting qemu`);
     }
-  } catch {
-    signal(t.qemu.pid, 'SIGTERM');
-  }
-  if (await waitGone(t, alive, QUIT_WAIT_MS)) return done('quit');
 
-  opts.progress(`VM ${t.name}: qemu did not quit; killing it`);
-  signal(t.qemu.pid, 'SIGKILL');
-  await waitGone(t, alive, QUIT_WAIT_MS);
-  return done('killed');
+    if (qmp) await qmp.execute('quit').catch(() => undefined); // qemu may close the socket before it replies
+    else signal(t.qemu.pid, 'SIGTERM');
+    if (await waitUntil(() => !alive(), QUIT_WAIT_MS)) return done(poweredOff() ? 'powered-off' : 'quit');
+
+    opts.progress(`VM ${t.name}: qemu did not quit; killing it`);
+    signal(t.qemu.pid, 'SIGKILL');
+    await waitUntil(() => !alive(), QUIT_WAIT_MS);
+    return done('killed');
+  } finally {
+    qmp?.close();
+  }
 }
 
-async function waitGone(t: StopTarget, alive: (o: Owner) => boolean, ms: number, progress?: (m: string) => void): Promise<boolean> {
-  const start = Date.now();
-  let nextReport = start + PROGRESS_EVERY_MS;
-  while (Date.now() - start < ms) {
-    if (!alive(t.qemu)) return true;
-    if (progress && Date.now() >= nextReport) {
-      progress(`VM ${t.name}: waiting ${Math.round((Date.now() - start) / 1000)} s / ${ms / 1000} s`);
-      nextReport += PROGRESS_EVERY_MS;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return !alive(t.qemu);
+const ENDED_BY: Record<string, string> = {
+  'host-qmp-quit': 'another QMP client quit qemu',
+  'host-signal': 'qemu got a signal',
+  'guest-reset': 'the guest rebooted and qemu runs with -no-reboot',
+  'guest-panic': 'the guest panicked',
+};
+
+/** How a stop ended, for `VM <name> <text> after <n> s`. */
+export function stopOutcomeText(r: StopResult): string {
+  if (r.outcome === 'ended') return `ended without powering off (${(r.reason && ENDED_BY[r.reason]) ?? r.reason ?? 'qemu went away'})`;
+  return { 'not-running': 'was not running', 'powered-off': 'powered off', quit: 'quit', killed: 'was killed' }[r.outcome];
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -28,8 +28,15 @@ export interface VmRecord {
   /** Filled once the MACs are leased; addresses: the NIC's IPv6 addresses and guard (absent in records of older versions). */
   nics: { index: number; mac: string; tap: string; bridge: string; addresses?: NicAddresses }[];
   started: string;
+  /** uncloud-vm's own QMP socket. */
   qmpSocket: string;
+  /** The QMP socket left for the operator (records of older versions have none). */
+  operatorQmpSocket?: string;
+  /** The serial console socket; null when the console is on the launcher's terminal (--console). */
+  consoleSocket?: string | null;
   serialLog: string;
+  /** qemu runs with -no-reboot: the power verbs put that back after a reset. */
+  noReboot?: boolean;
 }
 
 /** Entries of the run dir root that are ours but no VM: the claim lock and run dirs being built. */

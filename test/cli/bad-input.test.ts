@@ -39,6 +39,14 @@ const cases: [string, string[], RegExp, number?][] = [
   ['empty name', [...S, '--name', ''], /invalid VM name ''/],
   ['unit name with space', ['unit', 'a b'], /invalid VM name 'a b'/],
   ['stop target with ..', ['stop', '../x'], /invalid VM '\.\.\/x': expected a VM name or UUID/],
+  // the operator's verbs
+  ...['console', 'reboot', 'reset', 'pause', 'resume', 'logs'].map((v): [string, string[], RegExp] => [`${v} target with ..`, [v, '../x'], /invalid VM '\.\.\/x': expected a VM name or UUID/]),
+  ...['console', 'reboot', 'reset', 'pause', 'resume'].map((v): [string, string[], RegExp, number] => [`${v} of a VM not running`, [v, 'ghost'], /VM ghost is not running/, 1]),
+  ['reboot timeout in words', ['reboot', 'ghost', '--timeout', 'soon'], /invalid --timeout 'soon': expected whole seconds/],
+  ['logs of an unknown VM', ['logs', 'ghost'], /VM ghost has no logs \(none in .*logs\/ghost\)/, 1],
+  ['logs of an unknown UUID', ['logs', '0f0e0d0c-0b0a-4908-8706-050403020100'], /VM 0f0e0d0c-0b0a-4908-8706-050403020100 has no logs/, 1],
+  ['forget an unknown VM', ['forget', 'ghost'], /no VM named ghost is known/, 1],
+  ['rm with a bad name', ['rm', '../x'], /invalid VM name '\.\.\/x'/],
   // MACs
   ['multicast MAC', [...S, '--nic', 'bridge=br0,mac=01:00:5e:00:00:01'], /multicast/],
   ['broadcast MAC', [...S, '--nic', 'mac=ff:ff:ff:ff:ff:ff'], /multicast/],

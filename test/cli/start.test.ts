@@ -36,18 +36,27 @@ describe('start with a fake qemu', () => {
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
     expect(await leases()).toEqual([]);
-    // Nothing of the VM is left but its serial log (kept for post-mortems, apart from any VM's run dir).
+    // Nothing of the VM is left in the run dir; its serial log is kept on the state side.
     expect(readdirSync(sb.runDir).filter((e) => !e.startsWith('.'))).toEqual([]);
+    expect(existsSync(join(sb.stateDir, 'logs', 'web1', 'serial.log'))).toBe(true);
     const argv = readFileSync(log, 'utf8').trim().split('\n');
     expect(argv).toContain(`virtio-net-pci,netdev=net0,id=nic0,mac=${held[0]!.mac}`);
     expect(argv.slice(0, 4)).toEqual(['-name', 'web1', '-uuid', expect.stringMatching(/^[0-9a-f-]{36}$/)]);
   });
 
-  it("passes qemu's exit code and last stderr line on, and frees the lease", async () => {
-    const r = await start([], { FAKE_QEMU_EXIT: '3', FAKE_QEMU_STDERR: 'qemu-system-x86_64: -device foo: bad device' });
+  it("a qemu that fails to start: its exit code, its whole stderr, the lease freed, nothing remembered, the log kept", async () => {
+    const said = 'qemu-system-x86_64: -machine foo: unsupported machine type\nUse -machine help to list supported machines';
+    const r = await start(['--name', 'bad1'], { FAKE_QEMU_EXIT: '3', FAKE_QEMU_STDERR: said });
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/uncloud-vm: qemu exited with code 3: qemu-system-x86_64: -device foo: bad device/);
+    expect(r.stderr).toContain(
+      'uncloud-vm: qemu failed to start (exit code 3); qemu said:\n  qemu-system-x86_64: -machine foo: unsupported machine type\n  Use -machine help to list supported machines\n',
+    );
+    // Said once: held back until qemu is up, so not also printed raw.
+    expect(r.stderr.split('unsupported machine type')).toHaveLength(2);
     expect(await leases()).toEqual([]);
+    expect(JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout)).toEqual([]);
+    const log = await cli(['logs', 'bad1', '--qemu'], { env: sb.env });
+    expect(log.stdout).toMatch(/^-- uncloud-vm: VM bad1 \([0-9a-f-]{36}\) starting at .* --\nqemu-system-x86_64: -machine foo: unsupported machine type\nUse -machine help/);
   });
 
   it('SIGTERM to the launcher stops qemu and frees the lease', async () => {

@@ -42,8 +42,10 @@ function spec(v: { name: string; path: string; append: string; sock: string }): 
     initrd: v.path,
     append: v.append,
     qmpSocket: v.sock,
+    operatorQmpSocket: `${v.sock}/op`,
     pidfile: v.path,
     console: false,
+    consoleSocket: `${v.sock}/console`,
     serialLog: v.path,
     noReboot: false,
     vncSocket: v.sock,
@@ -81,8 +83,11 @@ describe('properties', () => {
           [`file=${path}`, 'if=virtio', 'format=raw', 'readonly=on'],
         ]);
         expect(qemuOptList(after('-vnc'))).toEqual([`unix:${sock}`]);
-        expect(qemuOptList(after('-chardev'))).toEqual(['file', 'id=serial0', `path=${path}`]);
-        expect(qemuOptList(after('-qmp'))).toEqual([`unix:${sock}`, 'server=on', 'wait=off']);
+        expect(qemuOptList(after('-chardev'))).toEqual(['socket', 'id=serial0', `path=${sock}/console`, 'server=on', 'wait=off', `logfile=${path}`, 'logappend=on']);
+        expect(all('-qmp').map(qemuOptList)).toEqual([
+          [`unix:${sock}`, 'server=on', 'wait=off'],
+          [`unix:${sock}/op`, 'server=on', 'wait=off'],
+        ]);
         expect(qemuOptList(after('-netdev'))).toEqual(['tap', 'id=net0', 'ifname=uc0f0e0d0c0bn0', `script=${path}/up`, `downscript=${path}/down`]);
         // Arguments that qemu takes whole stay whole.
         expect(after('-append')).toBe(append);

@@ -17,9 +17,11 @@ function spec(over: Partial<VmSpec> = {}): VmSpec {
     nics: [{ index: 0, mac: '42:00:00:00:00:01', tap: 'uc0f0e0d0c0bn0', bridge: 'br0', ifup: '/run/u/vm1/ifup-0.sh', ifdown: '/run/u/vm1/ifdown-0.sh' }],
     disks: [],
     qmpSocket: '/run/u/vm1/qmp.sock',
+    operatorQmpSocket: '/run/u/vm1/qmp-operator.sock',
     pidfile: '/run/u/vm1/qemu.pid',
     console: false,
-    serialLog: '/run/u/vm1.serial.log',
+    consoleSocket: '/run/u/vm1/console.sock',
+    serialLog: '/var/lib/u/logs/vm1/serial.log',
     noReboot: false,
     ...over,
   };
@@ -41,9 +43,10 @@ describe('buildQemuArgv', () => {
       '-smp', '2',
       '-display', 'none',
       '-monitor', 'none',
-      '-chardev', 'file,id=serial0,path=/run/u/vm1.serial.log',
+      '-chardev', 'socket,id=serial0,path=/run/u/vm1/console.sock,server=on,wait=off,logfile=/var/lib/u/logs/vm1/serial.log,logappend=on',
       '-serial', 'chardev:serial0',
       '-qmp', 'unix:/run/u/vm1/qmp.sock,server=on,wait=off',
+      '-qmp', 'unix:/run/u/vm1/qmp-operator.sock,server=on,wait=off',
       '-pidfile', '/run/u/vm1/qemu.pid',
       '-netdev', 'tap,id=net0,ifname=uc0f0e0d0c0bn0,script=/run/u/vm1/ifup-0.sh,downscript=/run/u/vm1/ifdown-0.sh',
       '-device', 'virtio-net-pci,netdev=net0,id=nic0,mac=42:00:00:00:00:01',
@@ -85,7 +88,8 @@ describe('buildQemuArgv', () => {
     ['append', { kernel: '/k/vmlinuz', append: 'console=ttyS0 ip=10.0.0.2' }, '-append', ['console=ttyS0 ip=10.0.0.2']],
     ['kvm', { accel: 'kvm' }, '-machine', ['pc,accel=kvm']],
     ['q35', { machine: 'q35' }, '-machine', ['q35,accel=tcg']],
-    ['console', { console: true }, '-serial', ['mon:stdio']],
+    ['console on the terminal, logged', { console: true }, '-chardev', ['stdio,id=serial0,mux=on,logfile=/var/lib/u/logs/vm1/serial.log,logappend=on']],
+    ['console: serial and monitor share the terminal', { console: true }, '-mon', ['chardev=serial0']],
   ])('%s', (_label, over, opt, want) => {
     expect(values(buildQemuArgv(spec(over)), opt)).toEqual(want);
   });
@@ -110,7 +114,7 @@ describe('buildQemuArgv', () => {
     const argv = buildQemuArgv(spec({ cdrom: '/iso/a,readonly=off.iso', name: 'x', qmpSocket: '/r/a,b/qmp.sock', disks, vncSocket: '/r/a,b/vnc.sock' }));
     expect(values(argv, '-drive')).toEqual(['file=/iso/a,,readonly=off.iso,media=cdrom', 'file=/d/b,,readonly=off.img,if=virtio,format=raw,readonly=on']);
     expect(values(argv, '-vnc')).toEqual(['unix:/r/a,,b/vnc.sock']);
-    expect(values(argv, '-qmp')).toEqual(['unix:/r/a,,b/qmp.sock,server=on,wait=off']);
+    expect(values(argv, '-qmp')).toEqual(['unix:/r/a,,b/qmp.sock,server=on,wait=off', 'unix:/run/u/vm1/qmp-operator.sock,server=on,wait=off']);
   });
 
   it('is deterministic', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, waitFor } from '../helpers/cli.js';
 import { guestEnvironment } from '../helpers/e2e.js';
-import { bootGuest } from '../helpers/guest.js';
+import { bootGuest, serialLogOf } from '../helpers/guest.js';
 import { qmpCommand } from '../helpers/qmp-raw.js';
 
 const e = guestEnvironment(['br0']);
@@ -17,7 +17,7 @@ const guestArgs = (extra = '') => [
   '--append', `console=ttyS0 panic=-1 quiet ${extra}`.trim(),
 ];
 const serial = (name: string) => {
-  const p = join(e.sb.runDir, '.logs', `${name}.serial.log`);
+  const p = serialLogOf(e.sb, name);
   return existsSync(p) ? readFileSync(p, 'utf8') : '';
 };
 

@@ -4,6 +4,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli, type CliResult, ROOT, type Sandbox, waitFor } from './cli.js';
 
+/** Where a VM's serial log is kept (under the state dir, outliving the VM). */
+export function serialLogOf(sb: Sandbox, name: string): string {
+  return join(sb.stateDir, 'logs', name, 'serial.log');
+}
+
 export function buildGuest(): { kernel: string; initrd: string } {
   const dir = execFileSync('bash', [join(ROOT, 'scripts/build-test-guest.sh')], { encoding: 'utf8' }).trim().split('\n').pop()!;
   return { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initramfs.gz') };
@@ -34,7 +39,7 @@ export function bootGuest(
     ],
     { env: sb.env, netns, onSpawn: (c) => (child = c) },
   );
-  const logPath = join(sb.runDir, '.logs', `${name}.serial.log`);
+  const logPath = serialLogOf(sb, name);
   const serial = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   return {
     name,

@@ -1,14 +1,26 @@
-/** A minimal QMP exchange for tests: connect, negotiate, run one command, return its reply. */
+/** A minimal QMP client for tests, independent of the one under test: connect, negotiate, send commands. */
 import { createConnection } from 'node:net';
 
-export function qmpCommand(socket: string, execute: string): Promise<unknown> {
+export interface RawQmp {
+  /** Run a command; resolves with qemu's whole reply ({return} or {error}). */
+  send: (execute: string) => Promise<unknown>;
+  close: () => void;
+}
+
+/** Connect and negotiate capabilities; the connection stays open until close(). */
+export function qmpConnect(socket: string): Promise<RawQmp> {
   return new Promise((resolve, reject) => {
     const conn = createConnection(socket);
     let buf = '';
-    let step = 0;
+    const waiting: ((msg: unknown) => void)[] = [];
+    const send = (execute: string) =>
+      new Promise<unknown>((r) => {
+        waiting.push(r);
+        conn.write(`${JSON.stringify({ execute })}\n`);
+      });
     const timer = setTimeout(() => {
       conn.destroy();
-      reject(new Error(`QMP ${execute}: no answer`));
+      reject(new Error(`QMP ${socket}: no answer`));
     }, 10_000);
     conn.on('error', (e) => {
       clearTimeout(timer);
@@ -20,18 +32,23 @@ export function qmpCommand(socket: string, execute: string): Promise<unknown> {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const msg = JSON.parse(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
-        if (msg.QMP && step === 0) {
-          step = 1;
-          conn.write(`${JSON.stringify({ execute: 'qmp_capabilities' })}\n`);
-        } else if ('return' in msg && step === 1) {
-          step = 2;
-          conn.write(`${JSON.stringify({ execute })}\n`);
-        } else if (('return' in msg || 'error' in msg) && step === 2) {
-          clearTimeout(timer);
-          conn.end();
-          resolve(msg);
-        }
+        if (msg.QMP) {
+          void send('qmp_capabilities').then(() => {
+            clearTimeout(timer);
+            resolve({ send, close: () => conn.destroy() });
+          });
+        } else if ('return' in msg || 'error' in msg) waiting.shift()?.(msg);
       }
     });
   });
+}
+
+/** Connect, run one command, disconnect: its reply. */
+export async function qmpCommand(socket: string, execute: string): Promise<unknown> {
+  const qmp = await qmpConnect(socket);
+  try {
+    return await qmp.send(execute);
+  } finally {
+    qmp.close();
+  }
 }

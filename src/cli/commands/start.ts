@@ -8,7 +8,7 @@ import { checkInPool, type Pool } from '../../core/mac.js';
 import { seedFiles } from '../../core/nocloud.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
-import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
+import { NAME_NAMESPACE, planVm, specFor, type StartOptions, type UuidSource, vmLogFiles, type VmPlan, vmRunFiles } from '../../core/vm-spec.js';
 import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../qemu/launcher.js';
 import { absoluteDisk, prepareDisks, removeDisks } from '../../system/disk-image.js';
 import { bridgeExists, hostFacts } from '../../system/host.js';
@@ -139,7 +139,7 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
     prepareNetworks(plan, settings, ctx.err, true);
     return dryRun(plan, flags, ctx);
   }
-  if (flags.json) throw new UncloudError('USAGE', '--json goes with --dry-run', 2);
+  if (flags.json && !flags.detach) throw new UncloudError('USAGE', '--json goes with --dry-run or --detach', 2);
 
   const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--stop-timeout');
   if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
@@ -149,7 +149,7 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
-  const deps = { store, pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, bridges: settings.bridges };
+  const deps = { store, pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, bridges: settings.bridges };
   sayWarnings(plan, ctx);
   const { vm, created } = await prepareWithMedia(plan, seed, deps, {
     launcher: await self(),
@@ -159,7 +159,7 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   for (const nic of vm.spec.nics) {
     ctx.err(`VM ${vm.spec.name} (${vm.spec.uuid}): nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   }
-  if (!vm.spec.console) ctx.err(`serial console: ${vm.spec.serialLog}`);
+  if (!vm.spec.console) ctx.err(`serial console: 'uncloud-vm console ${vm.spec.name}' (logged to ${vm.spec.serialLog})`);
   if (vm.spec.vncSocket !== undefined) ctx.err(`VNC display: ${vm.spec.vncSocket}`);
   if (flags.detach) {
     const qemu = await runDetached(vm, deps).catch((err: unknown) => {
@@ -167,6 +167,9 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
       throw err;
     });
     ctx.err(`VM ${vm.spec.name} runs in the background (qemu pid ${qemu.pid}); stop it with 'uncloud-vm stop ${vm.spec.name}'`);
+    // stdout is for scripts: the name (or, with --json, what identifies the VM).
+    const macs = vm.spec.nics.map((n) => n.mac);
+    ctx.out(flags.json ? JSON.stringify({ name: vm.spec.name, uuid: vm.spec.uuid, macs, pid: qemu.pid }) : vm.spec.name);
     return 0;
   }
   return superviseVm(vm, deps);
@@ -179,7 +182,7 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
   const macs = plan.nics.map((n) => n.mac ?? next.shift()!);
   // Formats are detected as a start would; a new= disk is not made.
   plan.disks = prepareDisks(plan.disks, { create: false }).disks;
-  const spec = specFor(plan, macs, vmRunFiles(ctx.settings.runDir, plan.name));
+  const spec = specFor(plan, macs, vmRunFiles(ctx.settings.runDir, plan.name), vmLogFiles(ctx.settings.stateDir, plan.name));
   const argv = buildQemuArgv(spec);
   const addresses = nicAddressesOf(plan, spec, ctx.settings.bridges);
   if (flags.json) {
@@ -217,7 +220,7 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   checkNicMacs(plan, ctx.pool);
   prepareNetworks(plan, settings, ctx.err);
   sayWarnings(plan, ctx);
-  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, host: settings.host, bridgeExists, note: ctx.err, bridges: settings.bridges };
+  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, note: ctx.err, bridges: settings.bridges };
   const { vm } = await prepareWithMedia(plan, seed, deps, { launcher: await self(), managedBy: 'unit' });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;

@@ -44,8 +44,8 @@ export async function stop(target: string, flags: { timeout?: string; force?: bo
     { name: vm.name, qmpSocket: vm.files.qmpSocket, qemu: vm.qemu },
     { timeoutMs: timeoutS * 1000, force: flags.force ?? false, progress: ctx.err },
   );
-  const how = { 'not-running': 'was not running', 'powered-off': 'powered off', quit: 'quit', killed: 'was killed' }[r.outcome];
-  ctx.err(`VM ${vm.name} ${how} after ${(r.ms / 1000).toFixed(1)} s`);
+  const { stopOutcomeText } = await import('../../qemu/stop.js');
+  ctx.err(`VM ${vm.name} ${stopOutcomeText(r)} after ${(r.ms / 1000).toFixed(1)} s`);
   await cleanupAfterQemu(vm.name, ctx);
   return 0;
 }
@@ -88,14 +88,16 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
   const out = {
     name: rec.name,
     uuid: rec.uuid,
-    state: alive ? 'running' : vm.phase === 'starting' ? 'starting' : 'stale',
+    state: alive ? (qemuStatus === 'paused' ? 'paused' : 'running') : vm.phase === 'starting' ? 'starting' : 'stale',
     qemuStatus,
     pid: qemu?.pid ?? null,
     launcherPid: vm.launcher?.pid ?? null,
     started: rec.started,
     uptimeS: alive ? Math.round((Date.now() - Date.parse(rec.started)) / 1000) : null,
     nics: rec.nics,
-    qmpSocket: rec.qmpSocket,
+    // The QMP socket left for the operator (uncloud-vm keeps one of its own).
+    qmpSocket: rec.operatorQmpSocket ?? rec.qmpSocket,
+    consoleSocket: rec.consoleSocket ?? null,
     serialLog: rec.serialLog,
     conflicts: await conflictsOf(rec.nics.map((n) => n.mac), store),
   };
@@ -114,7 +116,9 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
         [`nic${n.index}`, `${n.mac} on ${n.bridge} (tap ${n.tap})`],
         ...(n.addresses ? addressLines(n.addresses).map(([k, v]) => [`  ${k}`, v]) : []),
       ]),
+      ['console', out.consoleSocket ? `uncloud-vm console ${out.name}` : 'on the terminal of its launcher'],
       ['serial log', out.serialLog],
+      ['qmp socket', out.qmpSocket],
     ]),
   );
   for (const c of out.conflicts) ctx.err(conflictMessage(c));
@@ -148,6 +152,8 @@ export async function hookAdopt(name: string, ctx: Context): Promise<number> {
     [vm.qemu],
   );
   writeRecord(vm.files, { ...rec, qemu: vm.qemu, launcher: null });
+  // qemu is up: remember the unit's VM (a start that fails before this changes nothing).
+  await store.putIdentity({ version: 1, name: rec.name, uuid: rec.uuid, macs: rec.nics.map((n) => n.mac), updated: new Date().toISOString() });
   return 0;
 }
 

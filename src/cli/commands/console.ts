@@ -1,0 +1,25 @@
+/** `uncloud-vm console <vm>`: this terminal on the serial console of a running VM, however it was started. */
+import { UncloudError } from '../../core/errors.js';
+import type { Terminal } from '../../qemu/console.js';
+import type { Context } from '../context.js';
+import { requireRunning } from './running-vm.js';
+
+export async function consoleVerb(target: string, ctx: Context, term: Terminal = { input: process.stdin, output: process.stdout }): Promise<number> {
+  const { rec } = requireRunning(target, ctx);
+  if (rec.consoleSocket === null) {
+    throw new UncloudError('NO_CONSOLE', `VM ${rec.name}'s serial console is on the terminal of the 'start --console' that runs it`);
+  }
+  if (rec.consoleSocket === undefined) {
+    throw new UncloudError('NO_CONSOLE', `VM ${rec.name} was started by an uncloud-vm without console sockets; its serial output is in ${rec.serialLog}`);
+  }
+  const { attachConsole, consoleAttached, ESCAPE_NAME } = await import('../../qemu/console.js');
+  if (await consoleAttached(rec.qmpSocket)) {
+    throw new UncloudError('CONSOLE_BUSY', `another console is attached to VM ${rec.name}; only one at a time (it detaches with ${ESCAPE_NAME})`);
+  }
+  const how = await attachConsole(rec.consoleSocket, term, () => {
+    ctx.err(`connected to the serial console of VM ${rec.name}; ${ESCAPE_NAME} detaches (everything is also logged: 'uncloud-vm logs ${rec.name}')`);
+  });
+  if (term.input.isTTY) term.output.write('\r\n');
+  ctx.err(how === 'detached' ? `detached from VM ${rec.name}` : `the console of VM ${rec.name} closed: the VM ended`);
+  return 0;
+}

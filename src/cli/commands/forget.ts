@@ -1,0 +1,37 @@
+/** `uncloud-vm forget <vm>` (`rm`): drop a stopped VM's remembered identity (UUID, MACs) and its logs. */
+import { UncloudError } from '../../core/errors.js';
+import { validateName, vmLogFiles } from '../../core/vm-spec.js';
+import { hasLogs, removeVmLogs } from '../../system/vm-logs.js';
+import { observeVm } from '../../system/vm-state.js';
+import type { Context } from '../context.js';
+import { leaseState } from './mac.js';
+
+export async function forget(name: string, ctx: Context): Promise<number> {
+  validateName(name);
+  const vm = observeVm(ctx.settings.runDir, name);
+  const running = `VM ${name} is ${vm.phase === 'starting' ? 'starting' : 'running'}; stop it first ('uncloud-vm stop ${name}'), then forget it`;
+  if (vm.phase !== 'dead') throw new UncloudError('VM_RUNNING', running);
+  const store = await ctx.store();
+  const leases = (await store.list()).leases.filter((l) => l.vm?.name === name);
+  const remote = leases.find((l) => leaseState(l, ctx.settings.host) === 'remote');
+  if (remote) throw new UncloudError('VM_RUNNING', `VM ${name} holds ${remote.mac} on host ${remote.host}; stop it there first`);
+  if (leases.some((l) => leaseState(l, ctx.settings.host) === 'live')) throw new UncloudError('VM_RUNNING', running);
+
+  const identity = await store.getIdentity(name);
+  const logs = vmLogFiles(ctx.settings.stateDir, name);
+  // A dead VM's leftovers are gc's to reclaim (its leases, taps and filter rules go together).
+  if (leases.some((l) => leaseState(l, ctx.settings.host) === 'stale')) {
+    throw new UncloudError('VM_STALE', `VM ${name} ended without giving its MACs back; run 'uncloud-vm gc' first, then forget it`);
+  }
+  if (!identity && !hasLogs(logs)) {
+    throw new UncloudError('NO_VM', `no VM named ${name} is known (no remembered identity, no logs in ${logs.dir})`);
+  }
+  if (identity) await store.deleteIdentity(name);
+  removeVmLogs(logs);
+  const what = [
+    identity ? `UUID ${identity.uuid} and MACs ${identity.macs.join(', ')}` : null,
+    'logs',
+  ].filter(Boolean);
+  ctx.err(`forgot VM ${name}: ${what.join('; ')}`);
+  return 0;
+}

@@ -1,0 +1,148 @@
+/**
+ * The power verbs over uncloud-vm's own QMP socket: pause, resume, a hard reset, and a graceful reboot (ACPI
+ * power button with qemu told to pause instead of ending on the power-off, then reset and run: libvirt's
+ * "fake reboot"). qemu's actions on power-off and reboot are put back however a verb ends.
+ */
+import { UncloudError } from '../core/errors.js';
+import { waitUntil } from './poll.js';
+import { PRESS_EVERY_MS } from './stop.js';
+import { type QmpClient, type QmpEvent, withQmp } from './qmp.js';
+
+export interface PowerTarget {
+  name: string;
+  /** uncloud-vm's own QMP socket. */
+  qmpSocket: string;
+  /** qemu runs with -no-reboot (its reboot action is "shutdown"). */
+  noReboot: boolean;
+}
+
+/** How long qemu has to carry out a reset it was asked for. */
+const RESET_WAIT_MS = 10_000;
+/** How long the firmware's own reset after ours may take to come (measured: 0.3 s under TCG). */
+const FIRMWARE_RESET_WAIT_MS = 10_000;
+
+async function statusOf(qmp: QmpClient): Promise<string> {
+  return ((await qmp.execute('query-status')) as { status: string }).status;
+}
+
+/** qemu's run state (running, paused, shutdown, prelaunch…) from QMP. */
+export function queryStatus(qmpSocket: string): Promise<string> {
+  return withQmp(qmpSocket, statusOf);
+}
+
+/** What qemu does on the guest's power-off and reboot, as it was started. */
+function restoreActions(qmp: QmpClient, t: PowerTarget): Promise<unknown> {
+  return qmp.execute('set-action', { shutdown: 'poweroff', reboot: t.noReboot ? 'shutdown' : 'reset' }).catch(() => undefined);
+}
+
+/**
+ * system_reset, and run the guest's CPUs if `run`. SeaBIOS answers a reset with one of its own (a guest
+ * reset) a moment after it runs again; under -no-reboot that one would end qemu, so the caller puts the
+ * reboot action back only after it (or after FIRMWARE_RESET_WAIT_MS, for firmware that does not do it).
+ */
+async function systemReset(qmp: QmpClient, t: PowerTarget, run: boolean): Promise<void> {
+  let ours = false;
+  let firmware = false;
+  const onEvent = (ev: QmpEvent): void => {
+    if (ev.event !== 'RESET') return;
+    if ((ev.data as { guest?: boolean } | undefined)?.guest) firmware ||= ours;
+    else ours = true;
+  };
+  qmp.on('event', onEvent);
+  try {
+    await qmp.execute('system_reset');
+    if (!(await waitUntil(() => ours, RESET_WAIT_MS))) {
+      throw new UncloudError('QEMU_TIMEOUT', `VM ${t.name}: qemu did not carry out the reset within ${RESET_WAIT_MS / 1000} s`);
+    }
+    if (run) await qmp.execute('cont');
+    if (run && t.noReboot) await waitUntil(() => firmware, FIRMWARE_RESET_WAIT_MS);
+  } finally {
+    qmp.off('event', onEvent);
+  }
+}
+
+/** Stop the guest's CPUs. Returns false when it was already paused. */
+export function pauseVm(t: PowerTarget): Promise<boolean> {
+  return withQmp(t.qmpSocket, async (qmp) => {
+    if ((await statusOf(qmp)) === 'paused') return false;
+    await qmp.execute('stop');
+    return true;
+  });
+}
+
+/** Run the guest's CPUs again. Returns false when it was already running. */
+export function resumeVm(t: PowerTarget): Promise<boolean> {
+  return withQmp(t.qmpSocket, async (qmp) => {
+    if ((await statusOf(qmp)) === 'running') return false;
+    await qmp.execute('cont');
+    return true;
+  });
+}
+
+/** Reset now, like the reset button (the guest is not asked). Returns qemu's run state after it. */
+export function resetVm(t: PowerTarget): Promise<string> {
+  return withQmp(t.qmpSocket, async (qmp) => {
+    // Under -no-reboot a reset would end qemu: while it is carried out, a reset is a reset.
+    const running = (await statusOf(qmp)) === 'running';
+    await qmp.execute('set-action', { reboot: 'reset' });
+    try {
+      await systemReset(qmp, t, running);
+    } finally {
+      await restoreActions(qmp, t);
+    }
+    return statusOf(qmp);
+  });
+}
+
+export interface RebootOptions {
+  timeoutMs: number;
+  progress: (msg: string) => void;
+  pressEveryMs?: number;
+}
+
+/**
+ * Ask the guest to power off (pressing the button again every few seconds), keep qemu when it does, then
+ * reset and run it: the guest boots again in the same qemu, with the same MACs and taps.
+ */
+export function rebootVm(t: PowerTarget, opts: RebootOptions): Promise<'power-cycled' | 'guest-rebooted'> {
+  return withQmp(t.qmpSocket, async (qmp) => {
+    let poweredOff = false;
+    let rebooted = false;
+    qmp.on('event', (ev: QmpEvent) => {
+      const data = ev.data as { guest?: boolean; reason?: string } | undefined;
+      if (ev.event === 'SHUTDOWN' && data?.reason === 'guest-shutdown') poweredOff = true;
+      if (ev.event === 'RESET' && data?.guest === true) rebooted = true;
+    });
+    const status = await statusOf(qmp);
+    if (status === 'paused') {
+      opts.progress(`VM ${t.name} is paused; resuming it so the guest hears the power button`);
+      await qmp.execute('cont');
+    }
+    await qmp.execute('set-action', { shutdown: 'pause', reboot: 'reset' });
+    try {
+      await qmp.execute('system_powerdown');
+      opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
+      const heard = await waitUntil(() => poweredOff || rebooted, opts.timeoutMs, {
+        every: opts.pressEveryMs ?? PRESS_EVERY_MS,
+        tick: (s) => {
+          void qmp.execute('system_powerdown').catch(() => undefined);
+          opts.progress(`VM ${t.name}: waiting ${s} s / ${opts.timeoutMs / 1000} s; power button pressed again`);
+        },
+      });
+      if (!heard) {
+        throw new UncloudError(
+          'GUEST_DEAF',
+          `VM ${t.name}: the guest did not power off within ${opts.timeoutMs / 1000} s; it runs on unchanged. 'uncloud-vm reset ${t.name}' resets it at once`,
+        );
+      }
+      if (poweredOff) {
+        // qemu kept the powered-off VM (paused): reset it and run it again.
+        await systemReset(qmp, t, true);
+        return 'power-cycled';
+      }
+      return 'guest-rebooted';
+    } finally {
+      await restoreActions(qmp, t);
+    }
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * A VM's logs on the state side (core/vm-spec.ts `vmLogFiles`): the serial log qemu appends to and qemu's
+ * stderr. Capped by rotation when a VM starts: a file over the cap becomes `<file>.1` (one older generation).
+ */
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import type { VmLogFiles } from '../core/vm-spec.js';
+import { ensurePrivateDir } from './private-dir.js';
+
+/** A log over this size at start is rotated. */
+export const LOG_CAP_BYTES = 4 * 1024 * 1024;
+
+export function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function lastByte(path: string, size: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, size - 1);
+    return b.toString('latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function append(path: string, text: string): void {
+  const size = sizeOf(path);
+  // A guest's last line often has no newline: the header starts on a line of its own.
+  const sep = size > 0 && lastByte(path, size) !== '\n' ? '\n' : '';
+  const fd = openSync(path, 'a', 0o600);
+  try {
+    writeSync(fd, `${sep}${text}\n`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Before qemu starts: make the log dir, rotate logs over the cap, and mark the start in both logs.
+ * Returns where this run's part of qemu's stderr log begins.
+ */
+export function openVmLogs(logs: VmLogFiles, header: string, capBytes = LOG_CAP_BYTES): number {
+  ensurePrivateDir(logs.dir);
+  for (const file of [logs.serial, logs.qemu]) {
+    if (sizeOf(file) > capBytes) renameSync(file, `${file}.1`);
+    append(file, header);
+  }
+  return sizeOf(logs.qemu);
+}
+
+/** The bytes of a file from an offset on (none when it does not exist). */
+export function readBytesFrom(path: string, offset: number): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return Buffer.alloc(0);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size <= offset) return Buffer.alloc(0);
+    const buf = Buffer.alloc(size - offset);
+    let got = 0;
+    while (got < buf.length) {
+      const n = readSync(fd, buf, got, buf.length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function readFrom(path: string, offset: number): string {
+  return readBytesFrom(path, offset).toString('utf8');
+}
+
+/**
+ * Write what is appended to a log from `offset` on, until `stop` aborts. A file that shrank was rotated
+ * (a restart): it is read again from its start.
+ */
+export async function followLog(path: string, offset: number, write: (chunk: Buffer) => void, stop: AbortSignal, pollMs = 200): Promise<void> {
+  let at = offset;
+  while (!stop.aborted) {
+    const size = sizeOf(path);
+    if (size < at) at = 0;
+    if (size > at) {
+      const chunk = readBytesFrom(path, at);
+      at += chunk.length;
+      write(chunk);
+    }
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, pollMs);
+      stop.addEventListener('abort', () => (clearTimeout(timer), r()), { once: true });
+    });
+  }
+}
+
+/** The files of a log, older generation first, that exist. */
+export function logGenerations(path: string): string[] {
+  return [`${path}.1`, path].filter((p) => existsSync(p));
+}
+
+export function hasLogs(logs: VmLogFiles): boolean {
+  return existsSync(logs.dir);
+}
+
+export function removeVmLogs(logs: VmLogFiles): void {
+  rmSync(logs.dir, { recursive: true, force: true });
+}
