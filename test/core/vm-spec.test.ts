@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { v5 } from 'uuid';
-import { NAME_NAMESPACE, nicText, parseNic, planToStartOptions, planVm, specFor, startOptionsToArgs, validateName, validateUuid, vmRunFiles, type HostFacts } from '../../src/core/vm-spec.js';
+import { NAME_NAMESPACE, nicText, parseNic, planToStartOptions, planVm, specFor, startOptionsToArgs, validateName, validateUuid, vmLogFiles, vmRunFiles, type HostFacts } from '../../src/core/vm-spec.js';
 
 const host: HostFacts = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
 const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
@@ -109,17 +109,17 @@ describe('sizes and counts', () => {
 
   it('--vnc and --cloud-init reach the spec as run-dir files', () => {
     const plan = planVm({ name: 'web1', vnc: true, cloudInit: 'on' }, host, defaults, fixedUuid);
-    const spec = specFor({ ...plan, disks: [] }, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'web1'));
+    const spec = specFor({ ...plan, disks: [] }, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'web1'), vmLogFiles('/var/lib/u', 'web1'));
     expect(spec.vncSocket).toBe('/run/u/web1/vnc.sock');
     expect(spec.seed).toBe('/run/u/web1/seed.iso');
-    const bare = specFor(planVm({ name: 'web1' }, host, defaults, fixedUuid), ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'web1'));
+    const bare = specFor(planVm({ name: 'web1' }, host, defaults, fixedUuid), ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'web1'), vmLogFiles('/var/lib/u', 'web1'));
     expect(bare.vncSocket).toBeUndefined();
     expect(bare.seed).toBeUndefined();
   });
 
   it('a disk whose format is not resolved never reaches a spec', () => {
     const plan = planVm({ disk: ['/d/a.img'] }, host, defaults, fixedUuid);
-    expect(() => specFor(plan, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'x'))).toThrow(/format of disk \/d\/a\.img was not resolved/);
+    expect(() => specFor(plan, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'x'), vmLogFiles('/var/lib/u', 'x'))).toThrow(/format of disk \/d\/a\.img was not resolved/);
   });
 });
 
