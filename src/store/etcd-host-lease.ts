@@ -55,9 +55,21 @@ export async function announce(a: EtcdAccess): Promise<{ id: string; lease: Etcd
  */
 export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Promise<ReassertResult> {
   const out: ReassertResult = { kept: 0, recreated: [], conflicts: [] };
-  // Conflicts are rare: one read of their range tells which MACs have one to clear.
+  // Conflicts are rare: one read of their range tells which MACs have one to clear. Only those this host
+  // recorded: a conflict names a running VM of one host, and only that host can tell it no longer stands (the
+  // host whose VM holds the key must leave it, or the record would come and go, the address free in the gaps).
+  const recordedHere = (v: string): boolean => {
+    try {
+      const h = (JSON.parse(v) as { host?: unknown }).host;
+      return typeof h !== 'string' || h === a.host;
+    } catch {
+      return true;
+    }
+  };
   const standing = new Set(
-    (await a.call('re-assert', () => a.client.getAll().prefix(a.conflictKey('')).keys())).map((k) => k.slice(k.lastIndexOf('/') + 1)),
+    Object.entries(await a.call('re-assert', () => a.client.getAll().prefix(a.conflictKey('')).strings()))
+      .filter(([, v]) => recordedHere(v))
+      .map(([k]) => k.slice(k.lastIndexOf('/') + 1)),
   );
   const clearConflict = async (mac: string): Promise<void> => {
     if (standing.has(mac.replaceAll(':', ''))) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(mac)).exec());

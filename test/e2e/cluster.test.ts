@@ -179,6 +179,12 @@ describe('failures', () => {
       expect(r.stderr).toMatch(conflict);
       expect(JSON.parse(r.stdout).find((l: LeaseRow) => l.mac === macB)).toMatchObject({ state: 'conflict', vm: { name: 'taker' }, host: 'h1' });
     }
+    // The record stands across both agents' periodic passes (the taker's host must not clear it).
+    const conflictKey = `/uncloud-vm/conflicts/${macB.replaceAll(':', '')}`;
+    for (let i = 0; i < 10; i++) {
+      expect(c.etcdctl('get', conflictKey, '--print-value-only'), `sample ${i}`).toMatch(/"host":"h2"/);
+      await new Promise((res) => setTimeout(res, 500));
+    }
     // The taker stops: the address is still not handed out; h2's agent takes its VM's key back.
     taker!.kill('SIGTERM');
     expect((await takerRun).code).toBe(0);
