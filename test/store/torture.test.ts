@@ -62,8 +62,11 @@ async function torture(where: string, store: () => Store, opts: { workers: numbe
     all.push(w);
     live[i] = w;
   }
-  // Let the survivors get going (a fresh worker holds nothing yet), then freeze them mid-loop and inspect.
-  await sleep(3000);
+  // Let the survivors get going (a fresh worker holds nothing yet; on a loaded machine starting one takes
+  // seconds), then freeze them mid-loop and inspect.
+  const deadline = Date.now() + 60_000;
+  while (!live.every((w) => w.held.size > 0) && Date.now() < deadline) await sleep(100);
+  await sleep(500);
   for (const w of live) w.child.kill('SIGSTOP');
   await sleep(300);
   const s = store();
