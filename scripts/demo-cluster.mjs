@@ -38,7 +38,7 @@ try {
       { onSpawn: (c) => (l.child = c) },
     );
     l.serial = () => {
-      const p = join(h.runDir, '.logs', `${name}.serial.log`);
+      const p = join(h.env.UNCLOUD_VM_STATE_DIR, 'logs', name, 'serial.log');
       return existsSync(p) ? readFileSync(p, 'utf8') : '';
     };
     launchers.push(l);
