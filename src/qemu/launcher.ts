@@ -18,6 +18,7 @@ import { renderIfdown, renderIfup } from '../system/nic-scripts.js';
 import { currentOwner } from '../system/proc.js';
 import { type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { claimVm } from '../system/vm-claim.js';
+import { observeAll } from '../system/vm-state.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { openVmLogs, readFrom } from '../system/vm-logs.js';
 import { waitForQmp } from './qmp.js';
@@ -103,10 +104,18 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     // The claim proved no qemu of this VM runs here: what an earlier run of it still holds is stale.
     if (dead?.record) await giveBackHeld(deps.store, deps.host, dead.record);
     const known = plan.named ? await deps.store.getIdentity(plan.name) : null;
+    // What this VM had last: its remembered identity, else the record an earlier run of it left behind
+    // (a launcher killed before it remembered anything).
+    const lastMacs = known?.macs ?? (dead?.record?.uuid === plan.uuid ? dead.record.nics.map((n) => n.mac) : []);
+    // MACs that VMs running here use: never handed to this one, even if the store lost their keys (etcd).
+    const usedHere = localMacsInUse(deps.runDir, plan.name);
     const requests: LeaseRequest[] = plan.nics.map((nic) => {
       const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: [opts.launcher] };
-      if (nic.mac !== undefined) req.mac = nic.mac;
-      else if (known?.macs[nic.index] !== undefined) req.prefer = known.macs[nic.index]!;
+      if (nic.mac !== undefined) {
+        const user = usedHere.get(nic.mac);
+        if (user) throw new UncloudError('MAC_HELD', `MAC ${nic.mac} is used by VM ${user}, running on this host; pick another`);
+        req.mac = nic.mac;
+      } else if (lastMacs[nic.index] !== undefined && !usedHere.has(lastMacs[nic.index]!)) req.prefer = lastMacs[nic.index]!;
       return req;
     });
     await releaseOwnStale(deps, plan.uuid, requests.flatMap((r) => [r.mac, r.prefer].filter((m): m is string => m !== undefined)));
@@ -166,6 +175,16 @@ async function rememberIdentity(vm: PreparedVm, deps: LaunchDeps): Promise<void>
   await deps.store.putIdentity({ ...vm.identity, updated: new Date().toISOString() }).catch((err: Error) => {
     deps.note(`VM ${vm.spec.name}: could not remember its UUID and MACs: ${err.message}`);
   });
+}
+
+/** MAC → name of the VM using it, for the VMs running (or starting) here other than `except`. */
+function localMacsInUse(runDir: string, except: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const v of observeAll(runDir)) {
+    if (v.name === except || v.phase === 'dead') continue;
+    for (const n of v.record?.nics ?? []) out.set(n.mac, v.name);
+  }
+  return out;
 }
 
 /** Leases this VM itself left on this host (a killed run): the claim proved they are stale. */

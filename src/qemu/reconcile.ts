@@ -117,7 +117,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const vms = observeAll(deps.runDir);
   const live = vms.filter((v) => v.phase !== 'dead');
   for (const vm of vms) {
-    if (vm.damaged) report.damaged.push({ key: vm.files.record, why: vm.damaged });
+    // A running VM's damaged record stays (its qemu runs); a dead one's goes with its run dir, said below.
+    if (vm.damaged && vm.phase !== 'dead') report.damaged.push({ key: vm.files.record, why: vm.damaged });
     if (vm.phase === 'running' && vm.record) await assertRunning(vm, deps, report);
   }
   // Leases whose recorded owners are gone, but whose VM's qemu still runs (or is about to), stay.
@@ -129,8 +130,13 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     await withRunDirLock(deps.runDir, async () => {
       const now = observeVm(deps.runDir, vm.name);
       if (now.phase !== 'dead') return;
-      report.freed.push(...(await giveBackVm(deps.store, deps.host, now)));
-      report.removedDirs.push(vm.name);
+      // A record that is not this dir's own (a copy of another VM's run dir) or names a VM whose qemu
+      // runs elsewhere under this run dir gives nothing back: its leases and taps are that VM's.
+      const foreign = now.record !== null && (now.record.name !== vm.name || liveUuids.has(now.record.uuid));
+      if (foreign) removeDir(now.files.dir);
+      else report.freed.push(...(await giveBackVm(deps.store, deps.host, now)));
+      const why = now.damaged ? ` (its record ${now.files.record} was damaged: ${now.damaged})` : foreign ? ` (a copy of VM ${now.record!.name}'s run dir; nothing of that VM was touched)` : '';
+      report.removedDirs.push(`${vm.name}${why}`);
     });
   }
   for (const dir of oldStagingDirs(deps.runDir)) {

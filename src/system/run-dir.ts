@@ -49,7 +49,12 @@ export type RecordRead = { record: VmRecord; damaged: null } | { record: null; d
 
 /** A VM's record: null with damaged=null when there is none, with a reason when it cannot be read. */
 export function readRecord(path: string): RecordRead {
-  const text = readTextIfExists(path);
+  let text: string | null;
+  try {
+    text = readTextIfExists(path);
+  } catch (err) {
+    return { record: null, damaged: `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+  }
   if (text === null) return { record: null, damaged: null };
   try {
     const data = JSON.parse(text) as Partial<VmRecord>;
@@ -66,7 +71,10 @@ export function readRecord(path: string): RecordRead {
 /** Names of the VMs that have a run dir. */
 export function runDirNames(runDir: string): string[] {
   try {
-    return readdirSync(runDir).filter((e) => !e.startsWith('.'));
+    // Only real directories: a stray file, or a symlink or copy an operator made, is not a VM of ours.
+    return readdirSync(runDir, { withFileTypes: true })
+      .filter((e) => !e.name.startsWith('.') && e.isDirectory())
+      .map((e) => e.name);
   } catch {
     return [];
   }

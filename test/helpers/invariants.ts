@@ -70,7 +70,10 @@ export function checkInvariants(opts: { runDir: string; leases: LeaseRow[]; netn
   }
   let dirs: string[] = [];
   try {
-    dirs = readdirSync(opts.runDir).filter((e) => !e.startsWith('.'));
+    // Run dirs are real directories; a stray file or symlink an operator left is not ours to judge.
+    dirs = readdirSync(opts.runDir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+      .map((e) => e.name);
   } catch {
     dirs = [];
   }

@@ -21,7 +21,7 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   for (const d of r.removedDirs) ctx.out(`removed run dir ${d}`);
   for (const t of r.removedTaps) ctx.out(`removed leftover tap ${t}`);
   for (const t of r.removedGuards) ctx.out(`removed leftover guard rules of tap ${t}`);
-  for (const d of r.damaged) ctx.err(`damaged record left untouched: ${d.why}`);
+  for (const d of r.damaged) ctx.err(`damaged record left untouched: ${d.why.includes(d.key) ? d.why : `${d.key}: ${d.why}`}`);
   for (const c of r.conflicts) ctx.err(conflictMessage(c));
   const changed = r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
   if (changed === 0) ctx.err('gc: nothing to reclaim');
