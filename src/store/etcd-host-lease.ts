@@ -34,6 +34,8 @@ export interface HostAgent {
   readonly where: string;
   /** Grant a lease with the store's TTL and announce it under hosts/<host> for this host's VMs. */
   takeLease(): Promise<{ id: string; lease: EtcdLease }>;
+  /** Put this host's agent key back if it is missing or not this lease's; true when it had to. */
+  ensureAnnounced(held: { id: string; lease: EtcdLease }): Promise<boolean>;
   /** Hang `expected` (the leases of VMs running on this host) on lease `id`, creating missing keys. */
   reassert(id: string, expected: Lease[]): Promise<ReassertResult>;
   close(): Promise<void>;
@@ -42,10 +44,26 @@ export interface HostAgent {
 export async function announce(a: EtcdAccess): Promise<{ id: string; lease: EtcdLease }> {
   const lease = a.client.lease(a.ttlS);
   const id = await a.call('lease grant', () => lease.grant());
+  await putHostKey(a, id, lease);
+  return { id, lease };
+}
+
+async function putHostKey(a: EtcdAccess, id: string, lease: EtcdLease): Promise<void> {
   await a.call('announce', () =>
     lease.put(a.hostKey(a.host)).value(JSON.stringify({ leaseId: id, pid: process.pid, started: new Date().toISOString() })).exec(),
   );
-  return { id, lease };
+}
+
+/** Put hosts/<host> back if someone deleted or damaged it (units and detached VMs look the agent up there). */
+export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: EtcdLease }): Promise<boolean> {
+  const text = await a.call('agent lookup', () => a.client.get(a.hostKey(a.host)).string());
+  try {
+    if (text !== null && (JSON.parse(text) as { leaseId?: unknown }).leaseId === held.id) return false;
+  } catch {
+    // damaged: written again below
+  }
+  await putHostKey(a, held.id, held.lease);
+  return true;
 }
 
 /**

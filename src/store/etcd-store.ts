@@ -19,7 +19,7 @@ import { UncloudError } from '../core/errors.js';
 import { advance, checkInPool, exhaustedError, formatMac, indexOf, inPool, macAt, parseMac, type Pool, usable, usableCount } from '../core/mac.js';
 import type { EtcdTarget } from '../core/store-url.js';
 import { isOwnerAlive } from '../system/proc.js';
-import { announce, type EtcdAccess, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
+import { announce, ensureAnnounced, type EtcdAccess, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
 import { parseConflict, parseIdentity, parseLease, serializeLease } from './lease.js';
 import { allocateOrGc, byMac, conflictMessage, Exhausted, FIRST_CURSOR, heldError, isStale, newLease } from './policy.js';
 import type { Conflict, DamagedRecord, KeepLease, Lease, LeaseList, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
@@ -436,6 +436,10 @@ export class EtcdStore implements Store, HostAgent {
 
   takeLease(): Promise<{ id: string; lease: EtcdLease }> {
     return announce(this.access());
+  }
+
+  ensureAnnounced(held: { id: string; lease: EtcdLease }): Promise<boolean> {
+    return ensureAnnounced(this.access(), held);
   }
 
   reassert(id: string, expected: Lease[]): Promise<ReassertResult> {

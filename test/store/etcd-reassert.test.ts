@@ -118,6 +118,13 @@ describe('etcd: running VMs keep their keys', () => {
     await waitFor('conflict cleared', async () => !/CONFLICT/.test((await run(['mac', 'list'])).stderr), (TTL + 10) * 1000);
   });
 
+  it('a deleted or damaged host key is announced again by the running agent', async () => {
+    await startAgent();
+    etcdctl('put', `/${prefix}/hosts/h1`, 'junk');
+    await waitFor('announced again', () => /key of host h1 was missing or damaged; announced again/.test(agent!.stderr()), (TTL + 10) * 1000);
+    expect((await run(['start', '--name', 'a1', '--accel', 'tcg', '--memory', '64', '--detach'])).code).toBe(0);
+  });
+
   it('one garbage key under the prefix does not stop the agent', async () => {
     etcdctl('put', `/${prefix}/macs/420000000077`, 'garbage');
     await startAgent();

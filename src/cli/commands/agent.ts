@@ -89,7 +89,11 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
   const periodS = Math.max(2, Math.floor(target.ttlS / 3));
   const timer = setInterval(() => {
     if (!current || stopping) return;
-    void assert(current.id, 'periodic').catch((e) => ctx.err(`agent: ${(e as Error).message}`));
+    const held = current;
+    void (async () => {
+      if (await host.ensureAnnounced(held)) ctx.err(`agent: the key of host ${host.host} was missing or damaged; announced again`);
+      await assert(held.id, 'periodic');
+    })().catch((e) => ctx.err(`agent: ${(e as Error).message}`));
   }, periodS * 1000);
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
