@@ -66,10 +66,14 @@ export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: 
   return true;
 }
 
+/** Leases re-asserted per transaction pair (one read, one write): 40 compares and 80 operations, under etcd's 128. */
+const REASSERT_CHUNK = 40;
+
 /**
  * For each expected lease: the key is there and ours (same VM) → attach it to lease `id`; absent → create it
  * (compare: still absent); another VM's → a conflict, recorded and returned. Conflicts that no longer
- * stand (the key is ours again) are cleared.
+ * stand (the key is ours again) are cleared. Leases go in chunks of one read and one transaction (10,000 in
+ * a few hundred round trips); a chunk that loses a race to another writer is done again one lease at a time.
  */
 export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Promise<ReassertResult> {
   const out: ReassertResult = { kept: 0, recreated: [], conflicts: [] };
@@ -89,54 +93,115 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Pr
       .filter(([, v]) => recordedHere(v))
       .map(([k]) => k.slice(k.lastIndexOf('/') + 1)),
   );
-  const clearConflict = async (mac: string): Promise<void> => {
-    if (standing.has(mac.replaceAll(':', ''))) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(mac)).exec());
-  };
-  const sameOwners = (x: Lease, y: Lease) => JSON.stringify(x.owners) === JSON.stringify(y.owners);
-  for (const want of expected) {
-    const key = a.macKey(want.mac);
-    const res = await a.call('re-assert', () => a.client.get(key).exec());
-    const kv = res.kvs[0];
-    let holder: Lease | null = null;
-    if (kv) {
-      try {
-        holder = parseLease(kv.value.toString(), key);
-      } catch {
-        holder = null;
-      }
-    }
-    if (kv && holder && holder.host === a.host && holder.vm?.uuid === want.vm?.uuid) {
-      // Already on this lease with these owners (the periodic pass, mostly): nothing to write.
-      if (String(kv.lease) !== id || !sameOwners(holder, want)) {
-        const next = { ...holder, owners: want.owners };
-        await a.call('re-assert', () =>
-          a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id)).commit(),
-        );
-      }
-      await clearConflict(want.mac);
-      out.kept += 1;
-      continue;
-    }
-    if (!kv) {
-      const r = await a.call('re-assert', () =>
-        a.client.if(key, 'Create', '==', 0).then(a.client.put(key).value(serializeLease(want)).lease(id)).commit(),
-      );
-      if (r.succeeded) {
-        await clearConflict(want.mac);
-        out.kept += 1;
-        out.recreated.push(want);
-        continue;
-      }
-      const again = await a.call('re-assert', () => a.client.get(key).string());
-      try {
-        holder = again === null ? null : parseLease(again, key);
-      } catch {
-        holder = null;
-      }
-    }
-    const conflict: Conflict = { version: 1, mac: want.mac, host: a.host, vm: want.vm ?? { name: '?' }, holder, detected: new Date().toISOString() };
-    await a.call('recording a conflict', () => a.client.put(a.conflictKey(want.mac)).value(JSON.stringify(conflict)).exec());
-    out.conflicts.push(conflict);
+  const ctx: Reasserting = { a, id, out, standing };
+  for (let i = 0; i < expected.length; i += REASSERT_CHUNK) {
+    for (const want of await reassertChunk(ctx, expected.slice(i, i + REASSERT_CHUNK))) await reassertOne(ctx, want);
   }
   return out;
+}
+
+interface Reasserting {
+  a: EtcdAccess;
+  id: string;
+  out: ReassertResult;
+  /** MACs (12 hex) with a conflict this host recorded. */
+  standing: Set<string>;
+}
+
+const sameOwners = (x: Lease, y: Lease) => JSON.stringify(x.owners) === JSON.stringify(y.owners);
+const hasConflict = (c: Reasserting, mac: string) => c.standing.has(mac.replaceAll(':', ''));
+
+function parseQuietly(text: string, key: string): Lease | null {
+  try {
+    return parseLease(text, key);
+  } catch {
+    return null;
+  }
+}
+
+/** Ours or absent keys of a chunk in one read and one transaction; returns the leases left for one by one. */
+async function reassertChunk(c: Reasserting, chunk: Lease[]): Promise<Lease[]> {
+  const { a, id } = c;
+  // A compare that always holds (no key has create revision -1): the transaction is a batch of reads.
+  const read = await a.call('re-assert', () =>
+    a.client.if(a.hostKey(a.host), 'Create', '!=', -1).then(...chunk.map((w) => a.client.get(a.macKey(w.mac)))).commit(),
+  );
+  const left: Lease[] = [];
+  const writes: { want: Lease; mod: string | null; next: Lease }[] = [];
+  let unchanged = 0;
+  chunk.forEach((want, i) => {
+    const kv = read.responses[i]?.response_range.kvs[0];
+    if (!kv) {
+      writes.push({ want, mod: null, next: want });
+      return;
+    }
+    const holder = parseQuietly(kv.value.toString(), a.macKey(want.mac));
+    if (!holder || holder.host !== a.host || holder.vm?.uuid !== want.vm?.uuid) left.push(want);
+    // Already on this lease with these owners (the periodic pass, mostly): nothing to write.
+    else if (String(kv.lease) === id && sameOwners(holder, want) && !hasConflict(c, want.mac)) unchanged += 1;
+    else writes.push({ want, mod: String(kv.mod_revision), next: { ...holder, owners: want.owners } });
+  });
+  c.out.kept += unchanged;
+  if (writes.length === 0) return left;
+  const cmp = (w: (typeof writes)[number]): [string, 'Mod' | 'Create', '==', string | number] =>
+    w.mod === null ? [a.macKey(w.want.mac), 'Create', '==', 0] : [a.macKey(w.want.mac), 'Mod', '==', w.mod];
+  const [first, ...rest] = writes;
+  let txn = a.client.if(...cmp(first!));
+  for (const w of rest) txn = txn.and(...cmp(w));
+  const ops = writes.flatMap((w) => [
+    a.client.put(a.macKey(w.want.mac)).value(serializeLease(w.next)).lease(id),
+    ...(hasConflict(c, w.want.mac) ? [a.client.delete().key(a.conflictKey(w.want.mac))] : []),
+  ]);
+  const r = await a.call('re-assert', () => txn.then(...ops).commit());
+  if (!r.succeeded) return [...left, ...writes.map((w) => w.want)];
+  c.out.kept += writes.length;
+  c.out.recreated.push(...writes.filter((w) => w.mod === null).map((w) => w.want));
+  return left;
+}
+
+/** One lease, as the chunk would do it; a key that changed under us is read again, a few times. */
+async function reassertOne(c: Reasserting, want: Lease, tries = 3): Promise<void> {
+  const { a, id, out } = c;
+  const key = a.macKey(want.mac);
+  const clearConflict = async (): Promise<void> => {
+    if (hasConflict(c, want.mac)) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
+  };
+  const kv = (await a.call('re-assert', () => a.client.get(key).exec())).kvs[0];
+  let holder = kv ? parseQuietly(kv.value.toString(), key) : null;
+  const ours = !!kv && !!holder && holder.host === a.host && holder.vm?.uuid === want.vm?.uuid;
+  if (ours && kv && holder) {
+    let done = String(kv.lease) === id && sameOwners(holder, want);
+    if (!done) {
+      const next = { ...holder, owners: want.owners };
+      done = (
+        await a.call('re-assert', () =>
+          a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id)).commit(),
+        )
+      ).succeeded;
+    }
+    if (done) {
+      await clearConflict();
+      out.kept += 1;
+      return;
+    }
+  } else if (!kv) {
+    const r = await a.call('re-assert', () =>
+      a.client.if(key, 'Create', '==', 0).then(a.client.put(key).value(serializeLease(want)).lease(id)).commit(),
+    );
+    if (r.succeeded) {
+      await clearConflict();
+      out.kept += 1;
+      out.recreated.push(want);
+      return;
+    }
+  }
+  if ((ours || !kv) && tries > 1) {
+    await reassertOne(c, want, tries - 1);
+    return;
+  }
+  const again = await a.call('re-assert', () => a.client.get(key).string());
+  holder = again === null ? null : parseQuietly(again, key);
+  const conflict: Conflict = { version: 1, mac: want.mac, host: a.host, vm: want.vm ?? { name: '?' }, holder, detected: new Date().toISOString() };
+  await a.call('recording a conflict', () => a.client.put(a.conflictKey(want.mac)).value(JSON.stringify(conflict)).exec());
+  out.conflicts.push(conflict);
 }

@@ -38,6 +38,8 @@ export interface EtcdStoreOptions {
 
 const SCAN_BATCH = 256;
 const TXN_CHUNK = 60;
+/** Keys per page of a long read: etcd refuses a reply over 4 MiB (about 20,000 lease records in one). */
+const PAGE = 2000;
 const MAX_ATTEMPTS = 1000;
 const CALL_DEADLINE_MS = 5000;
 
@@ -313,26 +315,47 @@ export class EtcdStore implements Store, HostAgent {
     }
   }
 
+  /**
+   * Every key and value from `start` (inclusive) to `end` (exclusive), a page at a time, so a range of any size
+   * is read without meeting etcd's 4 MiB reply limit.
+   */
+  private async *pages(what: string, start: string, end: string): AsyncGenerator<[string, string][]> {
+    let from = start;
+    for (;;) {
+      const range = { start: from, end };
+      // In key order, as etcd keeps them (asking for a sort would make etcd read the whole range for every page).
+      const res = await this.call(what, () => this.client.getAll().inRange(range).limit(PAGE).exec());
+      const page = res.kvs.map((kv): [string, string] => [kv.key.toString(), kv.value.toString()]);
+      if (page.length > 0) yield page;
+      if (!res.more || page.length === 0) return;
+      from = `${page[page.length - 1]![0]}\u0000`;
+    }
+  }
+
+  /** The same for every key under a prefix. */
+  private prefixPages(what: string, prefix: string): AsyncGenerator<[string, string][]> {
+    return this.pages(what, prefix, prefixEnd(prefix));
+  }
+
+  /** Every record under a prefix, parsed; the damaged ones are listed apart. */
+  private async readAll<T>(prefix: string, parse: (text: string, key: string) => T, damagedRecords: DamagedRecord[]): Promise<T[]> {
+    const out: T[] = [];
+    for await (const page of this.prefixPages('list', prefix)) {
+      for (const [k, v] of page) {
+        try {
+          out.push(parse(v, k));
+        } catch (err) {
+          damagedRecords.push({ key: k, why: (err as Error).message });
+        }
+      }
+    }
+    return out;
+  }
+
   async list(): Promise<LeaseList> {
-    const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/macs/`).strings());
-    const leases: Lease[] = [];
     const damagedRecords: DamagedRecord[] = [];
-    for (const [k, v] of Object.entries(all)) {
-      try {
-        leases.push(parseLease(v, k));
-      } catch (err) {
-        damagedRecords.push({ key: k, why: (err as Error).message });
-      }
-    }
-    const conflicts: Conflict[] = [];
-    const recorded = await this.call('list', () => this.client.getAll().prefix(`${this.p}/conflicts/`).strings());
-    for (const [k, v] of Object.entries(recorded)) {
-      try {
-        conflicts.push(parseConflict(v, k));
-      } catch (err) {
-        damagedRecords.push({ key: k, why: (err as Error).message });
-      }
-    }
+    const leases = await this.readAll(`${this.p}/macs/`, parseLease, damagedRecords);
+    const conflicts = await this.readAll(`${this.p}/conflicts/`, parseConflict, damagedRecords);
     return { leases: leases.sort(byMac), damaged: damagedRecords, conflicts };
   }
 
@@ -343,29 +366,40 @@ export class EtcdStore implements Store, HostAgent {
   }
 
   async status(pool: Pool): Promise<PoolStatus> {
-    // One read gives both the count and the per-host split.
+    // The split per host reads every record, a page at a time; the count alone would be one count-only read.
     const prefixHex = pool.prefix.replaceAll(':', '');
-    const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/macs/${prefixHex}`).strings());
     const byHost: Record<string, number> = {};
-    for (const [k, v] of Object.entries(all)) {
-      let host = 'damaged records';
-      try {
-        host = parseLease(v, k).host;
-      } catch {
-        // counted as held (the key is there), under its own heading
+    let held = 0;
+    for await (const page of this.prefixPages('list', `${this.p}/macs/${prefixHex}`)) {
+      for (const [k, v] of page) {
+        let host = 'damaged records';
+        try {
+          host = parseLease(v, k).host;
+        } catch {
+          // counted as held (the key is there), under its own heading
+        }
+        byHost[host] = (byHost[host] ?? 0) + 1;
+        held += 1;
       }
-      byHost[host] = (byHost[host] ?? 0) + 1;
     }
     const cursor = await this.readCursor(pool);
-    return { prefix: pool.prefix, size: pool.size, held: Object.keys(all).length, cursor: formatMac(macAt(pool, cursor)), byHost };
+    return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cursor)), byHost };
   }
 
   /** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */
   async gc(keep?: KeepLease): Promise<Lease[]> {
     const freed: Lease[] = [];
-    for (const lease of (await this.list()).leases) {
-      if (lease.host !== this.host || !isStale(lease, this.isAlive, keep)) continue;
-      if (await this.release(lease.mac, lease.vm?.uuid ?? lease.vm?.name)) freed.push(lease);
+    for await (const page of this.prefixPages('gc', `${this.p}/macs/`)) {
+      for (const [k, v] of page) {
+        let lease: Lease;
+        try {
+          lease = parseLease(v, k);
+        } catch {
+          continue; // a damaged record is reported by list, never freed by gc
+        }
+        if (lease.host !== this.host || !isStale(lease, this.isAlive, keep)) continue;
+        if (await this.release(lease.mac, lease.vm?.uuid ?? lease.vm?.name)) freed.push(lease);
+      }
     }
     return freed;
   }
@@ -380,10 +414,9 @@ export class EtcdStore implements Store, HostAgent {
   }
 
   async listIdentities(): Promise<VmIdentity[]> {
-    const all = await this.call('list', () => this.client.getAll().prefix(`${this.p}/vms/`).strings());
-    return Object.entries(all)
-      .map(([k, v]) => parseIdentity(v, k))
-      .sort((a, b) => a.name.localeCompare(b.name));
+    const out: VmIdentity[] = [];
+    for await (const page of this.prefixPages('list', `${this.p}/vms/`)) out.push(...page.map(([k, v]) => parseIdentity(v, k)));
+    return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async deleteIdentity(name: string): Promise<boolean> {
@@ -453,3 +486,7 @@ export class EtcdStore implements Store, HostAgent {
   }
 }
 
+/** The first key after every key that starts with `prefix` (etcd's range end for a prefix). */
+function prefixEnd(prefix: string): string {
+  return `${prefix.slice(0, -1)}${String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)}`;
+}

@@ -1,0 +1,45 @@
+// Many held leases written straight into a store, as the store itself writes them: the fast fixture behind the
+// 200,000-lease tests (test/store/scale.test.ts) and the scaling rows of the benchmark.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Lease i of a fixture: MAC base + first + i * stride, owned by `owners(i)` (none: a manual allocation). */
+function leaseAt(i, { base, first = 0x100000, stride = 1, host = 'fixture', owners = () => [] }) {
+  const hex = (base + first + i * stride).toString(16).padStart(12, '0');
+  const mac = hex.match(/../g).join(':');
+  const vm = owners(i).length > 0 ? { uuid: `00000000-0000-4000-8000-${hex}`, name: `fx-${hex}` } : null;
+  return { hex, lease: { version: 1, mac, vm, nic: vm ? 0 : null, host, owners: owners(i), created: new Date(0).toISOString() } };
+}
+
+/** `count` lease files in a file store's state dir. */
+export function writeFileLeases(stateDir, count, opts) {
+  const dir = join(stateDir, 'leases');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (let i = 0; i < count; i++) {
+    const { hex, lease } = leaseAt(i, opts);
+    writeFileSync(join(dir, `${hex}.json`), `${JSON.stringify(lease)}\n`, { mode: 0o600 });
+  }
+}
+
+/** `count` lease keys under an etcd store's prefix ("/name"), 100 puts per transaction, 8 transactions at a time. */
+export async function writeEtcdLeases(endpoint, prefix, count, opts) {
+  const { Etcd3 } = await import('etcd3');
+  const client = new Etcd3({ hosts: endpoint });
+  try {
+    const batches = [];
+    for (let i = 0; i < count; i += 100) batches.push(i);
+    const worker = async () => {
+      for (let b = batches.shift(); b !== undefined; b = batches.shift()) {
+        const puts = [];
+        for (let i = b; i < Math.min(b + 100, count); i++) {
+          const { hex, lease } = leaseAt(i, opts);
+          puts.push(client.put(`${prefix}/macs/${hex}`).value(JSON.stringify(lease)));
+        }
+        await client.if(`${prefix}/fixture`, 'Create', '!=', -1).then(...puts).commit();
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+  } finally {
+    client.close();
+  }
+}
