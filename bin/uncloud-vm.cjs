@@ -9,11 +9,11 @@ const { readFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 
-const BUNDLE = join(__dirname, '..', 'dist', 'bundle', 'uncloud-vm.cjs');
-const CODE_CACHE = `${BUNDLE}.v8cache`;
+const DEFAULT_BUNDLE = join(__dirname, '..', 'dist', 'bundle', 'uncloud-vm.cjs');
 
 /** The bundle compiled (with the code cache when there is one), and a function that runs it once. */
-function compile() {
+function compile(BUNDLE = DEFAULT_BUNDLE) {
+  const CODE_CACHE = `${BUNDLE}.v8cache`;
   let source;
   try {
     source = readFileSync(BUNDLE, 'utf8');
@@ -34,8 +34,8 @@ function compile() {
     // This file's require resolves packages from the same node_modules as the bundle's would.
     script.runInThisContext()(mod.exports, require, mod, BUNDLE, join(BUNDLE, '..'));
   };
-  return { script, run };
+  return { script, run, CODE_CACHE };
 }
 
 if (require.main === module) compile().run();
-else module.exports = { compile, CODE_CACHE };
+else module.exports = { compile };

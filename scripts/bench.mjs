@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from './lib/etcd.mjs';
+import { writeEtcdLeases, writeFileLeases } from './lib/lease-fixture.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 import { BIN } from './lib/cluster.mjs';
@@ -240,35 +241,122 @@ async function allocationEtcd() {
   }
 }
 
-// 3. Scaling: allocation latency with 0, 10k and 100k leases held.
+// 3. Scaling: every verb with 0, 10k, 100k and 200k leases held, on both stores, through the CLI as users run
+// it; each beside the same verb at 0 held. The leases are written straight into the store (scripts/lib/lease-fixture.mjs).
 async function scaling() {
-  const { FileStore } = await import(join(ROOT, 'dist/store/file-store.js'));
-  const { parsePool, formatMac } = await import(join(ROOT, 'dist/core/mac.js'));
+  const { parsePool } = await import(join(ROOT, 'dist/core/mac.js'));
   const pool = parsePool('42:00:00');
-  const sizes = QUICK ? [0, 10000] : [0, 10000, 100000];
-  const results = {};
-  for (const held of sizes) {
-    const dir = join(tmp(`scale${held}`), 'state');
-    const store = new FileStore({ dir });
-    await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
-    // Pre-fill leases as the store writes them, spread over the pool past the cursor.
-    const leaseDir = join(dir, 'leases');
-    for (let i = 0; i < held; i++) {
-      const mac = formatMac(pool.base + 0x100000 + i * 7);
-      const lease = { version: 1, mac, vm: null, nic: null, host: 'bench', owners: [], created: new Date(0).toISOString() };
-      writeFileSync(join(leaseDir, `${mac.replaceAll(':', '')}.json`), `${JSON.stringify(lease)}\n`, { mode: 0o600 });
+  const sizes = QUICK ? [0, 10000] : [0, 10000, 100000, 200000];
+  const runs = QUICK ? 3 : 5;
+  const verbs = [
+    ['mac allocate', ['mac', 'allocate']],
+    ['start --dry-run', ['start', '--dry-run', '--memory', '1024', '--cores', '2']],
+    ['mac pool', ['mac', 'pool']],
+    ['mac list --json', ['mac', 'list', '--json']],
+    ['list --json', ['list', '--json']],
+    ['gc', ['gc']],
+  ];
+  const etcd = await startEtcd();
+  try {
+    for (const store of ['file', 'etcd']) {
+      const zero = {};
+      for (const held of sizes) {
+        const dir = tmp(`scale-${store}${held}`);
+        const fixture = { base: pool.base, first: 0x100000, stride: 7, host: 'bench-other-host' };
+        const extra = {};
+        if (store === 'file') writeFileLeases(join(dir, 'state'), held, fixture);
+        else {
+          await writeEtcdLeases(etcd.endpoint, `/scale${held}`, held, fixture);
+          extra.UNCLOUD_VM_STORE = etcd.url(`scale${held}`);
+        }
+        const env = envFor(dir, extra);
+        for (const [name, args] of verbs) {
+          const samples = [];
+          for (let i = 0; i < runs; i++) samples.push(timeSync(process.execPath, [BIN, ...args], env));
+          const row = record(`scaling (${store})`, `${name}, ${held.toLocaleString('en-US')} held`, 'ms', samples);
+          if (held === 0) zero[name] = row;
+          else row.ratio = row.median / zero[name].median;
+        }
+      }
     }
-    const samples = [];
-    for (let i = 0; i < (QUICK ? 100 : 300); i++) {
-      const t0 = process.hrtime.bigint();
-      await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]);
-      samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
-    results[held] = record('scaling (file)', `allocate with ${held} leases held`, 'ms', samples);
+  } finally {
+    await etcd.remove();
   }
-  const last = results[sizes[sizes.length - 1]];
-  console.log(`${''.padEnd(22)} ratio ${sizes[sizes.length - 1]} held / 0 held: ${(last.median / results[0].median).toFixed(2)}x (target <= 2x)`);
-  last.ratio = last.median / results[0].median;
+}
+
+// 3b. etcd allocation throughput in one process at 1, 8 and 64 concurrent allocators, beside plain
+// create-if-absent transactions (one key each, the same count) on the same etcd.
+/** The built etcd store and what it needs, for the in-process figures. */
+async function etcdParts() {
+  const { EtcdStore } = await import(join(ROOT, 'dist/store/etcd-store.js'));
+  const { parsePool } = await import(join(ROOT, 'dist/core/mac.js'));
+  const { parseStore } = await import(join(ROOT, 'dist/core/store-url.js'));
+  return { EtcdStore, parseStore, pool: parsePool('42:00:00') };
+}
+
+async function etcdThroughput() {
+  const { EtcdStore, parseStore, pool } = await etcdParts();
+  const { Etcd3 } = await import('etcd3');
+  const total = QUICK ? 500 : 2000;
+  const etcd = await startEtcd();
+  try {
+    for (const workers of [1, 8, 64]) {
+      const raw = new Etcd3({ hosts: etcd.endpoint });
+      let next = 0;
+      let t0 = process.hrtime.bigint();
+      await Promise.all(Array.from({ length: workers }, async () => {
+        for (let i = next++; i < total; i = next++) {
+          const key = `/raw${workers}/macs/${i.toString(16).padStart(12, '0')}`;
+          await raw.if(key, 'Create', '==', 0).then(raw.put(key).value('{}')).commit();
+        }
+      }));
+      const rawMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      raw.close();
+      const store = new EtcdStore({ target: parseStore(etcd.url(`tp${workers}`)) });
+      let done = 0;
+      const macs = [];
+      t0 = process.hrtime.bigint();
+      await Promise.all(Array.from({ length: workers }, async () => {
+        while (done++ < total) macs.push((await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
+      }));
+      const storeMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      await store.close();
+      if (new Set(macs).size !== total) throw new Error(`etcd throughput at ${workers}: duplicates`);
+      const r = record('etcd throughput', `${workers} allocator(s): plain create-if-absent`, '/s', [(total / rawMs) * 1000]);
+      const a = record('etcd throughput', `${workers} allocator(s): store allocations`, '/s', [(total / storeMs) * 1000], { note: `${total} distinct` });
+      a.ratio = a.median / r.median;
+      console.log(`${''.padEnd(22)} store / raw at ${workers}: ${a.ratio.toFixed(2)}x (target >= 0.7x)`);
+    }
+  } finally {
+    await etcd.remove();
+  }
+}
+
+// 3c. The agent re-asserting 10,000 running VMs' leases on a new etcd lease (after a restart or a lost lease).
+async function agentReassert() {
+  const { EtcdStore, parseStore, pool } = await etcdParts();
+  const count = QUICK ? 2000 : 10000;
+  const etcd = await startEtcd();
+  try {
+    const samples = [];
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      const store = new EtcdStore({ target: parseStore(etcd.url(`agent${rep}`)), host: 'bench-host' });
+      const owners = () => [{ pid: process.pid, startTime: 1 }];
+      const fixture = { base: pool.base, first: 1, host: 'bench-host', owners };
+      await writeEtcdLeases(etcd.endpoint, `/agent${rep}`, count, fixture);
+      const expected = (await store.list()).leases;
+      const { id, lease } = await store.takeLease();
+      const t0 = process.hrtime.bigint();
+      const r = await store.reassert(id, expected);
+      samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (r.kept !== count) throw new Error(`agent re-assert: ${r.kept} of ${count} kept`);
+      await lease.revoke();
+      await store.close();
+    }
+    record('agent', `re-assert ${count.toLocaleString('en-US')} running VMs' leases on a new etcd lease`, 'ms', samples, { note: 'target <= 1000 ms at 10,000' });
+  } finally {
+    await etcd.remove();
+  }
 }
 
 // 4 + 5. Launcher overhead and resident cost, with a fake qemu, in a namespace with a bridge.
@@ -470,6 +558,8 @@ try {
   if (want('alloc')) await allocation();
   if (want('etcd')) await allocationEtcd();
   if (want('scaling')) await scaling();
+  if (want('throughput')) await etcdThroughput();
+  if (want('agent')) await agentReassert();
   if (want('launcher')) await launcher();
   if (want('unit')) await unitCost();
   if (want('guard')) await guard();

@@ -5,7 +5,7 @@
 // rolldown's lazy initialisers, so they cost a command nothing until it uses them. etcd3 stays outside and is
 // required at first use (see lazyModule), so only commands with an etcd store pay for gRPC and protobuf.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +61,10 @@ const lazyPlugin = {
   },
 };
 
-rmSync(dirname(OUT), { recursive: true, force: true });
+// Built beside the installed files and renamed over them, so a command started meanwhile finds a whole bundle
+// (with the old cache V8 refuses the new bundle's code cache and compiles as usual).
+const NEXT = `${dirname(OUT)}.next`;
+rmSync(NEXT, { recursive: true, force: true });
 mkdirSync(dirname(OUT), { recursive: true });
 await build({
   input: join(ROOT, 'src/cli/main.ts'),
@@ -69,11 +72,14 @@ await build({
   external: (id) => EAGER_NODE.has(id),
   plugins: [lazyPlugin],
   logLevel: 'warn',
-  output: { file: OUT, format: 'cjs', codeSplitting: false, minify: false },
+  output: { file: join(NEXT, 'uncloud-vm.cjs'), format: 'cjs', codeSplitting: false, minify: false },
 });
 
 // The code cache: run the commands whose start-up matters in one process, then save what V8 compiled.
-const r = spawnSync(process.execPath, [join(ROOT, 'scripts/code-cache.cjs')], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+const r = spawnSync(process.execPath, [join(ROOT, 'scripts/code-cache.cjs'), join(NEXT, 'uncloud-vm.cjs')], { encoding: 'utf8', env: { PATH: process.env.PATH } });
 if (r.status !== 0) throw new Error(`code cache: ${r.stderr || r.stdout}`);
+renameSync(join(NEXT, 'uncloud-vm.cjs'), OUT);
+renameSync(join(NEXT, 'uncloud-vm.cjs.v8cache'), `${OUT}.v8cache`);
+rmSync(NEXT, { recursive: true, force: true });
 const size = (p) => (readFileSync(p).length / 1024).toFixed(0);
 console.log(`bundle: ${OUT} (${size(OUT)} KiB), code cache ${size(`${OUT}.v8cache`)} KiB`);

@@ -1,10 +1,11 @@
 // Part of `npm run build` (scripts/bundle.mjs): run the commands whose start-up matters, in one process and
 // against a throw-away state dir, then save the code V8 compiled for them as the bundle's code cache.
+// Usage: node scripts/code-cache.cjs <bundle> (writes <bundle>.v8cache).
 'use strict';
 const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { compile, CODE_CACHE } = require('../bin/uncloud-vm.cjs');
+const { compile } = require('../bin/uncloud-vm.cjs');
 
 const COMMANDS = [
   ['start', '--dry-run', '--memory', '1024', '--cores', '2'],
@@ -26,7 +27,7 @@ async function main() {
     UNCLOUD_VM_RUN_DIR: join(dir, 'run'),
     UNCLOUD_VM_CONFIG: join(__dirname, '..', 'test', 'fixtures', 'empty-config.json'),
   });
-  const { script, run } = compile();
+  const { script, run, CODE_CACHE } = compile(process.argv[2]);
   const exit = process.exit;
   const write = process.stdout.write;
   const writeErr = process.stderr.write;

@@ -42,12 +42,25 @@ const TXN_CHUNK = 60;
 const PAGE = 2000;
 const MAX_ATTEMPTS = 1000;
 const CALL_DEADLINE_MS = 5000;
+/** How many free addresses one read looks ahead, and for how long they are trusted. */
+const FREE_AHEAD = 64;
+const FREE_AHEAD_MS = 2000;
 
 export class EtcdStore implements Store, HostAgent {
   readonly where: string;
   private readonly client: Etcd3;
   /** Leases this process took for running VMs: re-asserted if this process's own etcd lease is lost. */
   private readonly heldHere = new Map<string, Lease>();
+  /** Addresses this process is claiming right now: allocations running side by side in one process never race for one. */
+  private readonly claiming = new Set<string>();
+  /**
+   * The next free addresses after the cursor as last read, per pool: allocations in this process take them in
+   * order with one transaction each (the claim is still the compare), and read again only when they run out,
+   * after a lost race, or after FREE_AHEAD_MS (so an address freed meanwhile is not taken behind the cursor).
+   */
+  private readonly freeAhead = new Map<string, { indices: number[]; read: number }>();
+  /** Addresses this process took in the last FREE_AHEAD_MS: a read that began before they were written still shows them free. */
+  private readonly takenHere = new Map<string, number>();
   private readonly p: string;
   readonly host: string;
   private readonly isAlive: (o: Owner) => boolean;
@@ -153,46 +166,94 @@ export class EtcdStore implements Store, HostAgent {
   }
 
   private async allocateOnce(pool: Pool, requests: LeaseRequest[], leaseId: string | undefined): Promise<Lease[]> {
+    // Races lost to other processes (a claim that failed on what was read ahead earlier is no race: read again).
+    let races = 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      let cursor = await this.readCursor(pool);
+      let cursor: number | undefined; // moves only when an address is picked from the cursor on
+      let readAhead = false;
       const chosen: string[] = [];
-      for (const req of requests) {
-        if (req.mac !== undefined) {
-          if (await this.exists(req.mac)) throw heldError(req.mac, await this.getLeaseQuietly(req.mac), this.host);
-          chosen.push(req.mac);
-          continue;
+      const claimed: string[] = []; // what this attempt added to this.claiming
+      try {
+        for (const req of requests) {
+          if (req.mac !== undefined) {
+            if (await this.exists(req.mac)) throw heldError(req.mac, await this.getLeaseQuietly(req.mac), this.host);
+            chosen.push(req.mac);
+            continue;
+          }
+          if (req.prefer !== undefined && inPool(pool, parseMac(req.prefer)) && !chosen.includes(req.prefer) && !this.claiming.has(req.prefer) && !(await this.exists(req.prefer))) {
+            chosen.push(req.prefer);
+            claimed.push(req.prefer);
+            this.claiming.add(req.prefer);
+            continue;
+          }
+          // First try: the next free address that no allocation of this process is claiming. After a lost race
+          // (another process), a random one of the next few free ones, so racing allocators spread out.
+          const window = races === 0 ? 1 : Math.min(64, 8 << Math.min(races, 3));
+          const skip = () => new Set([...chosen, ...this.claiming, ...this.takenHere.keys()]);
+          const got = await this.freeAfterCursor(pool, races === 0, skip());
+          readAhead ||= got.readAhead;
+          const now = skip(); // again: others may have picked while this one read
+          const free = got.indices.filter((i) => !now.has(formatMac(macAt(pool, i))));
+          if (free.length === 0) {
+            if (this.claiming.size > claimed.length) break; // another allocation here claims what looked free: look again
+            throw new Exhausted();
+          }
+          const pick = free.slice(0, window);
+          const index = pick[Math.floor(Math.random() * pick.length)]!;
+          const ahead = this.freeAhead.get(pool.prefix)?.indices;
+          if (ahead?.includes(index)) ahead.splice(ahead.indexOf(index), 1);
+          const mac = formatMac(macAt(pool, index));
+          chosen.push(mac);
+          claimed.push(mac);
+          this.claiming.add(mac);
+          cursor = advance(pool, index);
         }
-        if (req.prefer !== undefined && inPool(pool, parseMac(req.prefer)) && !chosen.includes(req.prefer) && !(await this.exists(req.prefer))) {
-          chosen.push(req.prefer);
-          continue;
-        }
-        // First try: the next free address. After a lost race, a random one of the next few free ones,
-        // so allocators racing from the same cursor spread out instead of fighting over one address.
-        const window = attempt === 0 ? 1 : Math.min(64, 8 << attempt);
-        const free = await this.freeIndices(pool, cursor, new Set(chosen), window);
-        if (free.length === 0) throw new Exhausted();
-        const index = free[Math.floor(Math.random() * free.length)]!;
-        chosen.push(formatMac(macAt(pool, index)));
-        cursor = advance(pool, index);
+        const leases = chosen.length === requests.length ? await this.claim(pool, requests, chosen, cursor, leaseId) : null;
+        if (leases) return leases;
+      } finally {
+        for (const mac of claimed) this.claiming.delete(mac);
       }
-      const leases = requests.map((req, i) => newLease(chosen[i]!, req, this.host));
-      // The claim is the compare: every chosen address key absent. The cursor rides along as a shared
-      // hint (two allocators racing may leave it a step behind; the scan skips held addresses anyway).
-      // An address under a conflict record is not handed out while the conflict stands.
-      let txn = this.client.if(this.macKey(chosen[0]!), 'Create', '==', 0).and(this.conflictKey(chosen[0]!), 'Create', '==', 0);
-      for (const mac of chosen.slice(1)) txn = txn.and(this.macKey(mac), 'Create', '==', 0).and(this.conflictKey(mac), 'Create', '==', 0);
-      const puts = leases.map((l, i) => {
-        const put = this.client.put(this.macKey(l.mac)).value(serializeLease(l));
-        return leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put;
-      });
-      const result = await this.call('allocation', () =>
-        txn.then(...puts, this.client.put(this.cursorKey(pool)).value(formatMac(macAt(pool, cursor)))).commit(),
-      );
-      if (result.succeeded) return leases;
+      if (readAhead) continue;
       // Lost a race for an address: back off a little (jittered, growing) and scan again.
-      await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 2 ** Math.min(attempt, 5))));
+      races += 1;
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(20, 2 ** Math.min(races, 5))));
     }
     throw new UncloudError('ETCD_CONTENTION', `${this.where}: allocation lost ${MAX_ATTEMPTS} races in a row; try again`);
+  }
+
+  /** Free indices after the cursor: the ones read ahead while they last and are fresh, else a new read. */
+  private async freeAfterCursor(pool: Pool, reuse: boolean, skip: Set<string>): Promise<{ indices: number[]; readAhead: boolean }> {
+    const ahead = this.freeAhead.get(pool.prefix);
+    if (reuse && ahead && Date.now() - ahead.read < FREE_AHEAD_MS && ahead.indices.some((i) => !skip.has(formatMac(macAt(pool, i))))) {
+      return { indices: [...ahead.indices], readAhead: true };
+    }
+    const indices = await this.freeIndices(pool, await this.readCursor(pool), skip, FREE_AHEAD);
+    this.freeAhead.set(pool.prefix, { indices, read: Date.now() });
+    return { indices: [...indices], readAhead: false };
+  }
+
+  /** One transaction: every chosen address key absent (and no conflict on it), then all of them and the cursor written; null if a race was lost. */
+  private async claim(pool: Pool, requests: LeaseRequest[], chosen: string[], cursor: number | undefined, leaseId: string | undefined): Promise<Lease[] | null> {
+    const leases = requests.map((req, i) => newLease(chosen[i]!, req, this.host));
+    // The claim is the compare: every chosen address key absent. The cursor rides along as a shared
+    // hint (two allocators racing may leave it a step behind; the scan skips held addresses anyway).
+    // An address under a conflict record is not handed out while the conflict stands.
+    let txn = this.client.if(this.macKey(chosen[0]!), 'Create', '==', 0).and(this.conflictKey(chosen[0]!), 'Create', '==', 0);
+    for (const mac of chosen.slice(1)) txn = txn.and(this.macKey(mac), 'Create', '==', 0).and(this.conflictKey(mac), 'Create', '==', 0);
+    const puts = leases.map((l, i) => {
+      const put = this.client.put(this.macKey(l.mac)).value(serializeLease(l));
+      return leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put;
+    });
+    const cursorPut = cursor === undefined ? [] : [this.client.put(this.cursorKey(pool)).value(formatMac(macAt(pool, cursor)))];
+    const result = await this.call('allocation', () => txn.then(...puts, ...cursorPut).commit());
+    if (!result.succeeded) {
+      this.freeAhead.delete(pool.prefix); // what was read ahead is stale: read again
+      return null;
+    }
+    const now = Date.now();
+    for (const [mac, at] of this.takenHere) if (now - at > FREE_AHEAD_MS) this.takenHere.delete(mac);
+    for (const mac of chosen) this.takenHere.set(mac, now);
+    return leases;
   }
 
   private async nextFree(pool: Pool, cursor: number, also: Set<string>): Promise<number | null> {

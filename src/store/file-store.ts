@@ -240,19 +240,29 @@ export class FileStore implements Store {
     };
   }
 
+  /**
+   * The scan runs without the pool lock (at 100,000 leases it reads for seconds, and allocations must not wait
+   * for it); only the stale leases it found are read again under the lock and freed if they are still stale.
+   */
   async gc(keep?: KeepLease): Promise<Lease[]> {
     if (!this.dirExists()) return [];
+    const now = Date.now();
+    const candidates: string[] = [];
+    for (const entry of readdirSync(this.leaseDir)) {
+      const path = join(this.leaseDir, entry);
+      if (entry.startsWith(TMP_PREFIX)) {
+        // A writer killed between its temp file and the rename left this behind.
+        const age = now - (safeMtime(path) ?? now);
+        if (age > TMP_MAX_AGE_MS) removeQuietly(path);
+        continue;
+      }
+      const lease = this.readLeaseQuietly(path);
+      if (lease && isStale(lease, this.isAlive, keep)) candidates.push(path);
+    }
+    if (candidates.length === 0) return [];
     return this.withLock(() => {
       const freed: Lease[] = [];
-      const now = Date.now();
-      for (const entry of readdirSync(this.leaseDir)) {
-        const path = join(this.leaseDir, entry);
-        if (entry.startsWith(TMP_PREFIX)) {
-          // A writer killed between its temp file and the rename left this behind.
-          const age = now - (safeMtime(path) ?? now);
-          if (age > TMP_MAX_AGE_MS) removeQuietly(path);
-          continue;
-        }
+      for (const path of candidates) {
         const lease = this.readLeaseQuietly(path);
         if (!lease || !isStale(lease, this.isAlive, keep)) continue;
         removeQuietly(path);

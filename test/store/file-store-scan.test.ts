@@ -1,9 +1,10 @@
 /**
- * Bounded scans in the file store (crash-path defect 13, scaling goal): a cursor inside a long held run is
- * carried past it with one read of the lease directory, not one lstat per held address.
+ * Scans in the file store. Bounded (crash-path defect 13, scaling goal): a cursor inside a long held run is
+ * carried past it with one read of the lease directory, not one lstat per held address. And gc scans without
+ * the pool lock, so allocations never wait for a scan of every lease.
  */
 import * as fs from 'node:fs';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -44,5 +45,29 @@ describe('file store: a long held run', () => {
     expect(got!.mac).toBe(formatMac(pool.base + 2 + run));
     expect(lstats.n).toBeLessThan(500);
     expect((await store.status(pool)).cursor).toBe(formatMac(pool.base + 3 + run));
+  });
+});
+
+describe('file store: gc', () => {
+  it('scans every lease without the pool lock, and frees the stale ones under it', async () => {
+    const pool = parsePool('42:00:00');
+    const state = join(dir, 'gc-state');
+    const dead = { pid: 4_000_002, startTime: 1 };
+    const lockSeen: boolean[] = [];
+    const store = new FileStore({
+      dir: state,
+      isAlive: (o) => {
+        lockSeen.push(existsSync(join(state, 'pool.lock')));
+        return o.pid !== dead.pid;
+      },
+    });
+    await store.allocate(pool, [
+      { vm: { name: 'a' }, nic: 0, owners: [dead] },
+      { vm: { name: 'b' }, nic: 0, owners: [{ pid: process.pid, startTime: 1 }] },
+    ]);
+    const freed = await store.gc();
+    expect(freed.map((l) => l.vm?.name)).toEqual(['a']);
+    // The scan asked about both leases with the lock free; only the re-check of the stale one held it.
+    expect(lockSeen).toEqual([false, false, true]);
   });
 });
