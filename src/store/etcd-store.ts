@@ -196,6 +196,10 @@ export class EtcdStore implements Store, HostAgent {
           const free = got.indices.filter((i) => !now.has(formatMac(macAt(pool, i))));
           if (free.length === 0) {
             if (this.claiming.size > claimed.length) break; // another allocation here claims what looked free: look again
+            if (this.takenHere.size > 0) {
+              this.takenHere.clear(); // maybe freed since by another process: look again without skipping them
+              break;
+            }
             throw new Exhausted();
           }
           const pick = free.slice(0, window);
@@ -355,7 +359,10 @@ export class EtcdStore implements Store, HostAgent {
     const r = await this.call('release', () =>
       this.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(this.client.delete().key(key)).commit(),
     );
-    if (r.succeeded) this.heldHere.delete(formatMac(parseMac(mac)));
+    if (r.succeeded) {
+      this.heldHere.delete(formatMac(parseMac(mac)));
+      this.takenHere.delete(formatMac(parseMac(mac))); // freed here: no longer in flight
+    }
     return r.succeeded;
   }
 
