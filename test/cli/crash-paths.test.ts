@@ -202,6 +202,20 @@ describe('crash paths converge', () => {
     expect((await start(['--name', 'web3', '--detach'])).code).toBe(0);
   });
 
+  it('a running VM whose record is damaged is still seen running and can be stopped', async () => {
+    expect((await start(['--name', 'k11', '--detach'])).code).toBe(0);
+    writeFileSync(join(sb.runDir, 'k11', 'vm.json'), '{"version":1,');
+    const st = await run(['status', 'k11']);
+    expect(st.code).toBe(0);
+    expect(st.stdout).toMatch(/running \(its record is damaged\)/);
+    const stop = await run(['stop', 'k11', '--timeout', '5']);
+    expect(stop.code, stop.stderr).toBe(0);
+    await waitFor('qemu gone', () => liveQemus(sb.runDir).length === 0);
+    await run(['gc']);
+    expect(await leases()).toEqual([]);
+    expect((await invariants()).violations).toEqual([]);
+  });
+
   it('#1 a VM whose own stale lease holds its remembered MAC gets that MAC back, and no one is blamed', async () => {
     let launcher = 0;
     void start(['--name', 'same'], {}, (c) => (launcher = c.pid!));

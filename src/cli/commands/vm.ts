@@ -23,7 +23,8 @@ export function findVm(target: string, runDir: string): ObservedVm | null {
   checkTarget(target);
   if (NAME_RE.test(target)) {
     const vm = observeVm(runDir, target);
-    if (vm.record) return vm;
+    // A damaged record does not hide a running qemu (found through its pidfile): it can still be stopped.
+    if (vm.record || vm.qemu) return vm;
   }
   if (UUID_RE.test(target)) {
     const uuid = target.toLowerCase();
@@ -68,7 +69,13 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
     ctx.out(flags.json ? JSON.stringify(out, null, 2) : table([['name', out.name], ['uuid', out.uuid], ['state', 'stopped'], ...out.nics.map((n) => [`nic${n.index}`, `${n.mac} (last used)`])]));
     return 0;
   }
-  const rec = vm.record!;
+  if (!vm.record) {
+    const out = { name: vm.name, state: 'running', pid: vm.qemu?.pid ?? null, damagedRecord: { path: vm.files.record, why: vm.damaged } };
+    ctx.out(flags.json ? JSON.stringify(out, null, 2) : table([['name', out.name], ['state', 'running (its record is damaged)'], ['pid', String(out.pid)], ['record', `${out.damagedRecord.path}: ${out.damagedRecord.why}`]]));
+    ctx.err(`VM ${vm.name}: its record ${vm.files.record} is damaged (${vm.damaged}); stop and start it to write a new one`);
+    return 0;
+  }
+  const rec = vm.record;
   const qemu = vm.qemu;
   const alive = qemu !== null;
   let qemuStatus: string | null = null;
