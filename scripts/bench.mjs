@@ -246,7 +246,8 @@ async function allocationEtcd() {
 async function scaling() {
   const { parsePool } = await import(join(ROOT, 'dist/core/mac.js'));
   const pool = parsePool('42:00:00');
-  const sizes = QUICK ? [0, 10000] : [0, 10000, 100000, 200000];
+  const given = process.argv.find((a) => a.startsWith('--sizes='))?.slice(8).split(',').map(Number);
+  const sizes = given ?? (QUICK ? [0, 10000] : [0, 10000, 100000, 200000]);
   const runs = QUICK ? 3 : 5;
   const verbs = [
     ['mac allocate', ['mac', 'allocate']],
