@@ -54,6 +54,8 @@ export interface PreparedVm {
   record: VmRecord;
   /** What a named VM is remembered as once qemu is up (a start that fails changes nothing). */
   identity: VmIdentity | null;
+  /** What it was remembered as before this start: put back if qemu fails to start. */
+  previousIdentity: VmIdentity | null;
 }
 
 export interface PrepareOptions {
@@ -162,14 +164,14 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     const identity: VmIdentity | null = plan.named
       ? { version: 1, name: plan.name, uuid: plan.uuid, macs: leases.map((l) => l.mac), updated: record.started }
       : null;
-    return { spec, argv, files, logs, qemuLogStart, leases, record, identity };
+    return { spec, argv, files, logs, qemuLogStart, leases, record, identity, previousIdentity: known };
   } catch (err) {
     await giveBackVm(deps.store, deps.host, { files, record: { ...record, nics: leases.map((l, i) => ({ index: plan.nics[i]!.index, mac: l.mac, tap: record.taps[i]!, bridge: plan.nics[i]!.bridge })) } });
     throw err;
   }
 }
 
-/** Remember a named VM's UUID and MACs, once its qemu is up. A failure is a note: the VM runs. */
+/** Remember a named VM's UUID and MACs once its qemu runs. A failure is a note: the VM runs. */
 async function rememberIdentity(vm: PreparedVm, deps: LaunchDeps): Promise<void> {
   if (!vm.identity) return;
   await deps.store.putIdentity({ ...vm.identity, updated: new Date().toISOString() }).catch((err: Error) => {
@@ -185,6 +187,13 @@ function localMacsInUse(runDir: string, except: string): Map<string, string> {
     for (const n of v.record?.nics ?? []) out.set(n.mac, v.name);
   }
   return out;
+}
+
+/** qemu failed to start: the VM is remembered as before (a new name not at all). */
+async function forgetFailedStart(vm: PreparedVm, deps: LaunchDeps): Promise<void> {
+  if (!vm.identity) return;
+  const undo = vm.previousIdentity ? deps.store.putIdentity(vm.previousIdentity) : deps.store.deleteIdentity(vm.spec.name);
+  await Promise.resolve(undo).catch(() => undefined);
 }
 
 /** Leases this VM itself left on this host (a killed run): the claim proved they are stale. */
@@ -302,11 +311,11 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
     if (r !== 'ready') return;
     up = true;
     if (heldBack) showStderr(heldBack);
-    await rememberIdentity(vm, deps);
   });
   try {
     try {
       qemu = await recordQemu(vm, deps, child.pid);
+      await rememberIdentity(vm, deps);
       if (stopping === 0) {
         openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
         gateOpen = true;
@@ -324,6 +333,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<num
     await ready;
     if (result.exitCode !== undefined) {
       if (result.exitCode !== 0) {
+        if (!up) await forgetFailedStart(vm, deps);
         const what = up ? `qemu exited with code ${result.exitCode}` : `qemu failed to start (exit code ${result.exitCode})`;
         throw new UncloudError('QEMU_FAILED', `${what}${up ? '' : qemuSaid(result.stderr)}`, result.exitCode);
       }
@@ -367,10 +377,12 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
   try {
     if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });
     const qemu = await recordQemu(vm, deps, child.pid);
+    await rememberIdentity(vm, deps);
     openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
     let exited = false;
     void child.then(() => (exited = true));
     const ready = await waitForQmp(vm.spec.qmpSocket, () => exited, readyTimeoutMs);
+    if (ready !== 'ready') await forgetFailedStart(vm, deps);
     if (ready === 'gone') {
       const r = await child;
       if (r.exitCode === undefined && !r.signal) throw notStarted(file, r as { code?: string });
@@ -378,7 +390,6 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
       throw new UncloudError('QEMU_FAILED', `qemu failed to start (${how})${qemuSaid(readFrom(vm.logs.qemu, vm.qemuLogStart))}`, 1);
     }
     if (ready === 'timeout') throw new UncloudError('QEMU_TIMEOUT', `qemu's QMP socket did not answer within ${readyTimeoutMs / 1000} s`);
-    await rememberIdentity(vm, deps);
     child.unref();
     return qemu;
   } catch (err) {
