@@ -130,7 +130,7 @@ describe('sticky identity', () => {
     expect(other.code, other.stderr).toBe(0);
     const held = await run(['start', '--name', 'thief2', '--detach', '--nic', `bridge=br0,mac=${a.nics[0].mac}`, ...guestArgs()]);
     expect(held.code).toBe(1);
-    expect(held.stderr).toMatch(new RegExp(`MAC ${a.nics[0].mac} is already held by VM thief`));
+    expect(held.stderr).toMatch(new RegExp(`MAC ${a.nics[0].mac} is used by VM thief, running on this host`));
     const third = await run(['start', '--name', 'sticky', '--detach', ...guestArgs()]);
     expect(third.code, third.stderr).toBe(0);
     expect(third.stderr).toMatch(new RegExp(`nic0's previous MAC ${a.nics[0].mac} is held by VM thief; using 42:`));
