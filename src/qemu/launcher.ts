@@ -132,9 +132,11 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     record = { ...record, nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge })) };
     writeRecord(files, record);
     for (const [i, req] of requests.entries()) {
-      if (req.prefer !== undefined && leases[i]!.mac !== req.prefer) {
-        const holder = await deps.store.get(req.prefer);
-        deps.note(`VM ${plan.name}: nic${req.nic}'s previous MAC ${req.prefer} is held by ${holderOf(holder, deps.host)}; using ${leases[i]!.mac}`);
+      const previous = req.mac === undefined ? lastMacs[req.nic ?? i] : undefined;
+      if (previous !== undefined && leases[i]!.mac !== previous) {
+        const user = usedHere.get(previous);
+        const by = user !== undefined ? `VM ${user}` : holderOf(await deps.store.get(previous), deps.host);
+        deps.note(`VM ${plan.name}: nic${req.nic}'s previous MAC ${previous} is held by ${by}; using ${leases[i]!.mac}`);
       }
     }
     const argv = buildQemuArgv(spec);
