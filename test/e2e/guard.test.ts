@@ -101,7 +101,7 @@ describe('the NIC guard with real guests', () => {
     const st = await cli(['status', 'v6one'], { env: e.sb.env, netns: e.ns.name });
     expect(st.stdout).toMatch(/IPv4\s+dropped \(IPv6-only network\)/);
     const two = bootGuest(e.guest, e.sb, e.ns.name, 'v6two', {
-      append: `uc.ip.eth0=10.92.0.2/24 uc.ping=${ll(a)},10.92.0.1 uc.pingtries=30`,
+      append: `uc.ip.eth0=10.92.0.2/24 uc.ping=${ll(a)},10.92.0.1 uc.pingtries=60`,
       args: ['--nic', `br1,mac=${b}`],
     });
     expect(await pings(two, [ll(a), '10.92.0.1'])).toEqual([
@@ -109,9 +109,11 @@ describe('the NIC guard with real guests', () => {
       ['10.92.0.1', 'fail'],
     ]);
     await stopAll([one, two]);
-  });
+  }, 300_000);
 
   it('killed with -9 (qemu, or qemu and its launcher): the launcher, or else gc, removes the guard by tap name', async () => {
+    // Start from a clean table: a failed test before this one is cleaned up with SIGKILLs, which leave guards.
+    await cli(['gc'], { env: e.sb.env, netns: e.ns.name });
     const one = bootGuest(e.guest, e.sb, e.ns.name, 'kill-qemu');
     const two = bootGuest(e.guest, e.sb, e.ns.name, 'kill-both');
     await Promise.all([one.waitSerial(/^UNCLOUD-READY/m, 180_000), two.waitSerial(/^UNCLOUD-READY/m, 180_000)]);
