@@ -18,7 +18,6 @@ import { renderIfdown, renderIfup } from '../system/nic-scripts.js';
 import { currentOwner } from '../system/proc.js';
 import { type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { claimVm } from '../system/vm-claim.js';
-import { observeAll } from '../system/vm-state.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { openVmLogs, readFrom } from '../system/vm-logs.js';
 import { waitForQmp } from './qmp.js';
@@ -88,7 +87,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
   }
   const files = vmRunFiles(deps.runDir, plan.name);
   const logs = vmLogFiles(deps.stateDir, plan.name);
-  const { record: claimed, dead } = await claimVm(deps.runDir, {
+  const { record: claimed, dead, macsInUse: usedHere } = await claimVm(deps.runDir, {
     name: plan.name,
     uuid: plan.uuid,
     nicIndices: plan.nics.map((n) => n.index),
@@ -109,8 +108,8 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     // What this VM had last: its remembered identity, else the record an earlier run of it left behind
     // (a launcher killed before it remembered anything).
     const lastMacs = known?.macs ?? (dead?.record?.uuid === plan.uuid ? dead.record.nics.map((n) => n.mac) : []);
-    // MACs that VMs running here use: never handed to this one, even if the store lost their keys (etcd).
-    const usedHere = localMacsInUse(deps.runDir, plan.name);
+    // usedHere (from the claim): MACs that VMs running here use, never handed to this one even if the store
+    // lost their keys (etcd).
     const requests: LeaseRequest[] = plan.nics.map((nic) => {
       const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: [opts.launcher] };
       if (nic.mac !== undefined) {
@@ -179,16 +178,6 @@ async function rememberIdentity(vm: PreparedVm, deps: LaunchDeps): Promise<void>
   await deps.store.putIdentity({ ...vm.identity, updated: new Date().toISOString() }).catch((err: Error) => {
     deps.note(`VM ${vm.spec.name}: could not remember its UUID and MACs: ${err.message}`);
   });
-}
-
-/** MAC → name of the VM using it, for the VMs running (or starting) here other than `except`. */
-function localMacsInUse(runDir: string, except: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const v of observeAll(runDir)) {
-    if (v.name === except || v.phase === 'dead') continue;
-    for (const n of v.record?.nics ?? []) out.set(n.mac, v.name);
-  }
-  return out;
 }
 
 /** qemu failed to start: the VM is remembered as before (a new name not at all). */

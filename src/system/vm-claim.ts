@@ -29,8 +29,14 @@ function busy(vm: ObservedVm, what: string): UncloudError {
   return new UncloudError('VM_RUNNING', `${what} is already ${state}${pid ? ` (pid ${pid})` : ''}; stop it first or pick another --name`);
 }
 
-/** Returns the record written; `dead` is the leftover of an earlier run of this name that was cleared. */
-export async function claimVm(runDir: string, req: ClaimRequest): Promise<{ record: VmRecord; dead: ObservedVm | null }> {
+/**
+ * Returns the record written; `dead` is the leftover of an earlier run of this name that was cleared;
+ * `macsInUse` maps each MAC of the other VMs running (or starting) here to that VM's name.
+ */
+export async function claimVm(
+  runDir: string,
+  req: ClaimRequest,
+): Promise<{ record: VmRecord; dead: ObservedVm | null; macsInUse: Map<string, string> }> {
   return withRunDirLock(runDir, () => {
     const mine = observeVm(runDir, req.name);
     const exists = existsSync(mine.files.dir);
@@ -63,6 +69,7 @@ export async function claimVm(runDir: string, req: ClaimRequest): Promise<{ reco
       serialLog: req.serialLog,
     };
     createRunDir(runDir, req.files, record);
-    return { record, dead };
+    const macsInUse = new Map(others.flatMap((v) => (v.record?.nics ?? []).map((n): [string, string] => [n.mac, v.name])));
+    return { record, dead, macsInUse };
   });
 }
