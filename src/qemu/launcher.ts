@@ -33,6 +33,12 @@ export interface LaunchDeps {
   /** Where the VM's logs are kept (core/vm-spec.ts vmLogFiles). */
   stateDir: string;
   bridgeExists: (name: string) => boolean;
+  /**
+   * Make (or find) the networks the plan's NICs name and set their MTU (system/network.ts prepareNetworks).
+   * Called once the VM is claimed, naming its bridges: a `network rm` (under the same lock) then refuses.
+   * A network's devices are the host's, not the VM's: they stay when the VM ends.
+   */
+  ensureNetworks?: (plan: VmPlan) => void;
   /** Progress and notes for the user (stderr). */
   note: (msg: string) => void;
   stopTimeoutS?: number;
@@ -70,14 +76,8 @@ export interface PrepareOptions {
 let execaLoading: Promise<typeof import('execa')> | undefined;
 const loadExeca = () => (execaLoading ??= import('execa'));
 
-/**
- * Check bridges, claim the VM (run dir, tap names), lease the MACs and render the scripts.
- * Gives everything back on failure.
- */
-export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
-  void loadExeca().catch(() => undefined);
-  if (!findExecutable(plan.qemu)) throw qemuNotFound(plan.qemu);
-  for (const nic of plan.nics) {
+function checkBridges(nics: VmPlan['nics'], deps: LaunchDeps): void {
+  for (const nic of nics) {
     if (!deps.bridgeExists(nic.bridge)) {
       throw new UncloudError(
         'NO_BRIDGE',
@@ -85,12 +85,24 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       );
     }
   }
+}
+
+/**
+ * Check bridges, claim the VM (run dir, tap names), lease the MACs and render the scripts.
+ * Gives everything back on failure.
+ */
+export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
+  void loadExeca().catch(() => undefined);
+  if (!findExecutable(plan.qemu)) throw qemuNotFound(plan.qemu);
+  // A network's bridge is made sure of after the claim (ensureNetworks); any other must exist already.
+  checkBridges(plan.nics.filter((n) => n.network === undefined || !deps.ensureNetworks), deps);
   const files = vmRunFiles(deps.runDir, plan.name);
   const logs = vmLogFiles(deps.stateDir, plan.name);
   const { record: claimed, dead, macsInUse: usedHere } = await claimVm(deps.runDir, {
     name: plan.name,
     uuid: plan.uuid,
     nicIndices: plan.nics.map((n) => n.index),
+    bridges: plan.nics.map((n) => n.bridge),
     launcher: opts.launcher,
     managedBy: opts.managedBy,
     files,
@@ -100,6 +112,10 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
   let record = claimed;
   let leases: Lease[] = [];
   try {
+    if (deps.ensureNetworks) {
+      deps.ensureNetworks(plan);
+      checkBridges(plan.nics.filter((n) => n.network !== undefined), deps);
+    }
     // After the claim: a running VM's logs are never rotated under it.
     const qemuLogStart = openVmLogs(logs, `-- uncloud-vm: VM ${plan.name} (${plan.uuid}) starting at ${record.started} --`);
     // The claim proved no qemu of this VM runs here: what an earlier run of it still holds is stale.

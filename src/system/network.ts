@@ -10,6 +10,7 @@ import { UncloudError } from '../core/errors.js';
 import { networkDevices, networkOfDevice, type NetworkPlan, parseUnderlay, planNetwork, type UnderlaySettings } from '../core/network.js';
 import type { VmPlan } from '../core/vm-spec.js';
 import { observeAll } from './vm-state.js';
+import { withRunDirLock } from './run-dir.js';
 
 const SYS = '/sys/class/net';
 
@@ -151,10 +152,10 @@ export interface NetworkInfo {
   vms: string[];
 }
 
-/** VMs in the run dir that are alive (or starting) with a NIC on this bridge. */
+/** VMs in the run dir that are alive (or starting: claimed, NICs not yet leased) with a NIC on this bridge. */
 function vmsOn(bridge: string, runDir: string): string[] {
   return observeAll(runDir)
-    .filter((v) => v.phase !== 'dead' && v.record?.nics.some((n) => n.bridge === bridge))
+    .filter((v) => v.phase !== 'dead' && (v.record?.nics.some((n) => n.bridge === bridge) || v.record?.bridges?.includes(bridge)))
     .map((v) => v.name)
     .sort();
 }
@@ -210,8 +211,16 @@ export function listNetworks(runDir: string): NetworkInfo[] {
   return ids.map((id) => describeNetwork(id, runDir)).filter((n): n is NetworkInfo => n !== null);
 }
 
-/** Remove a network's devices from this host; refused while a VM's tap is on it or a VM of this host names it. */
-export function removeNetwork(id: number, runDir: string): NetworkInfo {
+/**
+ * Remove a network's devices from this host; refused while a VM's tap is on it or a VM of this host names it.
+ * Under the run dir's claim lock: a start claims its VM (naming its bridges) under the same lock and makes
+ * sure of its networks after that, so a start and an rm never pass each other.
+ */
+export function removeNetwork(id: number, runDir: string): Promise<NetworkInfo> {
+  return withRunDirLock(runDir, () => removeNetworkLocked(id, runDir));
+}
+
+function removeNetworkLocked(id: number, runDir: string): NetworkInfo {
   const info = describeNetwork(id, runDir);
   if (!info) throw new UncloudError('NO_NETWORK', `network ${id} does not exist on this host (no ${networkDevices(id).bridge} or ${networkDevices(id).vxlan})`);
   if (info.ports.length > 0 || info.vms.length > 0) {

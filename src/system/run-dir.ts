@@ -25,6 +25,8 @@ export interface VmRecord {
   managedBy: 'launcher' | 'unit';
   /** Tap names reserved for the NICs at claim time. */
   taps: string[];
+  /** The bridges its NICs go on, known at claim time (before nics is filled): `network rm` sees a starting VM. */
+  bridges?: string[];
   /** Filled once the MACs are leased; addresses: the NIC's IPv6 addresses and guard (absent in records of older versions). */
   nics: { index: number; mac: string; tap: string; bridge: string; addresses?: NicAddresses }[];
   started: string;

@@ -16,6 +16,8 @@ export interface ClaimRequest {
   name: string;
   uuid: string;
   nicIndices: number[];
+  /** The bridges of the NICs, recorded at once so that `network rm` refuses while this VM starts. */
+  bridges: string[];
   launcher: Owner;
   managedBy: VmRecord['managedBy'];
   files: VmRunFiles;
@@ -63,6 +65,7 @@ export async function claimVm(
       qemu: null,
       managedBy: req.managedBy,
       taps,
+      bridges: [...new Set(req.bridges)],
       nics: [],
       started: new Date().toISOString(),
       qmpSocket: req.qmpSocket,

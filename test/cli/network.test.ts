@@ -99,6 +99,51 @@ describe('VM networks on a host', () => {
     }
   });
 
+  it('network rm racing 6 starts on network 43: every start runs, on a network that exists; rm succeeds only while no VM has claimed it', async () => {
+    const children: import('node:child_process').ChildProcess[] = [];
+    const ended: string[] = [];
+    const runs = Array.from({ length: 6 }, (_, i) =>
+      cli(['start', '--name', `race${i}`, '--accel', 'tcg', '--memory', '64', '--nic', 'network=43'], {
+        env: sb.env,
+        netns: ns.name,
+        onSpawn: (c) => children.push(c),
+      }).then((r) => {
+        ended.push(`race${i} ended (${r.code}): ${r.stderr}`);
+        return r;
+      }),
+    );
+    let racing = true;
+    const verdicts = new Set<string>();
+    const rms = (async () => {
+      while (racing) {
+        const r = await run(['network', 'rm', '43']);
+        verdicts.add(r.code === 0 ? 'removed' : r.stderr.match(/does not exist|is in use/)?.[0] ?? r.stderr);
+      }
+    })();
+    try {
+      await waitFor('6 VMs running on network 43', async () => {
+        if (ended.length > 0) throw new Error(ended.join('\n'));
+        const r = await run(['network', 'show', '43', '--json']);
+        return r.code === 0 && (JSON.parse(r.stdout) as { vms: string[] }).vms.length === 6;
+      }, 60_000);
+      racing = false;
+      await rms;
+      // Whatever rm did meanwhile, the VMs' network is whole: the VXLAN device on the bridge, both up.
+      expect(link('ucvx43')?.master).toBe('ucbr43');
+      expect([link('ucvx43')?.operstate, link('ucbr43')?.linkinfo?.info_kind]).toEqual(['UNKNOWN', 'bridge']);
+      expect([...verdicts].every((v) => ['removed', 'does not exist', 'is in use'].includes(v)), [...verdicts].join('; ')).toBe(true);
+      expect(ended).toEqual([]);
+      for (const c of children) c.kill('SIGTERM');
+      for (const r of await Promise.all(runs)) expect(r.code, r.stderr).toBe(0);
+    } finally {
+      racing = false;
+      ns.killAll();
+      await Promise.all(runs);
+    }
+    expect((await run(['network', 'rm', '43'])).code).toBe(0);
+    expect(JSON.parse((await run(['mac', 'list', '--json'])).stdout)).toEqual([]);
+  });
+
   it('the guests get the MTU that fits the underlay (host_mtu); a start reuses the network another start made', async () => {
     const first = await run(['start', '--dry-run', '--json', '--accel', 'tcg', '--memory', '64', '--nic', 'network=7'], { UNCLOUD_VM_VXLAN_MTU: '1400' });
     expect(first.code, first.stderr).toBe(0);

@@ -50,7 +50,7 @@ export async function networkShow(idText: string, flags: { json?: boolean }, ctx
 
 export async function networkRm(idText: string, ctx: Context): Promise<number> {
   const id = parseNetworkId(idText);
-  const n = removeNetwork(id, ctx.settings.runDir);
+  const n = await removeNetwork(id, ctx.settings.runDir);
   ctx.err(`network ${id}: removed ${[n.vxlan, n.bridge].filter(Boolean).join(' and ')}`);
   return 0;
 }

@@ -143,13 +143,11 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
 
   const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--stop-timeout');
   if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
-  // A network's devices are the host's, not the VM's: they stay when the VM ends (`network rm` removes them).
-  prepareNetworks(plan, settings, ctx.err);
   const { runDetached, superviseVm } = await import('../../qemu/launcher.js');
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
-  const deps = { store, pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, note: ctx.err, stopTimeoutS, bridges: settings.bridges };
+  const deps = { store, pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, ensureNetworks: (p: VmPlan) => prepareNetworks(p, settings, ctx.err), note: ctx.err, stopTimeoutS, bridges: settings.bridges };
   sayWarnings(plan, ctx);
   const { vm, created } = await prepareWithMedia(plan, seed, deps, {
     launcher: await self(),
@@ -218,9 +216,8 @@ export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<numb
   resolveMedia(plan);
   const seed = seedContent(plan);
   checkNicMacs(plan, ctx.pool);
-  prepareNetworks(plan, settings, ctx.err);
   sayWarnings(plan, ctx);
-  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, note: ctx.err, bridges: settings.bridges };
+  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, ensureNetworks: (p: VmPlan) => prepareNetworks(p, settings, ctx.err), note: ctx.err, bridges: settings.bridges };
   const { vm } = await prepareWithMedia(plan, seed, deps, { launcher: await self(), managedBy: 'unit' });
   for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;
