@@ -510,7 +510,7 @@ exec /lib/systemd/systemd --user
 async function guard() {
   const { renderIfdown, renderIfup } = await import(join(ROOT, 'dist/system/nic-scripts.js'));
   const { guardBatch, nicAddresses } = await import(join(ROOT, 'dist/core/nic-guard-rules.js'));
-  const { guardOptions, parseNic } = await import(join(ROOT, 'dist/core/vm-spec.js'));
+  const { guardOptions, parseNic } = await import(join(ROOT, 'dist/core/nic-request.js'));
   const sizes = [0, 1000];
   const nsOf = (present) => `uncloud-vm-bench-guard${present}-${process.pid}`;
   const dir = tmp('guard');

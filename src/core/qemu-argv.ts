@@ -5,6 +5,9 @@
 import type { CacheMode, DiskFormat } from './disk-spec.js';
 import { qemuOptValue as q } from './quote.js';
 
+/** The accelerator qemu runs the guest with. */
+export type Accel = 'kvm' | 'tcg';
+
 export interface NicSpec {
   index: number;
   mac: string;
@@ -30,7 +33,7 @@ export interface VmSpec {
   name: string;
   uuid: string;
   machine: string;
-  accel: 'kvm' | 'tcg';
+  accel: Accel;
   memoryMiB: number;
   cores: number;
   nics: NicSpec[];

@@ -9,7 +9,8 @@ import type { Pool } from '../core/mac.js';
 import type { BridgeConfig } from '../core/nic-guard-rules.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
-import { specFor, type VmLogFiles, vmLogFiles, type VmPlan, type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
+import { type VmLogFiles, vmLogFiles, type VmRunFiles, vmRunFiles } from '../core/vm-files.js';
+import { specFor, type VmPlan } from '../core/vm-plan.js';
 import { holderOf } from '../store/policy.js';
 import type { Lease, LeaseRequest, Owner, Store, VmIdentity } from '../store/store.js';
 import { findExecutable } from '../system/host.js';
@@ -30,7 +31,7 @@ export interface LaunchDeps {
   runDir: string;
   /** This host's name in leases. */
   host: string;
-  /** Where the VM's logs are kept (core/vm-spec.ts vmLogFiles). */
+  /** Where the VM's logs are kept (core/vm-files.ts vmLogFiles). */
   stateDir: string;
   bridgeExists: (name: string) => boolean;
   /**

@@ -2,7 +2,7 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { availableParallelism, totalmem } from 'node:os';
-import type { HostFacts } from '../core/vm-spec.js';
+import type { HostFacts } from '../core/vm-resources.js';
 
 export function hostFacts(): HostFacts {
   return {

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import { networkDevices, networkOfDevice, type NetworkPlan, parseUnderlay, planNetwork, type UnderlaySettings } from '../core/network.js';
-import type { VmPlan } from '../core/vm-spec.js';
+import type { VmPlan } from '../core/vm-plan.js';
 import { observeAll } from './vm-state.js';
 import { withRunDirLock } from './run-dir.js';
 

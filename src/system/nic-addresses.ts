@@ -4,7 +4,8 @@ import { formatCidr } from '../core/ip.js';
 import { parseMac } from '../core/mac.js';
 import { type BridgeConfig, type BridgeFacts, type NicAddresses, nicAddresses } from '../core/nic-guard-rules.js';
 import type { VmSpec } from '../core/qemu-argv.js';
-import { guardOptions, type VmPlan } from '../core/vm-spec.js';
+import { guardOptions } from '../core/nic-request.js';
+import type { VmPlan } from '../core/vm-plan.js';
 
 /** The global-scope /64s of an interface, from /proc/net/if_inet6 (no process to spawn). */
 export function interfacePrefixes64(iface: string, table = readIfInet6()): string[] {

@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, sta
 import { join } from 'node:path';
 import type { NicAddresses } from '../core/nic-guard-rules.js';
 import type { Owner } from '../core/owner.js';
-import type { VmRunFiles } from '../core/vm-spec.js';
+import type { VmRunFiles } from '../core/vm-files.js';
 import { readTextIfExists, writeFileAtomic } from './atomic-file.js';
 import { withDirLock } from './dir-lock.js';
 import { ensurePrivateDir } from './private-dir.js';

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../core/owner.js';
 import { freeTapNames } from '../core/tap-name.js';
-import type { VmRunFiles } from '../core/vm-spec.js';
+import type { VmRunFiles } from '../core/vm-files.js';
 import { listTaps, removeNicGuard } from './nic-guard.js';
 import { createRunDir, removeDir, type VmRecord, withRunDirLock } from './run-dir.js';
 import { observeAll, observeVm, type ObservedVm } from './vm-state.js';

@@ -1,9 +1,9 @@
 /**
- * A VM's logs on the state side (core/vm-spec.ts `vmLogFiles`): the serial log qemu appends to and qemu's
+ * A VM's logs on the state side (core/vm-files.ts `vmLogFiles`): the serial log qemu appends to and qemu's
  * stderr. Capped by rotation when a VM starts: a file over the cap becomes `<file>.1` (one older generation).
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import type { VmLogFiles } from '../core/vm-spec.js';
+import type { VmLogFiles } from '../core/vm-files.js';
 import { ensurePrivateDir } from './private-dir.js';
 
 /** A log over this size at start is rotated. */

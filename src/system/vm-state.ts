@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Owner } from '../core/owner.js';
-import { type VmRunFiles, vmRunFiles } from '../core/vm-spec.js';
+import { type VmRunFiles, vmRunFiles } from '../core/vm-files.js';
 import { currentOwner, isOwnerAlive, processCmdline } from './proc.js';
 import { mtimeOf, readRecord, runDirNames, type VmRecord } from './run-dir.js';
 

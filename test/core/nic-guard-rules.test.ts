@@ -11,7 +11,7 @@ import {
   removalJson,
   unguardBatch,
 } from '../../src/core/nic-guard-rules.js';
-import { guardOptions, parseNic } from '../../src/core/vm-spec.js';
+import { guardOptions, parseNic } from '../../src/core/nic-request.js';
 
 const MAC = parseMac('42:00:00:00:01:02');
 const LL = 'fe80::4000:ff:fe00:102';

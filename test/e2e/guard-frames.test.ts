@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/core/mac.js';
 import { GUARD_TABLE, guardedIfaces, nicAddresses } from '../../src/core/nic-guard-rules.js';
-import { guardOptions, parseNic } from '../../src/core/vm-spec.js';
+import { guardOptions, parseNic } from '../../src/core/nic-request.js';
 import { renderIfdown, renderIfup } from '../../src/system/nic-scripts.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
 import { createNetns, type Netns } from '../helpers/netns.js';

@@ -1,6 +1,7 @@
 /** `uncloud-vm forget <vm>` (`rm`): drop a stopped VM's remembered identity (UUID, MACs) and its logs. */
 import { UncloudError } from '../../core/errors.js';
-import { validateName, vmLogFiles } from '../../core/vm-spec.js';
+import { vmLogFiles } from '../../core/vm-files.js';
+import { validateName } from '../../core/vm-identity.js';
 import { hasLogs, removeVmLogs } from '../../system/vm-logs.js';
 import { observeVm } from '../../system/vm-state.js';
 import type { Context } from '../context.js';

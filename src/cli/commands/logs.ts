@@ -1,7 +1,8 @@
 /** `uncloud-vm logs <vm>`: a VM's serial log (or qemu's stderr), kept after the VM ended; -f follows it. */
 import { existsSync } from 'node:fs';
 import { printable, UncloudError, usageError } from '../../core/errors.js';
-import { NAME_RE, UUID_RE, vmLogFiles } from '../../core/vm-spec.js';
+import { vmLogFiles } from '../../core/vm-files.js';
+import { NAME_RE, UUID_RE } from '../../core/vm-identity.js';
 import { followLog, logGenerations, readBytesFrom } from '../../system/vm-logs.js';
 import type { Context } from '../context.js';
 import { findVm } from './vm.js';

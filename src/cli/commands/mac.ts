@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
-import { UUID_RE } from '../../core/vm-spec.js';
+import { UUID_RE } from '../../core/vm-identity.js';
 import { conflictMessage } from '../../store/policy.js';
 import type { Lease } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';

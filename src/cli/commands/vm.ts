@@ -1,7 +1,7 @@
 /** `stop`, `status` and the unit hooks: one VM, found by name or UUID through its run record. */
 import { UncloudError, printable } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
-import { NAME_RE, UUID_RE } from '../../core/vm-spec.js';
+import { NAME_RE, UUID_RE } from '../../core/vm-identity.js';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { conflictMessage } from '../../store/policy.js';
 import type { Conflict, Store } from '../../store/store.js';

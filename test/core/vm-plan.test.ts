@@ -1,6 +1,10 @@
-import { describe, expect, it } from 'vitest';
+/** planVm by tables: defaults, identity, every refusal; specFor: what of the plan reaches the VmSpec. */
 import { v5 } from 'uuid';
-import { NAME_NAMESPACE, nicText, parseNic, planToStartOptions, planVm, specFor, startOptionsToArgs, validateName, validateUuid, vmLogFiles, vmRunFiles, type HostFacts } from '../../src/core/vm-spec.js';
+import { describe, expect, it } from 'vitest';
+import { vmLogFiles, vmRunFiles } from '../../src/core/vm-files.js';
+import { NAME_NAMESPACE } from '../../src/core/vm-identity.js';
+import { planVm, specFor } from '../../src/core/vm-plan.js';
+import type { HostFacts } from '../../src/core/vm-resources.js';
 
 const host: HostFacts = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
 const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
@@ -120,86 +124,5 @@ describe('sizes and counts', () => {
   it('a disk whose format is not resolved never reaches a spec', () => {
     const plan = planVm({ disk: ['/d/a.img'] }, host, defaults, fixedUuid);
     expect(() => specFor(plan, ['42:00:00:00:00:01'], vmRunFiles('/run/u', 'x'), vmLogFiles('/var/lib/u', 'x'))).toThrow(/format of disk \/d\/a\.img was not resolved/);
-  });
-});
-
-describe('planToStartOptions', () => {
-  it('carries disks, --cpu, --vnc and --cloud-init so that planVm rebuilds the same plan', () => {
-    const opts = {
-      name: 'web1',
-      disk: ['/d/a,,b.img,format=raw,readonly=on,cache=none', 'new=/d/o.qcow2,size=20G,backing=/d/base.qcow2'],
-      cpu: 'max,-hle',
-      vnc: true,
-      cloudInit: 'ssh-keys=/k/id.pub,user-data=/k/ud,,x.yaml,network=none',
-    };
-    const plan = planVm(opts, host, defaults, fixedUuid);
-    const again = planVm(planToStartOptions(plan), host, defaults, fixedUuid);
-    // The accelerator note depends on how accel was given (auto or resolved), nothing else may differ.
-    expect({ ...again, accelNote: undefined }).toEqual({ ...plan, accelNote: undefined });
-    expect(again.disks).toEqual([
-      { path: '/d/a,b.img', format: 'raw', readonly: true, cache: 'none' },
-      { path: '/d/o.qcow2', format: 'qcow2', readonly: false, create: { sizeBytes: 20 * 2 ** 30, backing: '/d/base.qcow2' } },
-    ]);
-    const args = startOptionsToArgs(planToStartOptions(plan));
-    expect(args).toEqual(expect.arrayContaining(['--cpu', 'max,-hle', '--vnc', '--cloud-init', 'ssh-keys=/k/id.pub,user-data=/k/ud,,x.yaml,network=none']));
-  });
-});
-
-describe('validateUuid', () => {
-  it.each(['123e4567-e89b-42d3-a456-426614174000', '7B5B0D47-2B2B-5C26-8F0F-D7E5AE6F07B3'])('accepts %s', (u) => {
-    expect(validateUuid(u)).toBe(u.toLowerCase());
-  });
-  it.each(['', 'not-a-uuid', '123e4567-e89b-02d3-a456-426614174000', '123e4567e89b42d3a456426614174000', '123e4567-e89b-42d3-a456-42661417400g'])(
-    'refuses %j',
-    (u) => {
-      expect(() => validateUuid(u)).toThrow(/invalid --uuid/);
-    },
-  );
-});
-
-describe('parseNic', () => {
-  const g = { ip4: [], ip6: [], ip6Any: false };
-  it.each([
-    ['bridge=br1', { index: 0, bridge: 'br1', filter: true, ...g }],
-    ['br2', { index: 0, bridge: 'br2', filter: true, ...g }],
-    ['mac=42:00:00:00:00:AA', { index: 0, bridge: 'br0', mac: '42:00:00:00:00:aa', filter: true, ...g }],
-    ['bridge=br1,mac=42-00-00-00-00-01', { index: 0, bridge: 'br1', mac: '42:00:00:00:00:01', filter: true, ...g }],
-    ['bridge=br1,filter=off', { index: 0, bridge: 'br1', filter: false, ...g }],
-    ['br1,ip4=192.0.2.7,ip4=198.51.100.0/24', { index: 0, bridge: 'br1', filter: true, ...g, ip4: ['192.0.2.7', '198.51.100.0/24'] }],
-    ['br1,ip6=2001:DB8:7:0::/64,ip6=2001:0db8::0001', { index: 0, bridge: 'br1', filter: true, ...g, ip6: ['2001:db8:7::/64', '2001:db8::1'] }],
-    ['br1,ip6any=on', { index: 0, bridge: 'br1', filter: true, ...g, ip6Any: true }],
-    ['network=42', { index: 0, bridge: 'ucbr42', network: 42, filter: true, ...g }],
-    ['network=16777215,mac=42:00:00:00:00:02', { index: 0, bridge: 'ucbr16777215', network: 16777215, mac: '42:00:00:00:00:02', filter: true, ...g }],
-  ])('%s', (text, want) => {
-    expect(parseNic(text, 0, 'br0')).toEqual(want);
-  });
-  it.each([
-    ['br1,ip4=10.0.0.5/24', /host bits are set; give the network 10\.0\.0\.0\/24 or the address 10\.0\.0\.5/],
-    ['br1,ip4=10.0.0.256', /expected an IPv4 address or prefix/],
-    ['br1,ip4=2001:db8::1', /expected an IPv4 address or prefix/],
-    ['br1,ip6=10.0.0.1', /expected an IPv6 address or prefix/],
-    ['br1,ip6=2001:db8::/129', /prefix length must be 0 to 128/],
-    ['br1,ip6=1:2:3:4:5:6:7:8:9', /expected an IPv6/],
-    ['br1,ip6=1::2::3', /expected an IPv6/],
-    ['br1,ip6any=yes', /ip6any is on or off/],
-    ['br1,filter=off,ip4=10.0.0.5', /filter=off turns off/],
-    ['br1,ip7=1', /unknown key 'ip7'; allowed: bridge, network, mac, filter, ip4, ip6, ip6any/],
-  ])('refuses %s', (text, re) => {
-    expect(() => parseNic(text, 0, 'br0')).toThrow(re);
-  });
-  it('nicText gives back what parseNic read', () => {
-    const text = 'bridge=br1,mac=42:00:00:00:00:07,ip4=192.0.2.7,ip6=2001:db8:7::/64,ip6any=on';
-    expect(nicText(parseNic(text, 0, 'br0'))).toBe(text);
-    expect(nicText(parseNic('br2,filter=off', 0, 'br0'))).toBe('bridge=br2,filter=off');
-    expect(nicText(parseNic('network=42,ip6any=on', 0, 'br0'))).toBe('network=42,ip6any=on');
-  });
-});
-
-describe('validateName', () => {
-  it.each(['web1', 'a', 'db-2.prod_x', '9lives'])('accepts %s', (n) => {
-    expect(validateName(n)).toBe(n);
-  });
-  it.each(['-x', '.hidden', 'a$(id)', "a'b", 'ä', ''])('refuses %j', (n) => {
-    expect(() => validateName(n)).toThrow(/invalid VM name/);
   });
 });

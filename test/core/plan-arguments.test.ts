@@ -6,7 +6,8 @@ import { Command } from 'commander';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { addStartOptions, startFlags } from '../../src/cli/program.js';
-import { planToStartOptions, planVm, type StartOptions, startOptionsToArgs, type VmPlan } from '../../src/core/vm-spec.js';
+import { planToStartOptions, startOptionsToArgs } from '../../src/core/plan-arguments.js';
+import { planVm, type StartOptions, type VmPlan } from '../../src/core/vm-plan.js';
 
 const host = { totalMemoryMiB: 8192, cpus: 4, kvmUsable: false };
 const defaults = { bridge: 'br0', qemu: 'qemu-system-x86_64' };
@@ -80,5 +81,27 @@ describe('the plan survives its trip through a unit', () => {
     const args = startOptionsToArgs(planToStartOptions(p));
     expect(args).toContain('bridge=br1,filter=off');
     expect(args.join(' ')).toMatch(/--nic bridge=br0,ip4=10\.0\.0\.7(\/32)?,ip6any=on/);
+  });
+});
+
+describe('planToStartOptions', () => {
+  it('carries disks, --cpu, --vnc and --cloud-init so that planVm rebuilds the same plan', () => {
+    const opts = {
+      name: 'web1',
+      disk: ['/d/a,,b.img,format=raw,readonly=on,cache=none', 'new=/d/o.qcow2,size=20G,backing=/d/base.qcow2'],
+      cpu: 'max,-hle',
+      vnc: true,
+      cloudInit: 'ssh-keys=/k/id.pub,user-data=/k/ud,,x.yaml,network=none',
+    };
+    const plan = planVm(opts, host, defaults, uuids);
+    const again = planVm(planToStartOptions(plan), host, defaults, uuids);
+    // The accelerator note depends on how accel was given (auto or resolved), nothing else may differ.
+    expect({ ...again, accelNote: undefined }).toEqual({ ...plan, accelNote: undefined });
+    expect(again.disks).toEqual([
+      { path: '/d/a,b.img', format: 'raw', readonly: true, cache: 'none' },
+      { path: '/d/o.qcow2', format: 'qcow2', readonly: false, create: { sizeBytes: 20 * 2 ** 30, backing: '/d/base.qcow2' } },
+    ]);
+    const args = startOptionsToArgs(planToStartOptions(plan));
+    expect(args).toEqual(expect.arrayContaining(['--cpu', 'max,-hle', '--vnc', '--cloud-init', 'ssh-keys=/k/id.pub,user-data=/k/ud,,x.yaml,network=none']));
   });
 });
