@@ -194,7 +194,9 @@ function nicElements(iface: string, mac: number, allowed: NonNullable<NicAddress
     ['macs', [`${k} . ${formatMac(mac)}`]],
     ['lladdr', [`${k} . 0x${mac.toString(16).padStart(12, '0')}`]],
     ['allow6', v6.map((c) => `${k} . ${formatCidr(c)}`)],
-    ['na_targets', v6.filter((c) => c.addr !== 0n).map((c) => `${k} . ${rawRange(c)}`)],
+    // No neighbour is ever advertised at the unspecified address (it is allowed as a source for DAD only);
+    // a prefix that starts at :: (::/0, ::/64) is the NIC's like any other.
+    ['na_targets', v6.filter((c) => !(c.addr === IPV6_UNSPECIFIED.addr && c.len === IPV6_UNSPECIFIED.len)).map((c) => `${k} . ${rawRange(c)}`)],
   ];
   const v4 = allowed.ipv4;
   if (v4 === 'none') out.push(['ip4_none', [k]]);

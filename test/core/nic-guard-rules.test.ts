@@ -73,6 +73,21 @@ describe('guardBatch', () => {
     expect(lines.filter((l) => l.includes('uc0123456789n0'))).toHaveLength(els.length);
   });
 
+  it.each([
+    // The property below found it: ::/0 was taken for the unspecified address, and no NA passed at all.
+    ['ip6=::/0', '0x00000000000000000000000000000000-0xffffffffffffffffffffffffffffffff'],
+    ['ip6=::/64', '0x00000000000000000000000000000000-0x0000000000000000ffffffffffffffff'],
+  ])('%s: neighbour advertisements for that range pass (a prefix at :: is not the unspecified address)', (nic, range) => {
+    const els = guardBatch('t0', MAC, nicAddresses(MAC, on(`,${nic}`), none).allowed!);
+    expect(els).toContain(`add element bridge uncloud_vm na_targets { "t0" . ${range}`);
+  });
+
+  it('the unspecified address is allowed as a source (DAD) but never as an advertised target', () => {
+    const batch = guardBatch('t0', MAC, nicAddresses(MAC, on(), none).allowed!);
+    expect(batch).toContain('add element bridge uncloud_vm allow6 { "t0" . ::, ');
+    expect(batch).toContain('add element bridge uncloud_vm na_targets { "t0" . 0xfe80000000000000400000fffe000102 }');
+  });
+
   it('an IPv6-only network: the interface goes into ip4_none', () => {
     const a = nicAddresses(MAC, on(), v6only);
     expect(guardBatch('t0', MAC, a.allowed!)).toContain('add element bridge uncloud_vm ip4_none { "t0" }\n');
@@ -170,7 +185,8 @@ describe('property: hostile values cannot change the ruleset structure', () => {
         expect(got.join('\n')).not.toContain('BAD(');
         expect(got).toEqual(reference);
       }),
-      { numRuns: 500 },
+      // The counterexample a CI run once hit, kept as a fixed example.
+      { numRuns: 500, examples: [['0.0.0.0', '::/0', 0, false]] },
     );
   });
 });
