@@ -1,0 +1,74 @@
+/**
+ * The etcd lease this host's running VMs hang on: the agent's when one runs (announced under hosts/<host>),
+ * else one of this process's own, kept alive while it runs and revoked when it closes. If this process's own
+ * lease is lost, it takes a new one and re-asserts the leases it took for running VMs (etcd-host-lease.ts).
+ */
+import type { Lease as EtcdLease } from 'etcd3';
+import { UncloudError } from '../core/errors.js';
+import type { EtcdConn } from './etcd-client.js';
+import { reassert } from './etcd-host-lease.js';
+import { conflictMessage } from './policy.js';
+import type { Lease } from './store.js';
+
+export interface OwnLeaseOptions {
+  /** Refuse ephemeral leases without a running agent (systemd units and detached VMs need one). */
+  requireAgent?: boolean;
+  /** Told when the keep-alive of this process's own etcd lease fails or recovers. */
+  onLeaseTrouble?: (msg: string) => void;
+}
+
+export class HostLeaseSource {
+  private ownLease: EtcdLease | undefined;
+  private ownLeaseId: Promise<string> | undefined;
+
+  constructor(
+    private readonly c: EtcdConn,
+    private readonly opts: OwnLeaseOptions,
+    /** The leases this process took for running VMs: re-asserted if its own etcd lease is lost. */
+    private readonly heldHere: () => Lease[],
+  ) {}
+
+  async id(): Promise<string> {
+    const c = this.c;
+    const agent = await c.call('agent lookup', () => c.client.get(c.hostKey()).string());
+    if (agent !== null) {
+      try {
+        const id = (JSON.parse(agent) as { leaseId?: string }).leaseId;
+        if (typeof id === 'string' && id !== '') return id;
+      } catch {
+        // an unreadable agent record: fall through
+      }
+    }
+    if (this.opts.requireAgent) {
+      throw new UncloudError(
+        'NO_AGENT',
+        `${c.where}: no 'uncloud-vm agent' runs for host ${c.host}; VMs under systemd or detached need it to keep their leases alive (start it, e.g. with 'uncloud-vm agent --unit --install --enable')`,
+      );
+    }
+    if (!this.ownLeaseId) {
+      const trouble = (msg: string) => this.opts.onLeaseTrouble?.(`${c.where}: ${msg}`);
+      const lease = c.client.lease(c.ttlS);
+      this.ownLease = lease;
+      lease.on('keepaliveFailed', () => trouble('keep-alive failed; retrying (the VM keeps running)'));
+      lease.on('keepaliveSucceeded', () => undefined);
+      lease.on('lost', (err) => {
+        trouble(`lease lost (${err.message}); taking a new one`);
+        this.ownLeaseId = undefined;
+        void this.id()
+          .then((id) => reassert(c, id, this.heldHere()))
+          .then((r) => {
+            trouble(`leases re-asserted (${r.kept} kept, ${r.recreated.length} created again, ${r.conflicts.length} taken by others meanwhile)`);
+            for (const x of r.conflicts) this.opts.onLeaseTrouble?.(conflictMessage(x));
+          })
+          .catch((e) => trouble(`could not re-attach leases: ${(e as Error).message}`));
+      });
+      this.ownLeaseId = c.call('lease grant', () => lease.grant());
+    }
+    return this.ownLeaseId;
+  }
+
+  /** This process's own lease ends with it: whatever still hangs on it is given up at once, not after the TTL. */
+  async revoke(): Promise<void> {
+    if (this.ownLease) await this.ownLease.revoke().catch(() => undefined);
+  }
+}

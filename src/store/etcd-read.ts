@@ -1,0 +1,96 @@
+/**
+ * Reading the etcd store: one lease, every lease (a page at a time, so no range meets etcd's 4 MiB reply
+ * limit), and the pool's status.
+ */
+import { formatMac, macAt, parseMac, type Pool } from '../core/mac.js';
+import { type EtcdConn, prefixEnd } from './etcd-client.js';
+import { readCursor } from './etcd-free-scan.js';
+import { parseConflict, parseLease } from './lease.js';
+import { byMac } from './policy.js';
+import type { DamagedRecord, Lease, LeaseList, PoolStatus } from './store.js';
+
+/** Keys per page of a long read: etcd refuses a reply over 4 MiB (about 20,000 lease records in one). */
+const PAGE = 2000;
+
+/**
+ * Every key and value from `start` (inclusive) to `end` (exclusive), a page at a time, so a range of any size
+ * is read without meeting etcd's 4 MiB reply limit.
+ */
+export async function* pages(c: EtcdConn, what: string, start: string, end: string): AsyncGenerator<[string, string][]> {
+  let from = start;
+  for (;;) {
+    const range = { start: from, end };
+    // In key order, as etcd keeps them (asking for a sort would make etcd read the whole range for every page).
+    const res = await c.call(what, () => c.client.getAll().inRange(range).limit(PAGE).exec());
+    const page = res.kvs.map((kv): [string, string] => [kv.key.toString(), kv.value.toString()]);
+    if (page.length > 0) yield page;
+    if (!res.more || page.length === 0) return;
+    from = `${page[page.length - 1]![0]}\u0000`;
+  }
+}
+
+/** The same for every key under a prefix. */
+export function prefixPages(c: EtcdConn, what: string, prefix: string): AsyncGenerator<[string, string][]> {
+  return pages(c, what, prefix, prefixEnd(prefix));
+}
+
+/** Every record under a prefix, parsed; the damaged ones are listed apart. */
+async function readAll<T>(c: EtcdConn, prefix: string, parse: (text: string, key: string) => T, damagedRecords: DamagedRecord[]): Promise<T[]> {
+  const out: T[] = [];
+  for await (const page of prefixPages(c, 'list', prefix)) {
+    for (const [k, v] of page) {
+      try {
+        out.push(parse(v, k));
+      } catch (err) {
+        damagedRecords.push({ key: k, why: (err as Error).message });
+      }
+    }
+  }
+  return out;
+}
+
+export async function exists(c: EtcdConn, mac: string): Promise<boolean> {
+  return c.call('lookup', () => c.client.get(c.macKey(mac)).exists());
+}
+
+/** The lease of a MAC, or null when it is free or its record is damaged. */
+export async function getLeaseQuietly(c: EtcdConn, mac: string): Promise<Lease | null> {
+  const text = await c.call('lookup', () => c.client.get(c.macKey(mac)).string());
+  try {
+    return text === null ? null : parseLease(text, c.macKey(mac));
+  } catch {
+    return null;
+  }
+}
+
+export function getLease(c: EtcdConn, mac: string): Promise<Lease | null> {
+  return getLeaseQuietly(c, formatMac(parseMac(mac)));
+}
+
+export async function listLeases(c: EtcdConn): Promise<LeaseList> {
+  const damagedRecords: DamagedRecord[] = [];
+  const leases = await readAll(c, `${c.prefix}/macs/`, parseLease, damagedRecords);
+  const conflicts = await readAll(c, `${c.prefix}/conflicts/`, parseConflict, damagedRecords);
+  return { leases: leases.sort(byMac), damaged: damagedRecords, conflicts };
+}
+
+export async function poolStatus(c: EtcdConn, pool: Pool): Promise<PoolStatus> {
+  // The split per host reads every record, a page at a time; the count alone would be one count-only read.
+  const prefixHex = pool.prefix.replaceAll(':', '');
+  const byHost: Record<string, number> = {};
+  let held = 0;
+  for await (const page of prefixPages(c, 'list', `${c.prefix}/macs/${prefixHex}`)) {
+    for (const [k, v] of page) {
+      let host = 'damaged records';
+      try {
+        host = parseLease(v, k).host;
+      } catch {
+        // counted as held (the key is there), under its own heading
+      }
+      byHost[host] = (byHost[host] ?? 0) + 1;
+      held += 1;
+    }
+  }
+  const cursor = await readCursor(c, pool);
+  return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cursor)), byHost };
+}

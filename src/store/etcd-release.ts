@@ -1,0 +1,79 @@
+/**
+ * Giving addresses back in the etcd store and changing held leases: release (compare on the key's revision,
+ * so a lease taken again meanwhile is never freed), owners, gc of this host's stale leases, conflict records.
+ */
+import { UncloudError } from '../core/errors.js';
+import { formatMac, parseMac } from '../core/mac.js';
+import type { Owner } from '../core/owner.js';
+import type { EtcdConn } from './etcd-client.js';
+import { prefixPages } from './etcd-read.js';
+import { parseLease, serializeLease } from './lease.js';
+import { isStale } from './policy.js';
+import type { Conflict, KeepLease, Lease } from './store.js';
+
+/** Free a lease; with expectVm, only if it still belongs to that VM. Returns whether it was freed. */
+export async function releaseLease(c: EtcdConn, mac: string, expectVm?: string): Promise<boolean> {
+  const key = c.macKey(formatMac(parseMac(mac)));
+  const res = await c.call('release', () => c.client.get(key).exec());
+  const kv = res.kvs[0];
+  if (!kv) return false;
+  // A damaged lease can be released by its MAC (that is how an operator repairs it), never on a VM's behalf.
+  if (expectVm !== undefined) {
+    let lease: Lease | null = null;
+    try {
+      lease = parseLease(kv.value.toString(), key);
+    } catch {
+      return false;
+    }
+    if (lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+  }
+  const r = await c.call('release', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(c.client.delete().key(key)).commit());
+  return r.succeeded;
+}
+
+/**
+ * Replace the owners of leases and claim them for this host. Owners mean a running VM: a lease not yet
+ * attached to an etcd lease is attached to `hostLeaseId()`'s.
+ */
+export async function setLeaseOwners(c: EtcdConn, macs: string[], owners: Owner[], hostLeaseId: () => Promise<string>): Promise<void> {
+  for (const mac of macs) {
+    const key = c.macKey(mac);
+    const res = await c.call('update', () => c.client.get(key).exec());
+    const kv = res.kvs[0];
+    if (!kv) throw new UncloudError('LEASE_GONE', `lease of ${mac} disappeared from ${c.where}`);
+    const lease = parseLease(kv.value.toString(), key);
+    const next = { ...lease, owners, host: c.host };
+    const leaseId = String(kv.lease) !== '0' ? String(kv.lease) : owners.length > 0 ? await hostLeaseId() : undefined;
+    const put = c.client.put(key).value(serializeLease(next));
+    await c.call('update', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(leaseId !== undefined ? put.lease(leaseId) : put).commit());
+  }
+}
+
+/** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */
+export async function gcLeases(
+  c: EtcdConn,
+  isAlive: (o: Owner) => boolean,
+  release: (mac: string, expectVm?: string) => Promise<boolean>,
+  keep?: KeepLease,
+): Promise<Lease[]> {
+  const freed: Lease[] = [];
+  for await (const page of prefixPages(c, 'gc', `${c.prefix}/macs/`)) {
+    for (const [k, v] of page) {
+      let lease: Lease;
+      try {
+        lease = parseLease(v, k);
+      } catch {
+        continue; // a damaged record is reported by list, never freed by gc
+      }
+      if (lease.host !== c.host || !isStale(lease, isAlive, keep)) continue;
+      if (await release(lease.mac, lease.vm?.uuid ?? lease.vm?.name)) freed.push(lease);
+    }
+  }
+  return freed;
+}
+
+export async function setConflict(c: EtcdConn, mac: string, conflict: Conflict | null): Promise<void> {
+  const key = c.conflictKey(mac);
+  if (conflict === null) await c.call('clearing a conflict', () => c.client.delete().key(key).exec());
+  else await c.call('recording a conflict', () => c.client.put(key).value(JSON.stringify(conflict)).exec());
+}
