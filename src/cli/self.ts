@@ -43,6 +43,7 @@ export function selfCommand(settings: Settings): string[] {
   return [
     process.execPath,
     selfProgram(),
+    ...(settings.config !== undefined ? ['--config', settings.config] : []),
     '--state-dir', settings.stateDir,
     '--run-dir', settings.runDir,
     '--prefix', settings.prefix,

@@ -27,6 +27,8 @@ export interface Settings {
   vxlanMtu?: string;
   /** Per bridge: its network's IPv6 /64s and whether it is IPv6-only, for the NIC guard (config file only). */
   bridges: Record<string, BridgeConfig>;
+  /** The config file named by --config or UNCLOUD_VM_CONFIG (absolute); undefined for the default path. */
+  config?: string;
 }
 
 /** What a user can set, by flag or environment; each is optional. */
@@ -118,7 +120,7 @@ export function resolveSettings(flags: Overrides, env: NodeJS.ProcessEnv = proce
   const fromEnv = envOverrides(env);
   const configPath = flags.config ?? fromEnv.config;
   const file = readConfigFile(configPath ?? DEFAULT_CONFIG_PATH, configPath !== undefined);
-  const merged: Settings = { ...defaultSettings(env, process.getuid?.() ?? 0), ...file };
+  const merged: Settings = { ...defaultSettings(env, process.getuid?.() ?? 0), ...file, ...(configPath !== undefined ? { config: resolve(configPath) } : {}) };
   for (const src of [fromEnv, flags]) {
     for (const key of KEYS) {
       const v = src[key];
@@ -129,6 +131,7 @@ export function resolveSettings(flags: Overrides, env: NodeJS.ProcessEnv = proce
 }
 
 const NAMES: Record<Exclude<keyof Settings, 'bridges'>, string> = {
+  config: 'config file (--config, UNCLOUD_VM_CONFIG)',
   stateDir: 'state dir (--state-dir, UNCLOUD_VM_STATE_DIR)',
   runDir: 'run dir (--run-dir, UNCLOUD_VM_RUN_DIR)',
   prefix: 'prefix (--prefix, UNCLOUD_VM_PREFIX)',
@@ -148,7 +151,7 @@ const NAMES: Record<Exclude<keyof Settings, 'bridges'>, string> = {
  * and make the directories absolute (a unit runs elsewhere than the shell that wrote it).
  */
 export function checkSettings(s: Settings): Settings {
-  for (const key of KEYS) {
+  for (const key of [...KEYS, 'config'] as const) {
     const v = s[key];
     if (typeof v === 'string' && (v === '' || /[\u0000-\u001f\u007f]/.test(v))) {
       throw usageError(`invalid ${NAMES[key as keyof typeof NAMES]} '${printable(v)}': must be non-empty and free of control characters`);

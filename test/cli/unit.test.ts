@@ -49,6 +49,26 @@ describe('unit', () => {
     expect(line(file.stdout, 'Requires')).toEqual([]);
   });
 
+  it('the settings in force reach the unit: the VXLAN underlay settings as Environment=, a --config file as --config on every hook', async () => {
+    const config = join(dir, 'my config.json');
+    writeFileSync(config, JSON.stringify({ bridges: { br0: { prefixes: ['fd42:0:0:1::/64'] } } }));
+    const env = { UNCLOUD_VM_VXLAN_DEV: 'underlay', UNCLOUD_VM_VXLAN_PEERS: 'fd00::2,fd00::3', UNCLOUD_VM_VXLAN_MTU: '1400', UNCLOUD_VM_CONFIG: config };
+    const r = await unit(['--nic', 'network=7'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(line(r.stdout, 'Environment')).toEqual([
+      expect.stringMatching(/^Environment=UNCLOUD_VM_HOST=\S+$/),
+      'Environment=UNCLOUD_VM_VXLAN_DEV=underlay',
+      'Environment=UNCLOUD_VM_VXLAN_PEERS=fd00::2,fd00::3',
+      'Environment=UNCLOUD_VM_VXLAN_MTU=1400',
+    ]);
+    for (const key of ['ExecStartPre', 'ExecStartPost', 'ExecStop', 'ExecStopPost']) {
+      for (const l of line(r.stdout, key)) expect(l, key).toContain(`--config "${config}"`);
+    }
+    // Unset, nothing is written: the unit then follows the host's settings as they are at each start.
+    const plain = await unit([]);
+    expect(line(plain.stdout, 'Environment').map((l) => l.split('=')[1])).toEqual(['UNCLOUD_VM_HOST']);
+  });
+
   it('--restart on-failure and always become Restart=; none by default', async () => {
     expect(line((await unit([])).stdout, 'Restart')).toEqual([]);
     expect(line((await unit(['--restart', 'no'])).stdout, 'Restart')).toEqual([]);
@@ -68,7 +88,7 @@ describe('unit', () => {
     const installed = await unit([], { PATH: `${bin}:${process.env.PATH}` });
     expect(installed.code, installed.stderr).toBe(0);
     for (const key of ['ExecStartPre', 'ExecStartPost', 'ExecStopPost']) {
-      expect(line(installed.stdout, key)[0]).toMatch(new RegExp(`^${key}=${process.execPath} ${join(bin, 'uncloud-vm')} --state-dir `));
+      expect(line(installed.stdout, key)[0]).toMatch(new RegExp(`^${key}=${process.execPath} ${join(bin, 'uncloud-vm')} --config \\S+ --state-dir `));
     }
     expect(line(installed.stdout, 'ExecStop')[0]).toMatch(new RegExp(`^ExecStop=-${process.execPath} ${join(bin, 'uncloud-vm')} `));
     expect(installed.stderr).not.toContain('so the unit runs');
@@ -78,7 +98,7 @@ describe('unit', () => {
     mkdirSync(other);
     writeFileSync(join(other, 'uncloud-vm'), '#!/bin/sh\n', { mode: 0o755 });
     const checkout = await unit([], { PATH: `${other}:${process.env.PATH}` });
-    expect(line(checkout.stdout, 'ExecStartPre')[0]).toContain(` ${BIN} --state-dir `);
+    expect(line(checkout.stdout, 'ExecStartPre')[0]).toContain(` ${BIN} --config ${sb.env.UNCLOUD_VM_CONFIG} --state-dir `);
     expect(checkout.stderr).toContain(`uncloud-vm: note: the uncloud-vm on PATH (${join(other, 'uncloud-vm')}) is another copy, so the unit runs ${BIN}; install this one`);
     const none = await unit([], { PATH: '/usr/bin:/bin' });
     expect(none.stderr).toContain(`uncloud-vm: note: no uncloud-vm is on PATH, so the unit runs ${BIN}; install this one`);

@@ -116,7 +116,7 @@ function agentUnit(flags: AgentFlags, ctx: Context): number {
   const text = render(loadTemplate('uncloud-vm-agent.service'), { host: ctx.settings.host, wantedBy: flags.user ? 'default.target' : 'multi-user.target' }, systemdValue, {
     unitDeps: flags.user ? '' : 'After=network-online.target\nWants=network-online.target',
     agent: [...selfCommand(ctx.settings), 'agent'].map(systemdExecWord).join(' '),
-    environment: unitEnvironment(ctx.settings.host),
+    environment: unitEnvironment(ctx.settings),
   });
   const note = selfNote();
   if (note) ctx.err(note);

@@ -14,6 +14,7 @@ import { AGENT_UNIT, installUnit, unitName } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
 import { selfCommand, selfNote } from '../self.js';
+import type { Settings } from '../../system/config.js';
 import { checkNicMacs, parseTimeout, resolveMedia, type StartFlags, uuidSource } from './start.js';
 
 export interface UnitFlags extends StartFlags {
@@ -60,7 +61,7 @@ export function renderUnit(plan: VmPlan, flags: UnitFlags, ctx: Context): string
     systemdValue,
     {
       unitDeps: unitDependencies(flags.user ?? false, ctx.settings.store),
-      environment: unitEnvironment(ctx.settings.host),
+      environment: unitEnvironment(ctx.settings),
       restart: restartLines(flags.restart),
       prepare: cmd('hook', 'prepare', ...startOptionsToArgs(planToStartOptions(plan))),
       execScript: systemdExecWord(files.execScript),
@@ -101,12 +102,23 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
 /** Where units read the etcd credentials from: a root-only file, never the unit itself. */
 export const UNIT_ENV_FILE = '/etc/uncloud-vm/env';
 
+/** Host settings with no command-line flag: a unit gets the values in force when it was written. */
+const UNIT_ENV_SETTINGS = [
+  ['UNCLOUD_VM_HOST', 'host'],
+  ['UNCLOUD_VM_VXLAN_DEV', 'vxlanDev'],
+  ['UNCLOUD_VM_VXLAN_LOCAL', 'vxlanLocal'],
+  ['UNCLOUD_VM_VXLAN_PEERS', 'vxlanPeers'],
+  ['UNCLOUD_VM_VXLAN_MTU', 'vxlanMtu'],
+] as const;
+
 /**
- * The host name is written into every unit (it decides which leases are this host's); credentials come
- * from UNIT_ENV_FILE if it exists (UNCLOUD_VM_ETCD_USER=…, UNCLOUD_VM_ETCD_PASSWORD=…, …_CA/_CERT/_KEY=<pem path>).
+ * The host name (it decides which leases are this host's) and the VM networks' underlay settings are
+ * written into every unit, as they are now; credentials come from UNIT_ENV_FILE if it exists
+ * (UNCLOUD_VM_ETCD_USER=…, UNCLOUD_VM_ETCD_PASSWORD=…, …_CA/_CERT/_KEY=<pem path>).
  */
-export function unitEnvironment(host: string): string {
-  return `Environment=${systemdExecWord(`UNCLOUD_VM_HOST=${host}`)}\nEnvironmentFile=-${UNIT_ENV_FILE}`;
+export function unitEnvironment(settings: Settings): string {
+  const set = UNIT_ENV_SETTINGS.filter(([, key]) => settings[key] !== undefined);
+  return [...set.map(([env, key]) => `Environment=${systemdExecWord(`${env}=${settings[key]}`)}`), `EnvironmentFile=-${UNIT_ENV_FILE}`].join('\n');
 }
 
 /** Credentials in this environment do not reach a unit: say where they must go. */
