@@ -3,9 +3,23 @@
  * every verb and option the program has, with no list kept by hand.
  */
 import type { Command, Option } from 'commander';
-import { UncloudError } from '../core/errors.js';
+import { usageError } from '../core/errors.js';
 import { shellQuote } from '../core/quote.js';
 import type { Context } from './context.js';
+import type { Action } from './commands/shared/action.js';
+import { examples } from './commands/shared/help.js';
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('completion')
+    .description('print a bash completion script (verbs, options, their values, VM names)')
+    .argument('[shell]', 'bash (the only one)', 'bash')
+    .addHelpText(
+      'after',
+      examples('source <(uncloud-vm completion bash)', 'uncloud-vm completion bash > /etc/bash_completion.d/uncloud-vm'),
+    )
+    .action(action((a, _o, ctx) => completion(a[0], program, ctx)));
+}
 
 /** Option values that are (or start with) a path: --disk <spec>, --kernel <file>, --state-dir <dir>… */
 const PATH_VALUE = /<(file|dir|iso|spec|binary)>/;
@@ -93,7 +107,7 @@ complete -F _uncloud_vm ${program.name()}
 
 export async function completion(shell: string | undefined, program: Command, ctx: Context): Promise<number> {
   if ((shell ?? 'bash') !== 'bash') {
-    throw new UncloudError('USAGE', `no completion for '${shell}': only bash is supported`, 2);
+    throw usageError(`no completion for '${shell}': only bash is supported`);
   }
   ctx.out(bashCompletion(program).trimEnd());
   return 0;

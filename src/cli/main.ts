@@ -24,7 +24,7 @@ function fail(message: string, code: number): void {
 // No top-level await: the same code runs as the CommonJS bundle the installed command loads.
 async function main(): Promise<void> {
   try {
-    await buildProgram(result).parseAsync(process.argv);
+    await (await buildProgram(result, process.argv.slice(2))).parseAsync(process.argv);
     process.exitCode = result.exitCode;
   } catch (err) {
     if (err instanceof UncloudError) {

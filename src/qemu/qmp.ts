@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
-import { UncloudError } from '../core/errors.js';
+import { type ErrorCode, UncloudError } from '../core/errors.js';
 
 export interface QmpEvent {
   event: string;
@@ -115,7 +115,7 @@ export class QmpClient extends EventEmitter {
     this.sock.destroy();
   }
 
-  private fail(why: string, code: string): UncloudError {
+  private fail(why: string, code: ErrorCode): UncloudError {
     return new UncloudError(code, `QMP ${this.path}: ${why}`);
   }
 

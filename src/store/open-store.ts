@@ -1,6 +1,6 @@
 /** Pick the store a setting names: "file" (the embedded default) or etcd://host:port[,host:port…][/prefix]. */
 import { readFileSync } from 'node:fs';
-import { UncloudError } from '../core/errors.js';
+import { usageError } from '../core/errors.js';
 import { parseStore } from '../core/store-url.js';
 import { FileStore } from './file-store.js';
 import type { HostAgent } from './etcd-host-lease.js';
@@ -26,7 +26,7 @@ function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new UncloudError('USAGE', `${name}=${path}: ${(err as Error).message}`, 2);
+    throw usageError(`${name}=${path}: ${(err as Error).message}`);
   }
 }
 
@@ -40,7 +40,7 @@ export async function openStore(settings: StoreSettings, opts: OpenOptions = {})
 export async function openHostAgent(settings: StoreSettings, opts: OpenOptions = {}): Promise<HostAgent> {
   const target = parseStore(settings.store);
   if (target.kind !== 'etcd') {
-    throw new UncloudError('USAGE', 'the agent is for the etcd store: pass --store etcd://host:port (the file store needs no agent)', 2);
+    throw usageError('the agent is for the etcd store: pass --store etcd://host:port (the file store needs no agent)');
   }
   return openEtcd(settings, target, opts);
 }

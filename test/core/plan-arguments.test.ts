@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { addStartOptions, startFlags } from '../../src/cli/program.js';
+import { addStartOptions, startFlags } from '../../src/cli/commands/shared/start-options.js';
 import { planToStartOptions, startOptionsToArgs } from '../../src/core/plan-arguments.js';
 import { planVm, type StartOptions, type VmPlan } from '../../src/core/vm-plan.js';
 

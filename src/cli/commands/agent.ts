@@ -4,7 +4,7 @@
  * addresses return to the pool. If the lease is lost (etcd gone longer than the TTL), it takes a new one
  * and hangs the live leases on it again.
  */
-import { UncloudError } from '../../core/errors.js';
+import { usageError } from '../../core/errors.js';
 import { parseStore } from '../../core/store-url.js';
 import type { Lease as EtcdLease } from 'etcd3';
 import type { HostAgent } from '../../store/etcd-host-lease.js';
@@ -13,7 +13,32 @@ import { AGENT_UNIT, installUnit } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
 import { selfCommand, selfNote } from '../self.js';
-import { unitEnvironment, warnCredentials } from './unit.js';
+import { unitEnvironment, warnCredentials } from './shared/unit-environment.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('agent')
+    .description('etcd store: keep this host\'s lease alive (one resident process per host)')
+    .option('--unit', 'print a systemd unit for the agent instead of running it')
+    .option('--user', 'with --unit: a user unit')
+    .option('--install', 'with --unit: write it and reload systemd')
+    .option('--enable', 'with --install: enable and start it')
+    .addHelpText(
+      'after',
+      `
+With the etcd store, the addresses of this host's running VMs hang on one etcd lease per host with a TTL
+(?ttl= in the store URL, 30 s by default). The agent keeps it alive; if the host dies, its VMs' addresses
+return to the pool after the TTL. VMs under systemd and detached VMs need the agent; a foreground start
+without one keeps a lease of its own alive.
+
+Examples:
+  uncloud-vm --store etcd://10.0.0.1:2379 agent
+  uncloud-vm --store etcd://10.0.0.1:2379 agent --unit --install --enable`,
+    )
+    .action(action((_a, o, ctx) => agent(o, ctx)));
+}
 
 
 export interface AgentFlags {
@@ -26,10 +51,10 @@ export interface AgentFlags {
 export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
   const target = parseStore(ctx.settings.store);
   if (target.kind !== 'etcd') {
-    throw new UncloudError('USAGE', "the agent is for the etcd store: pass --store etcd://host:port (the file store needs no agent)", 2);
+    throw usageError("the agent is for the etcd store: pass --store etcd://host:port (the file store needs no agent)");
   }
   if (flags.unit) return agentUnit(flags, ctx);
-  if (flags.install || flags.enable || flags.user) throw new UncloudError('USAGE', '--user, --install and --enable go with --unit', 2);
+  if (flags.install || flags.enable || flags.user) throw usageError('--user, --install and --enable go with --unit');
   const { openHostAgent } = await import('../../store/open-store.js');
   const { runningLeases } = await import('../../qemu/reconcile.js');
   const { conflictMessage } = await import('../../store/policy.js');
@@ -112,7 +137,7 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
 }
 
 function agentUnit(flags: AgentFlags, ctx: Context): number {
-  if (flags.enable && !flags.install) throw new UncloudError('USAGE', '--enable needs --install', 2);
+  if (flags.enable && !flags.install) throw usageError('--enable needs --install');
   const text = render(loadTemplate('uncloud-vm-agent.service'), { host: ctx.settings.host, wantedBy: flags.user ? 'default.target' : 'multi-user.target' }, systemdValue, {
     unitDeps: flags.user ? '' : 'After=network-online.target\nWants=network-online.target',
     agent: [...selfCommand(ctx.settings), 'agent'].map(systemdExecWord).join(' '),

@@ -2,7 +2,27 @@
 import { UncloudError } from '../../core/errors.js';
 import type { Terminal } from '../../qemu/console.js';
 import type { Context } from '../context.js';
-import { requireRunning } from './running-vm.js';
+import { requireRunning } from './shared/vm-target.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('console')
+    .description('attach this terminal to the serial console of a running VM (Ctrl-] detaches)')
+    .argument('<vm>', 'VM name or UUID')
+    .addHelpText(
+      'after',
+      `
+One console at a time: a second one is refused while another is attached. The guest's serial output is
+logged whether anyone is attached or not ('uncloud-vm logs'). A VM started with 'start --console' has its
+console on that terminal instead.
+
+Examples:
+  uncloud-vm console web1`,
+    )
+    .action(action((a, _o, ctx) => consoleVerb(a[0]!, ctx)));
+}
 
 export async function consoleVerb(target: string, ctx: Context, term: Terminal = { input: process.stdin, output: process.stdout }): Promise<number> {
   const { rec } = requireRunning(target, ctx);

@@ -6,6 +6,27 @@ import { hasLogs, removeVmLogs } from '../../system/vm-logs.js';
 import { observeVm } from '../../system/vm-state.js';
 import type { Context } from '../context.js';
 import { leaseState } from './mac.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('forget')
+    .alias('rm')
+    .description("drop a stopped VM's remembered UUID and MACs, and its logs")
+    .argument('<vm>', 'VM name')
+    .addHelpText(
+      'after',
+      `
+Refused while the VM runs. Started again afterwards, the VM gets a fresh identity: its UUID derives from
+its name again, but its MACs are the pool's next free ones.
+
+Examples:
+  uncloud-vm forget web1
+  uncloud-vm rm web1`,
+    )
+    .action(action((a, _o, ctx) => forget(a[0]!, ctx)));
+}
 
 export async function forget(name: string, ctx: Context): Promise<number> {
   validateName(name);

@@ -1,6 +1,9 @@
 /** `uncloud-vm gc`: reconcile what is recorded with what really runs, and say what changed. */
 import type { Lease } from '../../store/store.js';
 import type { Context } from '../context.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+import { examples } from './shared/help.js';
 
 export async function gc(_flags: object, ctx: Context): Promise<number> {
   const { reconcile, conflictMessage } = await import('../../qemu/reconcile.js');
@@ -26,4 +29,12 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   const changed = r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
   if (changed === 0) ctx.err('gc: nothing to reclaim');
   return r.conflicts.length > 0 || r.damaged.length > 0 ? 1 : 0;
+}
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('gc')
+    .description('free leases whose owner process is gone (or its pid reused), and their run dirs')
+    .addHelpText('after', examples('uncloud-vm gc', 'uncloud-vm --store etcd://10.0.0.1:2379 gc'))
+    .action(action((_a, _o, ctx) => gc({}, ctx)));
 }

@@ -4,6 +4,9 @@ import type { NicAddresses } from '../../core/nic-guard-rules.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import { leaseState } from './mac.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+import { examples } from './shared/help.js';
 
 export interface VmRow {
   name: string;
@@ -60,4 +63,13 @@ export async function list(flags: { json?: boolean }, ctx: Context): Promise<num
   }
   ctx.out(table(rows));
   return 0;
+}
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('list')
+    .description('VMs: running, stopped (named, holding nothing), stale (owner gone) or held (manual lease)')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm list', 'uncloud-vm list --json'))
+    .action(action((_a, o, ctx) => list(o, ctx)));
 }

@@ -5,7 +5,30 @@ import { vmLogFiles } from '../../core/vm-files.js';
 import { NAME_RE, UUID_RE } from '../../core/vm-identity.js';
 import { followLog, logGenerations, readBytesFrom } from '../../system/vm-logs.js';
 import type { Context } from '../context.js';
-import { findVm } from './vm.js';
+import { findVm } from './shared/vm-target.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+
+export function define(program: Command, action: Action): void {
+  program
+    .command('logs')
+    .description("a VM's serial console log, kept after it ended (--qemu: qemu's own messages)")
+    .argument('<vm>', 'VM name or UUID')
+    .option('-f, --follow', 'keep printing what is appended (Ctrl-C ends)')
+    .option('--qemu', "qemu's stderr instead of the serial log")
+    .addHelpText(
+      'after',
+      `
+Logs live under the state dir (logs/<vm>/serial.log and qemu.log), are appended to on every start, and a log
+over 4 MiB is rotated to <file>.1 when the VM starts. 'uncloud-vm forget' removes them.
+
+Examples:
+  uncloud-vm logs web1
+  uncloud-vm logs web1 -f
+  uncloud-vm logs web1 --qemu`,
+    )
+    .action(action((a, o, ctx) => logs(a[0]!, o, ctx)));
+}
 
 /** The name of a VM given by name, or by UUID while it runs or is remembered. */
 export async function vmNameOf(target: string, ctx: Context): Promise<string> {

@@ -1,6 +1,6 @@
 /** `uncloud-vm mac …`: the pool itself, like the old mac-gen.py (allocate prints only the MAC). */
 import { basename } from 'node:path';
-import { UncloudError } from '../../core/errors.js';
+import { UncloudError, usageError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-identity.js';
 import { conflictMessage } from '../../store/policy.js';
@@ -8,13 +8,16 @@ import type { Lease } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+import { examples } from './shared/help.js';
 
 
 export async function macAllocate(flags: { vm?: string }, ctx: Context): Promise<number> {
   let vm: Lease['vm'] = null;
   if (flags.vm !== undefined) {
     if (flags.vm === '' || /[\u0000-\u001f\u007f]/.test(flags.vm) || flags.vm.length > 128) {
-      throw new UncloudError('USAGE', '--vm must be 1 to 128 printable characters', 2);
+      throw usageError('--vm must be 1 to 128 printable characters');
     }
     vm = UUID_RE.test(flags.vm) ? { uuid: flags.vm.toLowerCase(), name: flags.vm } : { name: flags.vm };
   }
@@ -112,4 +115,36 @@ export async function macPool(flags: { json?: boolean }, ctx: Context): Promise<
     ]),
   );
   return 0;
+}
+
+export function define(program: Command, action: Action): void {
+  const mac = program
+    .command('mac')
+    .description('the MAC pool: allocate, release, list, pool')
+    .addHelpText('after', examples('uncloud-vm mac allocate', 'uncloud-vm mac release 42:00:00:00:00:07', 'uncloud-vm mac list', 'uncloud-vm mac pool --json'));
+  mac
+    .command('allocate')
+    .description('lease the next free MAC and print it (held until released)')
+    .option('--vm <id>', 'record which VM this MAC is for')
+    .addHelpText('after', examples('uncloud-vm mac allocate', 'uncloud-vm mac allocate --vm db1', 'mac=$(uncloud-vm mac allocate)'))
+    .action(action((_a, o, ctx) => macAllocate(o, ctx)));
+  mac
+    .command('release')
+    .description('free a leased MAC (refused while a running VM uses it, unless --force)')
+    .argument('<mac>', 'the MAC to free')
+    .option('--force', 'free it even if a running VM uses it (that VM keeps using it: a conflict gc reports)')
+    .addHelpText('after', '\nExamples:\n  uncloud-vm mac release 42:00:00:00:00:07\n  uncloud-vm mac release 42:00:00:00:00:07 --force   # a damaged or orphaned lease')
+    .action(action((a, o, ctx) => macRelease(a[0]!, o as { force?: boolean }, ctx)));
+  mac
+    .command('list')
+    .description('every held MAC, with its VM, host, owner pids and state (held, live, stale)')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm mac list', 'uncloud-vm mac list --json'))
+    .action(action((_a, o, ctx) => macList(o, ctx)));
+  mac
+    .command('pool')
+    .description('the pool: prefix, size, held, free, cursor')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm mac pool', 'uncloud-vm --prefix 42:10 mac pool --json'))
+    .action(action((_a, o, ctx) => macPool(o, ctx)));
 }

@@ -3,6 +3,48 @@ import { UncloudError } from '../../core/errors.js';
 import { parseNetworkId } from '../../core/network.js';
 import { describeNetwork, listNetworks, type NetworkInfo, removeNetwork } from '../../system/network.js';
 import { type Context, table } from '../context.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+import { examples } from './shared/help.js';
+
+export function define(program: Command, action: Action): void {
+  const network = program
+    .command('network')
+    .description('VM networks on this host: VXLAN segment <id> on bridge ucbr<id>, made by the first start that needs it')
+    .addHelpText(
+      'after',
+      `
+A start with --nic network=<id> (1 to 16777215) creates, if missing, VXLAN device ucvx<id> (VNI <id>, UDP 4789)
+on the underlay and bridge ucbr<id>, and puts the NIC there. Floods go to multicast group ff05::<id in hex>
+over vxlanDev, or to the hosts in vxlanPeers (for underlays without multicast). Guests get the MTU that fits
+the underlay (vxlanDev's MTU minus 70 bytes for IPv6, or vxlanMtu). The devices stay after the VM ends.
+
+Examples:
+  UNCLOUD_VM_VXLAN_DEV=eth1 uncloud-vm start --name web1 --disk web1.qcow2 --nic network=42
+  uncloud-vm network list
+  uncloud-vm network show 42
+  uncloud-vm network rm 42`,
+    );
+  network
+    .command('list')
+    .description('the networks on this host, their devices, flooding, MTU and VMs')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm network list', 'uncloud-vm network list --json'))
+    .action(action((_a, o, ctx) => networkList(o, ctx)));
+  network
+    .command('show')
+    .description('one network: VNI, multicast group or peers, underlay, MTU, ports, VMs')
+    .argument('<id>', 'network id')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', examples('uncloud-vm network show 42', 'uncloud-vm network show 42 --json'))
+    .action(action((a, o, ctx) => networkShow(a[0]!, o, ctx)));
+  network
+    .command('rm')
+    .description("remove a network's bridge and VXLAN device from this host (refused while a VM uses it)")
+    .argument('<id>', 'network id')
+    .addHelpText('after', examples('uncloud-vm network rm 42'))
+    .action(action((a, _o, ctx) => networkRm(a[0]!, ctx)));
+}
 
 const flood = (n: NetworkInfo): string => (n.peers.length > 0 ? `peers ${n.peers.join(',')}` : n.group ? `multicast ${n.group}` : '-');
 

@@ -1,8 +1,39 @@
 /** `reboot`, `reset`, `pause`, `resume`: a running VM's power, over uncloud-vm's own QMP socket. */
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import type { Context } from '../context.js';
-import { requireRunning } from './running-vm.js';
-import { parseTimeout } from './start.js';
+import { parseTimeout } from './shared/timeout.js';
+import { requireRunning } from './shared/vm-target.js';
+import type { Command } from 'commander';
+import type { Action } from './shared/action.js';
+
+export function define(program: Command, action: Action): void {
+  const power = (name: string, description: string, example: string, verb: (target: string, ctx: Context) => Promise<number>) =>
+    program
+      .command(name)
+      .description(description)
+      .argument('<vm>', 'VM name or UUID')
+      .addHelpText('after', `\nExamples:\n  ${example}`)
+      .action(action((a, _o, ctx) => verb(a[0]!, ctx)));
+  program
+    .command('reboot')
+    .description('reboot a VM gracefully: ACPI power button, and when the guest has powered off, boot it again in the same qemu')
+    .argument('<vm>', 'VM name or UUID')
+    .option('--timeout <s>', 'seconds to wait for the guest to power off', String(DEFAULT_STOP_TIMEOUT_S))
+    .addHelpText(
+      'after',
+      `
+The VM keeps its qemu, MACs and taps. A guest that does not power off within --timeout is left running as
+it was; 'uncloud-vm reset' resets it at once.
+
+Examples:
+  uncloud-vm reboot web1
+  uncloud-vm reboot web1 --timeout 120`,
+    )
+    .action(action((a, o, ctx) => reboot(a[0]!, o, ctx)));
+  power('reset', 'reset a VM at once, like its reset button (the guest is not asked)', 'uncloud-vm reset web1', reset);
+  power('pause', "stop a VM's CPUs; it keeps its memory, MACs and taps", 'uncloud-vm pause web1', pause);
+  power('resume', "run a paused VM's CPUs again", 'uncloud-vm resume web1', resume);
+}
 
 export async function pause(target: string, ctx: Context): Promise<number> {
   const { power } = requireRunning(target, ctx);

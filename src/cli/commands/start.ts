@@ -1,139 +1,65 @@
 /** `uncloud-vm start`: plan, then print (--dry-run) or prepare and supervise the VM. */
-import { randomUUID } from 'node:crypto';
+import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
-import { UncloudError } from '../../core/errors.js';
-import { checkInPool, type Pool } from '../../core/mac.js';
-import { seedFiles } from '../../core/nocloud.js';
+import { usageError } from '../../core/errors.js';
 import { buildQemuArgv, formatCommand } from '../../core/qemu-argv.js';
 import { shellQuote } from '../../core/quote.js';
 import { vmLogFiles, vmRunFiles } from '../../core/vm-files.js';
-import { NAME_NAMESPACE, type UuidSource } from '../../core/vm-identity.js';
-import { planVm, specFor, type StartOptions, type VmPlan } from '../../core/vm-plan.js';
-import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../qemu/launcher.js';
-import { absoluteDisk, prepareDisks, removeDisks } from '../../system/disk-image.js';
-import { bridgeExists, hostFacts } from '../../system/host.js';
+import { specFor, type VmPlan } from '../../core/vm-plan.js';
+import { prepareDisks, removeDisks } from '../../system/disk-image.js';
+import { bridgeExists } from '../../system/host.js';
 import { prepareNetworks } from '../../system/network.js';
 import { nicAddressesOf } from '../../system/nic-addresses.js';
+import { seedToolMissing } from '../../system/nocloud-seed.js';
 import { addressLines } from '../addresses.js';
-import { absoluteCloudInit, readCloudInit, type SeedContent, seedToolMissing, writeSeed } from '../../system/nocloud-seed.js';
 import type { Context } from '../context.js';
+import type { Action } from './shared/action.js';
+import { addStartOptions, type StartFlags, startFlags } from './shared/start-options.js';
+import { checkNicMacs, launcherOwner, planFromFlags, prepareWithMedia, resolveMedia, sayWarnings, seedContent } from './shared/start-plan.js';
+import { parseTimeout } from './shared/timeout.js';
 
-export interface StartFlags extends StartOptions {
-  dryRun?: boolean;
-  json?: boolean;
-  detach?: boolean;
-  stopTimeout?: string;
-}
+export function define(program: Command, action: Action): void {
+  addStartOptions(
+    program
+      .command('start')
+      .description('start a VM: lease its MACs, run qemu, give everything back when it ends'),
+  )
+    .option('--console', "serial console on this terminal (default: on a socket for 'uncloud-vm console'); logged either way")
+    .option('--detach', "run the VM in the background; return once qemu answers on QMP, and print the VM's name")
+    .option('--dry-run', 'print the qemu command and reserve nothing')
+    .option('--json', 'with --dry-run: the argv and NICs as JSON; with --detach: name, uuid, MACs and pid')
+    .addHelpText(
+      'after',
+      `
+The launcher stays in the foreground as qemu's parent. When qemu ends (shutdown, crash, kill) the VM's MACs
+are released and its run files removed. Ctrl-C or SIGTERM stop the VM gracefully (ACPI power button over
+QMP, up to --stop-timeout, then quit, then kill); a second one kills it. The exit code is qemu's.
+SIGHUP does the same: a foreground start in an SSH session stops its VM when the session ends (nohup does
+not help); use --detach, a unit, or tmux/screen for a VM that outlives the login.
+A named VM comes back with the same UUID and, while no other VM holds them, the same MACs.
+--disk new=<path> makes the qcow2 when it is missing and uses it as it is afterwards; a ',' in a path is
+written ',,'. --cloud-init builds a NoCloud seed (label cidata) in the run dir at each start: instance-id
+= the UUID, hostname = the name, the keys for the default user, DHCP on each NIC matched on its MAC.
 
-/** The uuid package is loaded only when a name-derived UUID is needed: it is the costliest import of a dry run. */
-export async function uuidSource(flags: StartOptions): Promise<UuidSource> {
-  const forName = flags.name !== undefined && flags.uuid === undefined ? (await import('uuid')).v5 : undefined;
-  return {
-    random: randomUUID,
-    forName: (name) => {
-      if (!forName) throw new Error('uuidSource: name-derived UUID not prepared');
-      return forName(name, NAME_NAMESPACE);
-    },
-  };
-}
-
-/** This process as an Owner (it owns the VM's leases until qemu is recorded). */
-async function self() {
-  const { currentOwner } = await import('../../system/proc.js');
-  return currentOwner(process.pid)!;
-}
-
-export function parseTimeout(text: string, flag: string): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) > 86400) {
-    throw new UncloudError('USAGE', `invalid ${flag} '${text}': expected whole seconds from 0 to 86400`, 2);
-  }
-  return Number(text);
-}
-
-/** A MAC asked for with --nic mac= must be one the pool tracks. */
-export function checkNicMacs(plan: VmPlan, pool: Pool): void {
-  for (const nic of plan.nics) {
-    if (nic.mac !== undefined) checkInPool(pool, nic.mac, `--nic mac=${nic.mac}`);
-  }
-}
-
-/**
- * Boot media and the files --disk and --cloud-init name become absolute paths. With mustExist (start),
- * boot media must exist (disks are checked by prepareDisks); without (a unit for another day or host),
- * what is missing is returned, to be said.
- */
-export function resolveMedia(plan: VmPlan, mustExist = true): string[] {
-  const missing: string[] = [];
-  const check = (flag: string, path: string): string => {
-    const abs = resolve(path);
-    if (!existsSync(abs)) {
-      if (mustExist) throw new UncloudError('NO_FILE', `${flag} ${path}: no such file`, 2);
-      missing.push(`${flag} ${abs}`);
-    }
-    return abs;
-  };
-  if (plan.cdrom !== undefined) plan.cdrom = check('--cdrom', plan.cdrom);
-  if (plan.kernel !== undefined) plan.kernel = check('--kernel', plan.kernel);
-  if (plan.initrd !== undefined) plan.initrd = check('--initrd', plan.initrd);
-  plan.disks = plan.disks.map(absoluteDisk);
-  if (!mustExist) {
-    for (const d of plan.disks) {
-      if (!d.create && !existsSync(d.path)) missing.push(`--disk ${d.path}`);
-      if (d.create?.backing !== undefined && !existsSync(d.create.backing)) missing.push(`--disk backing=${d.create.backing}`);
-    }
-  }
-  if (plan.cloudInit !== undefined) {
-    const ci = (plan.cloudInit = absoluteCloudInit(plan.cloudInit));
-    const files = [ci.sshKeys && `ssh-keys=${ci.sshKeys}`, ci.userData && `user-data=${ci.userData}`, typeof ci.network === 'object' && `network=${ci.network.file}`];
-    if (!mustExist) for (const f of files) if (f && !existsSync(f.slice(f.indexOf('=') + 1))) missing.push(`--cloud-init ${f}`);
-  }
-  return missing;
-}
-
-/** What a start checks before it takes anything: the seed's input files and the tool that builds it. */
-function seedContent(plan: VmPlan): SeedContent | undefined {
-  if (plan.cloudInit === undefined) return undefined;
-  return readCloudInit(plan.cloudInit);
-}
-
-/**
- * prepareVm plus the VM's media: new= disks made before the MACs are leased, the NoCloud seed after
- * (it names the MACs). A failure gives back the disks it made as well as what prepareVm took.
- */
-async function prepareWithMedia(plan: VmPlan, seed: SeedContent | undefined, deps: LaunchDeps, opts: PrepareOptions): Promise<{ vm: PreparedVm; created: string[] }> {
-  const missingTool = seed ? seedToolMissing() : undefined;
-  if (missingTool) throw new UncloudError('SEED', missingTool);
-  const { prepareVm } = await import('../../qemu/launcher.js');
-  const { giveBackVm } = await import('../../qemu/reconcile.js');
-  const { disks, created } = prepareDisks(plan.disks, { create: true });
-  plan.disks = disks;
-  try {
-    const vm = await prepareVm(plan, deps, opts);
-    if (seed) {
-      try {
-        writeSeed(vm.files.seed, seedFiles({ uuid: vm.spec.uuid, name: vm.spec.name, macs: vm.spec.nics.map((n) => n.mac), ...seed }));
-      } catch (err) {
-        await giveBackVm(deps.store, deps.host, vm);
-        throw err;
-      }
-    }
-    return { vm, created };
-  } catch (err) {
-    removeDisks(created);
-    throw err;
-  }
-}
-
-function sayWarnings(plan: VmPlan, ctx: Context): void {
-  if (plan.accelNote) ctx.err(plan.accelNote);
-  for (const w of plan.warnings) ctx.err(w);
+Examples:
+  uncloud-vm start --dry-run --memory 1024 --cores 2
+  uncloud-vm start --dry-run --json --nic bridge=br0 --nic bridge=br1
+  uncloud-vm start --name web1 --cdrom alpine.iso --nic bridge=br0,mac=42:00:00:00:00:10
+  uncloud-vm start --name web1 --disk web1.qcow2 --nic bridge=br0,ip4=192.0.2.10,ip6=2001:db8:100::/64   # guard: these sources too
+  uncloud-vm start --name web1 --disk web1.qcow2 --detach
+  uncloud-vm start --name web1 --memory 2G --disk new=/var/lib/vms/web1.qcow2,backing=/var/lib/vms/debian-12.qcow2 \\
+      --cloud-init ssh-keys=$HOME/.ssh/id_ed25519.pub --detach
+  uncloud-vm start --name data1 --disk /srv/data1.img,format=raw,cache=none --disk /srv/iso.img,readonly=on
+  uncloud-vm start --name inst --cdrom debian.iso --disk new=inst.qcow2,size=20G --vnc --cpu host --accel kvm
+  vm=$(uncloud-vm start --kernel vmlinuz --initrd initrd.gz --detach)   # prints the VM's name`,
+    )
+    .action(action((_a, o, ctx) => start(startFlags(o), ctx)));
 }
 
 export async function start(flags: StartFlags, ctx: Context): Promise<number> {
   const { settings } = ctx;
-  const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
+  const plan = await planFromFlags(flags, ctx);
   resolveMedia(plan);
   const seed = seedContent(plan);
   checkNicMacs(plan, ctx.pool);
@@ -141,18 +67,19 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
     prepareNetworks(plan, settings, ctx.err, true);
     return dryRun(plan, flags, ctx);
   }
-  if (flags.json && !flags.detach) throw new UncloudError('USAGE', '--json goes with --dry-run or --detach', 2);
+  if (flags.json && !flags.detach) throw usageError('--json goes with --dry-run or --detach');
 
   const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--stop-timeout');
-  if (flags.detach && plan.console) throw new UncloudError('USAGE', '--console and --detach exclude each other', 2);
-  const { runDetached, superviseVm } = await import('../../qemu/launcher.js');
+  if (flags.detach && plan.console) throw usageError('--console and --detach exclude each other');
+  const { superviseVm } = await import('../../qemu/supervise-vm.js');
+  const { runDetached } = await import('../../qemu/run-detached.js');
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
   const deps = { store, pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, ensureNetworks: (p: VmPlan) => prepareNetworks(p, settings, ctx.err), note: ctx.err, stopTimeoutS, bridges: settings.bridges };
   sayWarnings(plan, ctx);
   const { vm, created } = await prepareWithMedia(plan, seed, deps, {
-    launcher: await self(),
+    launcher: await launcherOwner(),
     managedBy: 'launcher',
     ...(flags.detach ? { releaseOnDown: [...selfCommand(settings), 'hook', 'release', plan.name] } : {}),
   });
@@ -207,20 +134,5 @@ async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<nu
     if (!bridgeExists(nic.bridge)) ctx.err(`note: bridge ${nic.bridge} does not exist; start would refuse to run`);
   }
   if (auto > 0) ctx.err(`dry run: nothing reserved; ${auto === 1 ? 'the MAC shown is' : 'MACs shown are'} what the pool would give next (tentative)`);
-  return 0;
-}
-
-/** ExecStartPre of a unit: lease the MACs and write the scripts; systemd then execs qemu. */
-export async function hookPrepare(flags: StartFlags, ctx: Context): Promise<number> {
-  if (flags.name === undefined) throw new UncloudError('USAGE', 'hook prepare needs --name', 2);
-  const { settings } = ctx;
-  const plan = planVm(flags, hostFacts(), { bridge: settings.bridge, qemu: settings.qemu }, await uuidSource(flags));
-  resolveMedia(plan);
-  const seed = seedContent(plan);
-  checkNicMacs(plan, ctx.pool);
-  sayWarnings(plan, ctx);
-  const deps = { store: await ctx.store({ requireAgent: true }), pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, ensureNetworks: (p: VmPlan) => prepareNetworks(p, settings, ctx.err), note: ctx.err, bridges: settings.bridges };
-  const { vm } = await prepareWithMedia(plan, seed, deps, { launcher: await self(), managedBy: 'unit' });
-  for (const nic of vm.spec.nics) ctx.err(`VM ${vm.spec.name}: nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   return 0;
 }

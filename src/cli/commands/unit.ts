@@ -1,21 +1,52 @@
 /** `uncloud-vm unit <name>`: a systemd unit per VM, printed or installed. */
 import { existsSync } from 'node:fs';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
-import { UncloudError } from '../../core/errors.js';
+import { usageError } from '../../core/errors.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
 import { parseStore } from '../../core/store-url.js';
 import { planToStartOptions, startOptionsToArgs } from '../../core/plan-arguments.js';
 import { vmRunFiles } from '../../core/vm-files.js';
-import { planVm, type VmPlan } from '../../core/vm-plan.js';
+import type { VmPlan } from '../../core/vm-plan.js';
 import { UNIT_START_GRACE_S } from '../../system/vm-state.js';
 import { detectFormat } from '../../system/disk-image.js';
-import { hostFacts } from '../../system/host.js';
 import { AGENT_UNIT, installUnit, unitName } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
 import { selfCommand, selfNote } from '../self.js';
-import type { Settings } from '../../system/config.js';
-import { checkNicMacs, parseTimeout, resolveMedia, type StartFlags, uuidSource } from './start.js';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import type { Action } from './shared/action.js';
+import { addStartOptions, type StartFlags, startFlags } from './shared/start-options.js';
+import { checkNicMacs, planFromFlags, resolveMedia } from './shared/start-plan.js';
+import { parseTimeout } from './shared/timeout.js';
+import { unitEnvironment, warnCredentials } from './shared/unit-environment.js';
+
+export function define(program: Command, action: Action): void {
+  addStartOptions(
+    program
+      .command('unit')
+      .description('a systemd unit for a VM: printed, or installed with --install')
+      .argument('<name>', 'VM name (the unit is uncloud-vm-<name>.service)'),
+    false,
+  )
+    .option('--user', "a user unit (the user's unit dir, systemctl --user)")
+    .option('--install', 'write the unit file and reload systemd')
+    .option('--enable', 'with --install: enable the unit')
+    .addOption(new Option('--restart <policy>', 'restart the VM when qemu fails (on-failure) or whenever it ends (always)').choices(['no', 'on-failure', 'always']).default('no'))
+    .addHelpText(
+      'after',
+      `
+Under the unit, qemu is the service's main process: ExecStartPre leases the MACs and writes the qemu
+command, ExecStart execs qemu, ExecStop stops the guest over QMP, ExecStopPost gives the MACs back however
+the service ended. The unit records the state dir, run dir, prefix and store in force now.
+
+Examples:
+  uncloud-vm unit web1 --memory 2048 --disk /var/lib/vms/web1.qcow2
+  uncloud-vm unit web1 --memory 2048 --disk /var/lib/vms/web1.qcow2 --install --enable
+  systemctl start uncloud-vm-web1.service`,
+    )
+    .action(action((a, o, ctx) => unit(a[0]!, startFlags(o), ctx)));
+}
 
 export interface UnitFlags extends StartFlags {
   user?: boolean;
@@ -40,7 +71,7 @@ export function unitDependencies(user: boolean, store: string): string {
 function restartLines(policy: string | undefined): string {
   if (policy === undefined || policy === 'no') return '';
   if (!(RESTART_POLICIES as readonly string[]).includes(policy)) {
-    throw new UncloudError('USAGE', `invalid --restart '${policy}': expected no, on-failure or always`, 2);
+    throw usageError(`invalid --restart '${policy}': expected no, on-failure or always`);
   }
   return `Restart=${policy}\nRestartSec=5`;
 }
@@ -73,12 +104,12 @@ export function renderUnit(plan: VmPlan, flags: UnitFlags, ctx: Context): string
 }
 
 export async function unit(name: string, flags: UnitFlags, ctx: Context): Promise<number> {
-  if (flags.enable && !flags.install) throw new UncloudError('USAGE', '--enable needs --install', 2);
+  if (flags.enable && !flags.install) throw usageError('--enable needs --install');
   if (flags.dryRun || flags.json || flags.detach || flags.console) {
-    throw new UncloudError('USAGE', 'unit takes start options for the VM, not --dry-run, --json, --detach or --console', 2);
+    throw usageError('unit takes start options for the VM, not --dry-run, --json, --detach or --console');
   }
   const opts = { ...flags, name };
-  const plan = planVm(opts, hostFacts(), { bridge: ctx.settings.bridge, qemu: ctx.settings.qemu }, await uuidSource(opts));
+  const plan = await planFromFlags(opts, ctx);
   // The unit may be for later or for another host: what is missing here is said, and checked at each start.
   const missing = resolveMedia(plan, false);
   // A disk that exists gets its format pinned now, so no start has to guess it from the disk's content.
@@ -97,32 +128,4 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
   const path = installUnit(flags.user ?? false, unitName(plan.name), text, flags.enable ? [['enable', unitName(plan.name)]] : []);
   ctx.err(`installed ${path}${flags.enable ? ' (enabled)' : ''}; start it with 'systemctl${flags.user ? ' --user' : ''} start ${unitName(plan.name)}'`);
   return 0;
-}
-
-/** Where units read the etcd credentials from: a root-only file, never the unit itself. */
-export const UNIT_ENV_FILE = '/etc/uncloud-vm/env';
-
-/** Host settings with no command-line flag: a unit gets the values in force when it was written. */
-const UNIT_ENV_SETTINGS = [
-  ['UNCLOUD_VM_HOST', 'host'],
-  ['UNCLOUD_VM_VXLAN_DEV', 'vxlanDev'],
-  ['UNCLOUD_VM_VXLAN_LOCAL', 'vxlanLocal'],
-  ['UNCLOUD_VM_VXLAN_PEERS', 'vxlanPeers'],
-  ['UNCLOUD_VM_VXLAN_MTU', 'vxlanMtu'],
-] as const;
-
-/**
- * The host name (it decides which leases are this host's) and the VM networks' underlay settings are
- * written into every unit, as they are now; credentials come from UNIT_ENV_FILE if it exists
- * (UNCLOUD_VM_ETCD_USER=…, UNCLOUD_VM_ETCD_PASSWORD=…, …_CA/_CERT/_KEY=<pem path>).
- */
-export function unitEnvironment(settings: Settings): string {
-  const set = UNIT_ENV_SETTINGS.filter(([, key]) => settings[key] !== undefined);
-  return [...set.map(([env, key]) => `Environment=${systemdExecWord(`${env}=${settings[key]}`)}`), `EnvironmentFile=-${UNIT_ENV_FILE}`].join('\n');
-}
-
-/** Credentials in this environment do not reach a unit: say where they must go. */
-export function warnCredentials(ctx: Context): void {
-  const set = Object.keys(process.env).filter((k) => k.startsWith('UNCLOUD_VM_ETCD_'));
-  if (set.length > 0) ctx.err(`note: ${set.join(', ')} are not written into the unit; put them in ${UNIT_ENV_FILE} (mode 0600), which the unit reads`);
 }

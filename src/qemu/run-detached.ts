@@ -1,0 +1,48 @@
+/** A prepared VM's qemu, started in the background (`start --detach`). */
+import { UncloudError } from '../core/errors.js';
+import type { Owner } from '../store/store.js';
+import { readFrom } from '../system/vm-logs.js';
+import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
+import { forgetFailedStart, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
+import { waitForQmp } from './qmp.js';
+import { giveBackVm } from './reconcile.js';
+
+/**
+ * Start qemu in the background and return once its QMP socket answers. The leases pass to qemu
+ * (owner = qemu's pid), the ifdown scripts give them back when the VM ends, and gc after a SIGKILL.
+ */
+export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
+  const file = vm.argv[0]!;
+  const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
+    execa('/bin/sh', [vm.files.execScript, '--gate'], {
+      reject: false,
+      stdio: ['ignore', 'ignore', { file: vm.logs.qemu, append: true }, 'pipe'],
+      detached: true,
+      cleanup: false,
+    }),
+  );
+  try {
+    if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });
+    const qemu = await recordQemu(vm, deps, child.pid);
+    await rememberIdentity(vm, deps);
+    openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
+    let exited = false;
+    void child.then(() => (exited = true));
+    const ready = await waitForQmp(vm.spec.qmpSocket, () => exited, readyTimeoutMs);
+    if (ready !== 'ready') await forgetFailedStart(vm, deps);
+    if (ready === 'gone') {
+      const r = await child;
+      if (r.exitCode === undefined && !r.signal) throw notStarted(file, r as { code?: string });
+      const how = r.exitCode !== undefined ? `exit code ${r.exitCode}` : r.signal;
+      throw new UncloudError('QEMU_FAILED', `qemu failed to start (${how})${qemuSaid(readFrom(vm.logs.qemu, vm.qemuLogStart))}`, 1);
+    }
+    if (ready === 'timeout') throw new UncloudError('QEMU_TIMEOUT', `qemu's QMP socket did not answer within ${readyTimeoutMs / 1000} s`);
+    child.unref();
+    return qemu;
+  } catch (err) {
+    child.kill('SIGKILL');
+    await Promise.resolve(child).catch(() => undefined);
+    await giveBackVm(deps.store, deps.host, vm);
+    throw err;
+  }
+}
