@@ -2,28 +2,21 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 
-let ns: Netns;
-let sb: Sandbox;
+const fake = fakeQemuEnvironment({ bridges: ['br0', 'br1'] });
 beforeAll(() => {
-  ns = createNetns(['br0', 'br1']);
   // br1 has a global /64 of its own: with nothing configured for it, that is the prefix shown.
-  ns.ip('-6', 'addr', 'add', '2001:db8:b1::1/64', 'dev', 'br1', 'nodad');
+  fake.ns.ip('-6', 'addr', 'add', '2001:db8:b1::1/64', 'dev', 'br1', 'nodad');
 });
-afterAll(() => ns.remove());
 beforeEach(() => {
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU });
-  const config = join(sb.stateDir, '..', 'config.json');
+  const config = join(fake.sb.stateDir, '..', 'config.json');
   writeFileSync(config, JSON.stringify({ bridges: { br0: { prefixes: ['2001:db8:a::/64'], ipv6Only: true } } }));
-  sb.env.UNCLOUD_VM_CONFIG = config;
+  fake.sb.env.UNCLOUD_VM_CONFIG = config;
 });
-afterEach(() => sb.cleanup());
-
-const run = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: (c: ChildProcess) => void) =>
-  cli(args, { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
+const { run } = fake;
 
 describe('addresses shown', () => {
   it('status, list --json and mac list --json show link-local, EUI-64 and the guard of a running VM', async () => {
@@ -80,7 +73,7 @@ describe('addresses shown', () => {
     [{ bridges: { br0: { prefixes: ['nope'] } } }, /expected an IPv6 address or prefix/],
     [{ bridges: { br0: { ipv6only: true } } }, /unknown key 'ipv6only'; allowed: prefixes, ipv6Only/],
   ])('a bad config %j is a one-line error, exit 2', async (config, re) => {
-    writeFileSync(sb.env.UNCLOUD_VM_CONFIG!, JSON.stringify(config));
+    writeFileSync(fake.sb.env.UNCLOUD_VM_CONFIG!, JSON.stringify(config));
     const r = await run(['start', '--dry-run']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(re);

@@ -5,54 +5,25 @@
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import type { RunOptions } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 import { checkInvariants, liveQemus } from '../helpers/invariants.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { killAndWait } from '../helpers/process.js';
 
-let ns: Netns;
-let sb: Sandbox;
-beforeAll(() => {
-  ns = createNetns(['br0']);
-});
-afterAll(() => ns.remove());
-beforeEach(() => {
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_QMP: '1', FAKE_QEMU_SLEEP: '600' });
-});
-afterEach(() => {
-  for (const q of liveQemus(sb.runDir)) process.kill(q.pid, 'SIGKILL');
-  sb.cleanup();
-});
-
-type Row = { mac: string; state: string; vm: { uuid?: string; name: string } | null; owners: { pid: number }[] };
-const run = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
-  cli(args, { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
-const leases = async () => JSON.parse((await run(['mac', 'list', '--json'])).stdout) as Row[];
-const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
-  run(['start', '--accel', 'tcg', '--memory', '64', ...args], env, onSpawn);
-/** SIGKILL a process and wait until it is gone (its qemu may keep its stdout open: no waiting on pipes). */
-async function killAndWait(pid: number): Promise<void> {
-  process.kill(pid, 'SIGKILL');
-  await waitFor(`pid ${pid} gone`, () => {
-    try {
-      return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] === 'Z';
-    } catch {
-      return true;
-    }
-  });
-}
-const invariants = async () => checkInvariants({ runDir: sb.runDir, leases: await leases() });
+const fake = fakeQemuEnvironment({ env: { FAKE_QEMU_QMP: '1', FAKE_QEMU_SLEEP: '600' } });
+const { run, start, leases } = fake;
+const invariants = async () => checkInvariants({ runDir: fake.sb.runDir, leases: await leases() });
 
 describe('crash paths converge', () => {
   it('#2 a launcher SIGKILLed while a detached qemu starts: the leases stay, owned by the running qemu', async () => {
     let launcher = 0;
     // The fake qemu answers QMP only after 3 s, so the launcher is still waiting when it is killed.
     const p = start(['--name', 'early', '--detach'], { FAKE_QEMU_QMP: '0' }, (c) => (launcher = c.pid!));
-    await waitFor('qemu running', () => liveQemus(sb.runDir).length === 1);
+    await waitFor('qemu running', () => liveQemus(fake.sb.runDir).length === 1);
     process.kill(launcher, 'SIGKILL');
     await p;
-    const q = liveQemus(sb.runDir)[0]!;
+    const q = liveQemus(fake.sb.runDir)[0]!;
     expect((await run(['gc'])).code).toBe(0);
     const held = await leases();
     expect(held).toHaveLength(1);
@@ -60,19 +31,19 @@ describe('crash paths converge', () => {
     expect(held[0]!.state).toBe('live');
     expect((await invariants()).violations).toEqual([]);
     // Long after the launcher, gc still leaves the VM's run dir alone.
-    expect(existsSync(join(sb.runDir, 'early', 'vm.json'))).toBe(true);
+    expect(existsSync(join(fake.sb.runDir, 'early', 'vm.json'))).toBe(true);
   });
 
   it('#2 a foreground launcher SIGKILLed: gc keeps what its qemu holds; after qemu is killed too, gc frees it', async () => {
     let launcher = 0;
     void start(['--name', 'fg'], {}, (c) => (launcher = c.pid!));
-    await waitFor('qemu running', () => liveQemus(sb.runDir).length === 1);
+    await waitFor('qemu running', () => liveQemus(fake.sb.runDir).length === 1);
     await killAndWait(launcher);
     await run(['gc']);
     expect((await invariants()).violations).toEqual([]);
     expect(await leases()).toHaveLength(1);
-    process.kill(liveQemus(sb.runDir)[0]!.pid, 'SIGKILL');
-    await waitFor('qemu gone', () => liveQemus(sb.runDir).length === 0);
+    process.kill(liveQemus(fake.sb.runDir)[0]!.pid, 'SIGKILL');
+    await waitFor('qemu gone', () => liveQemus(fake.sb.runDir).length === 0);
     const gc = await run(['gc']);
     expect(gc.stdout).toMatch(/freed 42:00:00:00:00:01 \(VM fg nic0\)/);
     expect(gc.stdout).toMatch(/removed run dir fg/);
@@ -89,7 +60,7 @@ describe('crash paths converge', () => {
       const loser = a.code === 1 ? a : b;
       expect(loser.stderr).toMatch(new RegExp(`VM ${name} is already (starting|running)`));
       expect(loser.stderr).not.toMatch(/ENOENT|ENOTEMPTY|EEXIST|bug/);
-      expect(liveQemus(sb.runDir).filter((q) => q.name === name)).toHaveLength(1);
+      expect(liveQemus(fake.sb.runDir).filter((q) => q.name === name)).toHaveLength(1);
     }
     expect((await invariants()).violations).toEqual([]);
   });
@@ -117,20 +88,20 @@ describe('crash paths converge', () => {
     expect((await start(['--name', 'd1', '--detach'])).code).toBe(0);
     expect((await start(['--name', 'd2', '--detach'])).code).toBe(0);
     const [a, b] = (await leases()).map((l) => l.mac);
-    writeFileSync(join(sb.stateDir, 'leases', `${b!.replaceAll(':', '')}.json`), '');
+    writeFileSync(join(fake.sb.stateDir, 'leases', `${b!.replaceAll(':', '')}.json`), '');
     const stop = await run(['stop', 'd1', '--timeout', '5']);
     expect(stop.code, stop.stderr).toBe(0);
     expect((await leases()).map((l) => l.mac)).not.toContain(a);
-    expect(existsSync(join(sb.runDir, 'd1'))).toBe(false);
+    expect(existsSync(join(fake.sb.runDir, 'd1'))).toBe(false);
   });
 
   it('#7 stop never signals a process that is not this VM\'s qemu (a reused pid in the pidfile)', async () => {
     const other = spawn('sleep', ['60']);
     try {
-      mkdirSync(join(sb.runDir, 'ghost'), { recursive: true, mode: 0o700 });
+      mkdirSync(join(fake.sb.runDir, 'ghost'), { recursive: true, mode: 0o700 });
       const uuid = '0b0b0b0b-0000-4000-8000-000000000001';
-      writeFileSync(join(sb.runDir, 'ghost', 'vm.json'), JSON.stringify({ version: 1, name: 'ghost', uuid, launcher: null, qemu: null, managedBy: 'launcher', taps: [], nics: [], started: new Date(0).toISOString(), qmpSocket: join(sb.runDir, 'ghost', 'qmp.sock'), serialLog: '' }));
-      writeFileSync(join(sb.runDir, 'ghost', 'qemu.pid'), `${other.pid}\n`);
+      writeFileSync(join(fake.sb.runDir, 'ghost', 'vm.json'), JSON.stringify({ version: 1, name: 'ghost', uuid, launcher: null, qemu: null, managedBy: 'launcher', taps: [], nics: [], started: new Date(0).toISOString(), qmpSocket: join(fake.sb.runDir, 'ghost', 'qmp.sock'), serialLog: '' }));
+      writeFileSync(join(fake.sb.runDir, 'ghost', 'qemu.pid'), `${other.pid}\n`);
       const r = await run(['stop', 'ghost']);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/VM ghost is not running/);
@@ -148,7 +119,7 @@ describe('crash paths converge', () => {
     expect(dup.code).toBe(1);
     expect(dup.stderr).toMatch(new RegExp(`UUID ${uuid} is already used by VM u1 \\(running\\); pick another --uuid`));
     expect((await start(['--name', 'u3', '--uuid', '12345678-9abc-4def-8000-000000000002', '--detach'])).code).toBe(0);
-    const taps = liveQemus(sb.runDir).map((q) => q.taps[0]);
+    const taps = liveQemus(fake.sb.runDir).map((q) => q.taps[0]);
     expect(new Set(taps).size).toBe(2);
     // stop u1 releases u1's leases only
     await run(['stop', 'u1', '--timeout', '5']);
@@ -165,35 +136,35 @@ describe('crash paths converge', () => {
   });
 
   it('#10 run dirs with no record, and staging dirs of a killed claim, are removed by gc', async () => {
-    mkdirSync(join(sb.runDir, 'norec'), { recursive: true, mode: 0o700 });
-    writeFileSync(join(sb.runDir, 'norec', 'qemu.pid'), '999999\n');
-    mkdirSync(join(sb.runDir, '.staging-abc'), { mode: 0o700 });
+    mkdirSync(join(fake.sb.runDir, 'norec'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(fake.sb.runDir, 'norec', 'qemu.pid'), '999999\n');
+    mkdirSync(join(fake.sb.runDir, '.staging-abc'), { mode: 0o700 });
     const old = new Date(Date.now() - 3600_000);
-    utimesSync(join(sb.runDir, 'norec'), old, old);
-    utimesSync(join(sb.runDir, '.staging-abc'), old, old);
+    utimesSync(join(fake.sb.runDir, 'norec'), old, old);
+    utimesSync(join(fake.sb.runDir, '.staging-abc'), old, old);
     const gc = await run(['gc']);
     expect(gc.stdout).toMatch(/removed run dir norec/);
-    expect(readdirSync(sb.runDir).filter((e) => e !== '.claim.lock' && e !== '.logs')).toEqual([]);
+    expect(readdirSync(fake.sb.runDir).filter((e) => e !== '.claim.lock' && e !== '.logs')).toEqual([]);
   });
 
   it('#10 a start over a record-less run dir of the same name takes it over', async () => {
-    mkdirSync(join(sb.runDir, 'over'), { recursive: true, mode: 0o700 });
-    writeFileSync(join(sb.runDir, 'over', 'junk'), 'x');
+    mkdirSync(join(fake.sb.runDir, 'over'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(fake.sb.runDir, 'over', 'junk'), 'x');
     const old = new Date(Date.now() - 3600_000);
-    utimesSync(join(sb.runDir, 'over'), old, old);
+    utimesSync(join(fake.sb.runDir, 'over'), old, old);
     const r = await start(['--name', 'over', '--detach']);
     expect(r.code, r.stderr).toBe(0);
-    expect(existsSync(join(sb.runDir, 'over', 'junk'))).toBe(false);
+    expect(existsSync(join(fake.sb.runDir, 'over', 'junk'))).toBe(false);
   });
 
   it('a copy or symlink of a running VM\'s run dir, and a stray file, make gc touch nothing of that VM', async () => {
     expect((await start(['--name', 'web2', '--detach'])).code).toBe(0);
     const mac = (await leases())[0]!.mac;
-    cpSync(join(sb.runDir, 'web2'), join(sb.runDir, 'web2.bak'), { recursive: true, filter: (src) => !src.endsWith('.sock') });
-    symlinkSync(join(sb.runDir, 'web2'), join(sb.runDir, 'web2.link'));
-    writeFileSync(join(sb.runDir, 'notes.txt'), 'junk');
+    cpSync(join(fake.sb.runDir, 'web2'), join(fake.sb.runDir, 'web2.bak'), { recursive: true, filter: (src) => !src.endsWith('.sock') });
+    symlinkSync(join(fake.sb.runDir, 'web2'), join(fake.sb.runDir, 'web2.link'));
+    writeFileSync(join(fake.sb.runDir, 'notes.txt'), 'junk');
     const old = new Date(Date.now() - 3600_000);
-    utimesSync(join(sb.runDir, 'web2.bak'), old, old);
+    utimesSync(join(fake.sb.runDir, 'web2.bak'), old, old);
     const gc = await run(['gc']);
     expect(gc.stdout).not.toMatch(/freed/);
     expect(gc.stdout).toMatch(/removed run dir web2\.bak \(a copy of VM web2's run dir; nothing of that VM was touched\)/);
@@ -204,13 +175,13 @@ describe('crash paths converge', () => {
 
   it('a running VM whose record is damaged is still seen running and can be stopped', async () => {
     expect((await start(['--name', 'k11', '--detach'])).code).toBe(0);
-    writeFileSync(join(sb.runDir, 'k11', 'vm.json'), '{"version":1,');
+    writeFileSync(join(fake.sb.runDir, 'k11', 'vm.json'), '{"version":1,');
     const st = await run(['status', 'k11']);
     expect(st.code).toBe(0);
     expect(st.stdout).toMatch(/running \(its record is damaged\)/);
     const stop = await run(['stop', 'k11', '--timeout', '5']);
     expect(stop.code, stop.stderr).toBe(0);
-    await waitFor('qemu gone', () => liveQemus(sb.runDir).length === 0);
+    await waitFor('qemu gone', () => liveQemus(fake.sb.runDir).length === 0);
     await run(['gc']);
     expect(await leases()).toEqual([]);
     expect((await invariants()).violations).toEqual([]);
@@ -219,11 +190,11 @@ describe('crash paths converge', () => {
   it('#1 a VM whose own stale lease holds its remembered MAC gets that MAC back, and no one is blamed', async () => {
     let launcher = 0;
     void start(['--name', 'same'], {}, (c) => (launcher = c.pid!));
-    await waitFor('qemu running', () => liveQemus(sb.runDir).length === 1);
+    await waitFor('qemu running', () => liveQemus(fake.sb.runDir).length === 1);
     const mac = (await leases())[0]!.mac;
     await killAndWait(launcher);
-    process.kill(liveQemus(sb.runDir)[0]!.pid, 'SIGKILL');
-    await waitFor('qemu gone', () => liveQemus(sb.runDir).length === 0);
+    process.kill(liveQemus(fake.sb.runDir)[0]!.pid, 'SIGKILL');
+    await waitFor('qemu gone', () => liveQemus(fake.sb.runDir).length === 0);
     // No gc in between: the lease is stale, the run dir is left over.
     const again = await start(['--name', 'same', '--detach']);
     expect(again.code, again.stderr).toBe(0);

@@ -4,35 +4,16 @@
  * per phase are printed, so a run shows what it exercised.
  */
 import { type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { cli, waitFor } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 import { checkInvariants, liveQemus } from '../helpers/invariants.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { alive } from '../helpers/process.js';
 
-let ns: Netns;
-let sb: Sandbox;
-beforeAll(() => {
-  ns = createNetns(['br0']);
-});
-afterAll(() => ns.remove());
-beforeEach(() => {
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_QMP: '1', FAKE_QEMU_SLEEP: '600', FAKE_QEMU_POWERDOWN_MS: '50' });
-});
-afterEach(() => {
-  for (const q of liveQemus(sb.runDir)) process.kill(q.pid, 'SIGKILL');
-  sb.cleanup();
-});
+const fake = fakeQemuEnvironment({ env: { FAKE_QEMU_QMP: '1', FAKE_QEMU_SLEEP: '600', FAKE_QEMU_POWERDOWN_MS: '50' } });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
-const alive = (pid: number) => {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 describe('random kills', () => {
   it('launcher, qemu, gc, stop and mac release killed at random instants: one gc restores every invariant', async () => {
@@ -40,7 +21,7 @@ describe('random kills', () => {
     const running: { child: ChildProcess; what: string }[] = [];
     const spawnCli = (what: string, args: string[]) =>
       new Promise<ChildProcess>((resolve) => {
-        void cli(args, { env: sb.env, netns: ns.name, onSpawn: (c) => resolve(c) }).catch(() => undefined);
+        void fake.run(args, {}, (c) => resolve(c)).catch(() => undefined);
       }).then((child) => {
         running.push({ child, what });
         return child;
@@ -55,7 +36,7 @@ describe('random kills', () => {
     const names = ['t0', 't1', 't2', 't3', 't4', 't5', 't6'];
     // Keepers: VMs that run throughout; forced releases and gc runs race against their leases.
     for (const k of ['k0', 'k1', 'k2']) {
-      const r = await cli(['start', '--name', k, '--accel', 'tcg', '--memory', '64', '--detach'], { env: sb.env, netns: ns.name });
+      const r = await fake.run(['start', '--name', k, '--accel', 'tcg', '--memory', '64', '--detach']);
       expect(r.code, r.stderr).toBe(0);
     }
     for (let i = 0; i < 50; i++) {
@@ -66,7 +47,7 @@ describe('random kills', () => {
         if (Math.random() < 0.75) killLater(c, 'launcher', 2500);
       } else if (action === 'qemu') {
         // The keepers' qemus live on: their leases are what the forced releases and gc runs race against.
-        const q = liveQemus(sb.runDir).filter((x) => !x.name.startsWith('k'));
+        const q = liveQemus(fake.sb.runDir).filter((x) => !x.name.startsWith('k'));
         if (q.length > 0) {
           process.kill(pick(q).pid, 'SIGKILL');
           kills.qemu! += 1;
@@ -76,7 +57,7 @@ describe('random kills', () => {
       } else if (action === 'stop') {
         killLater(await spawnCli('stop', ['stop', pick(names), '--timeout', '2']), 'stop', 1500);
       } else {
-        const q = liveQemus(sb.runDir);
+        const q = liveQemus(fake.sb.runDir);
         const mac = q.length > 0 ? pick(pick(q).macs) : '42:00:00:00:00:01';
         killLater(await spawnCli('release', ['mac', 'release', mac, ...(Math.random() < 0.5 ? ['--force'] : [])]), 'release', 200);
       }
@@ -90,14 +71,14 @@ describe('random kills', () => {
       }
     }
     await waitFor('every CLI process gone', () => running.every((r) => !r.child.pid || !alive(r.child.pid)), 30_000);
-    const gc = await cli(['gc'], { env: sb.env, netns: ns.name });
-    const leases = JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout);
-    const report = checkInvariants({ runDir: sb.runDir, leases });
+    const gc = await fake.run(['gc']);
+    const leases = JSON.parse((await cli(['mac', 'list', '--json'], { env: fake.sb.env })).stdout);
+    const report = checkInvariants({ runDir: fake.sb.runDir, leases });
     console.log(`kill torture (fake qemu): kills ${JSON.stringify(kills)}; after one gc: ${report.qemus} live qemus, ${report.leases} leases, ${report.violations.length} violations`);
     expect(report.violations, gc.stdout + gc.stderr).toEqual([]);
     expect(report.qemus, 'some VMs outlived their launchers: their leases were checked').toBeGreaterThan(0);
     // A second gc finds nothing more to do: the state is the truth.
-    const again = await cli(['gc'], { env: sb.env, netns: ns.name });
+    const again = await fake.run(['gc']);
     expect(again.stdout).toBe('');
   });
 });

@@ -1,25 +1,14 @@
 /** `logs`, log rotation and a failed detached start, through the built binary with a fake qemu. */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOG_CAP_BYTES } from '../../src/system/vm-logs.js';
-import { cli, FAKE_QEMU, sandbox, type Sandbox } from '../helpers/cli.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { cli } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 
-let ns: Netns;
-let sb: Sandbox;
-beforeAll(() => {
-  ns = createNetns(['br0']);
-});
-afterAll(() => ns.remove());
-beforeEach(() => {
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU });
-});
-afterEach(() => sb.cleanup());
-
-const start = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-  cli(['start', '--accel', 'tcg', '--memory', '64', ...args], { env: { ...sb.env, ...env }, netns: ns.name });
-const logDir = (name: string) => join(sb.stateDir, 'logs', name);
+const fake = fakeQemuEnvironment();
+const { start } = fake;
+const logDir = (name: string) => join(fake.sb.stateDir, 'logs', name);
 
 describe('logs', () => {
   it('each start appends to the logs; a log over the cap is rotated to .1 at start, and logs prints both, older first', async () => {
@@ -35,7 +24,7 @@ describe('logs', () => {
     expect((await start(['--name', 'rot'])).code).toBe(0);
     expect(readFileSync(`${serial}.1`, 'utf8').endsWith('last line of the old run')).toBe(true);
     expect(readFileSync(serial, 'utf8')).toMatch(/^-- uncloud-vm: VM rot .* --\n$/);
-    const out = await cli(['logs', 'rot'], { env: sb.env });
+    const out = await cli(['logs', 'rot'], { env: fake.sb.env });
     expect(out.code).toBe(0);
     expect(out.stdout.length).toBeGreaterThan(LOG_CAP_BYTES);
     expect(out.stdout).toMatch(/last line of the old run\n-- uncloud-vm: VM rot .* --\n$/);
@@ -44,9 +33,9 @@ describe('logs', () => {
   it('--qemu prints qemu\'s stderr log; a VM with logs but an empty serial log prints nothing', async () => {
     mkdirSync(logDir('w1'), { recursive: true, mode: 0o700 });
     writeFileSync(join(logDir('w1'), 'qemu.log'), 'qemu-system-x86_64: warning: something\n');
-    const r = await cli(['logs', 'w1', '--qemu'], { env: sb.env });
+    const r = await cli(['logs', 'w1', '--qemu'], { env: fake.sb.env });
     expect(r.stdout).toBe('qemu-system-x86_64: warning: something\n');
-    expect((await cli(['logs', 'w1'], { env: sb.env })).stdout).toBe('');
+    expect((await cli(['logs', 'w1'], { env: fake.sb.env })).stdout).toBe('');
   });
 
   it('a detached start that fails: exit 1, the whole stderr, nothing on stdout, nothing remembered, the run dir gone', async () => {
@@ -55,8 +44,8 @@ describe('logs', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`uncloud-vm: qemu failed to start (exit code 1); qemu said:\n  ${said.replace('\n', '\n  ')}\n`);
-    expect(JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout)).toEqual([]);
-    expect(existsSync(join(sb.runDir, 'dfail'))).toBe(false);
+    expect(JSON.parse((await cli(['list', '--json'], { env: fake.sb.env })).stdout)).toEqual([]);
+    expect(existsSync(join(fake.sb.runDir, 'dfail'))).toBe(false);
     expect(readFileSync(join(logDir('dfail'), 'qemu.log'), 'utf8')).toContain(said);
   });
 });

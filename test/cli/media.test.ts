@@ -5,28 +5,19 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import type { RunOptions } from '../helpers/cli.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { cli, type RunOptions, waitFor } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 
-let ns: Netns;
-let sb: Sandbox;
+const fake = fakeQemuEnvironment();
 let dir: string;
 let log: string;
-beforeAll(() => {
-  ns = createNetns(['br0']);
-});
-afterAll(() => ns.remove());
 beforeEach(() => {
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU });
-  dir = join(sb.stateDir, '..');
+  dir = join(fake.sb.stateDir, '..');
   log = join(dir, 'argv.log');
 });
-afterEach(() => sb.cleanup());
 
-const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
-  cli(['start', '--accel', 'tcg', '--memory', '64', ...args], { env: { ...sb.env, FAKE_QEMU_LOG: log, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
+const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) => fake.start(args, { FAKE_QEMU_LOG: log, ...env }, onSpawn);
 const argv = () => readFileSync(log, 'utf8').trim().split('\n');
 const drives = () => argv().flatMap((a, i, all) => (all[i - 1] === '-drive' ? [a] : []));
 const img = (...args: string[]) => execFileSync('qemu-img', args, { encoding: 'utf8' });
@@ -66,8 +57,8 @@ describe('--disk', () => {
     img('create', '-q', '-f', 'qcow2', base, '256M');
     const before = readFileSync(base);
     const r = await cli(['start', '--accel', 'tcg', '--memory', '64', '--name', 'ov', '--disk', 'new=ov.qcow2,backing=base.qcow2'], {
-      env: { ...sb.env, FAKE_QEMU_LOG: log },
-      netns: ns.name,
+      env: { ...fake.sb.env, FAKE_QEMU_LOG: log },
+      netns: fake.ns.name,
       cwd: dir,
     });
     expect(r.code, r.stderr).toBe(0);
@@ -103,7 +94,7 @@ describe('--disk', () => {
 
   it('a dry run shows the new disk and makes nothing', async () => {
     const disk = join(dir, 'later.qcow2');
-    const r = await cli(['start', '--dry-run', '--accel', 'tcg', '--disk', `new=${disk},size=8G`], { env: sb.env });
+    const r = await cli(['start', '--dry-run', '--accel', 'tcg', '--disk', `new=${disk},size=8G`], { env: fake.sb.env });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`-drive file=${disk},if=virtio,format=qcow2`);
     expect(r.stderr).toContain(`note: disk ${disk} does not exist yet; start would create it`);
@@ -118,7 +109,7 @@ describe('--cloud-init', () => {
     writeFileSync(join(dir, 'keys.pub'), '# ops\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA ops@laptop\n');
     writeFileSync(join(dir, 'ud.yaml'), '#cloud-config\npackages: [htop]\n');
     let copy = '';
-    const seed = join(sb.runDir, 'ci1', 'seed.iso');
+    const seed = join(fake.sb.runDir, 'ci1', 'seed.iso');
     const run = start(['--name', 'ci1', '--cloud-init', `ssh-keys=${join(dir, 'keys.pub')},user-data=${join(dir, 'ud.yaml')}`], { FAKE_QEMU_SLEEP: '30' }, (child) => {
       void waitFor('the seed', () => existsSync(log) && existsSync(seed)).then(() => {
         copy = join(dir, 'seed-copy.iso');
@@ -140,10 +131,10 @@ describe('--cloud-init', () => {
   });
 
   it('genisoimage missing: refused before anything is leased', async () => {
-    const r = await cli(['start', '--accel', 'tcg', '--cloud-init', 'on'], { env: { ...sb.env, PATH: '/nonexistent' } });
+    const r = await cli(['start', '--accel', 'tcg', '--cloud-init', 'on'], { env: { ...fake.sb.env, PATH: '/nonexistent' } });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('uncloud-vm: genisoimage not found; --cloud-init needs it (Debian: apt-get install genisoimage)');
-    const held = JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout);
+    const held = JSON.parse((await cli(['mac', 'list', '--json'], { env: fake.sb.env })).stdout);
     expect(held).toEqual([]);
   });
 });
@@ -152,7 +143,7 @@ describe('--vnc', () => {
   it('a unix socket in the run dir, said on stderr; never a TCP port', async () => {
     const r = await start(['--name', 'gfx', '--vnc']);
     expect(r.code, r.stderr).toBe(0);
-    const sock = join(sb.runDir, 'gfx', 'vnc.sock');
+    const sock = join(fake.sb.runDir, 'gfx', 'vnc.sock');
     expect(argv()[argv().indexOf('-vnc') + 1]).toBe(`unix:${sock}`);
     expect(r.stderr).toContain(`uncloud-vm: VNC display: ${sock}`);
   });

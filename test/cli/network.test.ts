@@ -2,27 +2,19 @@
  * VM networks on one host, with a fake qemu: the VXLAN device and bridge of a network are made once however
  * many starts race for them, stay while VMs use them, and `network rm` removes them only after the last VM.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cli, waitFor } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 
-let ns: Netns;
-let sb: Sandbox;
+const fake = fakeQemuEnvironment({ bridges: [], sandboxPerFile: true, env: { UNCLOUD_VM_VXLAN_DEV: 'underlay', FAKE_QEMU_SLEEP: '600' } });
 beforeAll(() => {
-  ns = createNetns([]);
   // The underlay: one end of a veth pair with an IPv6 address, as a host's uplink.
-  ns.ip('link', 'add', 'underlay', 'type', 'veth', 'peer', 'name', 'underlay-peer');
-  ns.ip('addr', 'add', 'fd00::1/64', 'dev', 'underlay', 'nodad');
-  ns.ip('link', 'set', 'underlay', 'up');
-  ns.ip('link', 'set', 'underlay-peer', 'up');
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU, UNCLOUD_VM_VXLAN_DEV: 'underlay', FAKE_QEMU_SLEEP: '600' });
+  fake.ns.ip('link', 'add', 'underlay', 'type', 'veth', 'peer', 'name', 'underlay-peer');
+  fake.ns.ip('addr', 'add', 'fd00::1/64', 'dev', 'underlay', 'nodad');
+  fake.ns.ip('link', 'set', 'underlay', 'up');
+  fake.ns.ip('link', 'set', 'underlay-peer', 'up');
 });
-afterAll(() => {
-  ns?.remove();
-  sb?.cleanup();
-});
-
-const run = (args: string[], env: NodeJS.ProcessEnv = {}) => cli(args, { env: { ...sb.env, ...env }, netns: ns.name });
+const { run } = fake;
 interface Link {
   ifname: string;
   ifindex: number;
@@ -31,15 +23,15 @@ interface Link {
   operstate: string;
   linkinfo?: { info_kind: string; info_data?: { id?: number; group6?: string; port?: number } };
 }
-const link = (name: string): Link | undefined => (JSON.parse(ns.ip('-d', '-j', 'link', 'show')) as Link[]).find((l) => l.ifname === name);
+const link = (name: string): Link | undefined => (JSON.parse(fake.ns.ip('-d', '-j', 'link', 'show')) as Link[]).find((l) => l.ifname === name);
 
 describe('VM networks on a host', () => {
   it('8 concurrent starts on network 42: the VXLAN device and bridge are made once and stay while a VM uses them; rm after the last VM removes them', async () => {
     const children: import('node:child_process').ChildProcess[] = [];
     const runs = Array.from({ length: 8 }, (_, i) =>
       cli(['start', '--name', `n${i}`, '--accel', 'tcg', '--memory', '64', '--nic', 'network=42'], {
-        env: sb.env,
-        netns: ns.name,
+        env: fake.sb.env,
+        netns: fake.ns.name,
         onSpawn: (c) => children.push(c),
       }),
     );
@@ -94,7 +86,7 @@ describe('VM networks on a host', () => {
       expect((await run(['network', 'list'])).stdout).toBe('no network exists on this host\n');
     } finally {
       // Launchers and the fake qemus they started (which hold the launchers' stderr open).
-      ns.killAll();
+      fake.ns.killAll();
       await Promise.all(runs);
     }
   });
@@ -104,8 +96,8 @@ describe('VM networks on a host', () => {
     const ended: string[] = [];
     const runs = Array.from({ length: 6 }, (_, i) =>
       cli(['start', '--name', `race${i}`, '--accel', 'tcg', '--memory', '64', '--nic', 'network=43'], {
-        env: sb.env,
-        netns: ns.name,
+        env: fake.sb.env,
+        netns: fake.ns.name,
         onSpawn: (c) => children.push(c),
       }).then((r) => {
         ended.push(`race${i} ended (${r.code}): ${r.stderr}`);
@@ -137,7 +129,7 @@ describe('VM networks on a host', () => {
       for (const r of await Promise.all(runs)) expect(r.code, r.stderr).toBe(0);
     } finally {
       racing = false;
-      ns.killAll();
+      fake.ns.killAll();
       await Promise.all(runs);
     }
     expect((await run(['network', 'rm', '43'])).code).toBe(0);
@@ -158,10 +150,10 @@ describe('VM networks on a host', () => {
     expect(b.stderr).not.toMatch(/would create/);
     expect(JSON.parse(b.stdout).argv.join(' ')).toMatch(/host_mtu=1400/);
     // A tap on the bridge (a VM of another tool, or one whose record is gone) also keeps the network.
-    ns.ip('tuntap', 'add', 'uc0123456789n0', 'mode', 'tap');
-    ns.ip('link', 'set', 'uc0123456789n0', 'master', 'ucbr7');
+    fake.ns.ip('tuntap', 'add', 'uc0123456789n0', 'mode', 'tap');
+    fake.ns.ip('link', 'set', 'uc0123456789n0', 'master', 'ucbr7');
     expect((await run(['network', 'rm', '7'])).stderr).toMatch(/network 7 is in use \(ports uc0123456789n0\)/);
-    ns.ip('link', 'delete', 'uc0123456789n0');
+    fake.ns.ip('link', 'delete', 'uc0123456789n0');
     expect((await run(['network', 'rm', '7'])).code).toBe(0);
   });
 
@@ -173,12 +165,12 @@ describe('VM networks on a host', () => {
     expect(shown).toMatchObject({ vni: 9, group: null, peers: ['fd00::2', 'fd00::3'], local: 'fd00::1', mtu: 1430 });
     expect((await run(['network', 'rm', '9'])).code).toBe(0);
 
-    ns.ip('link', 'add', 'ucvx5', 'type', 'vxlan', 'id', '55', 'dstport', '4789', 'local', 'fd00::1');
+    fake.ns.ip('link', 'add', 'ucvx5', 'type', 'vxlan', 'id', '55', 'dstport', '4789', 'local', 'fd00::1');
     const bad = await run(['start', '--accel', 'tcg', '--memory', '64', '--nic', 'network=5'], env);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^uncloud-vm: network 5: device ucvx5 exists but is not VXLAN with VNI 5; remove it or use another network id$/m);
     expect(link('ucbr5')).toBeUndefined();
     expect(JSON.parse((await run(['mac', 'list', '--json'])).stdout)).toEqual([]);
-    ns.ip('link', 'delete', 'ucvx5');
+    fake.ns.ip('link', 'delete', 'ucvx5');
   });
 });

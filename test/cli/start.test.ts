@@ -1,44 +1,32 @@
 /** `uncloud-vm start` through the built binary, with a fake qemu, inside a namespace with a bridge. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cli, FAKE_QEMU, sandbox, type Sandbox, waitFor } from '../helpers/cli.js';
-import type { RunOptions } from '../helpers/cli.js';
-import { createNetns, type Netns } from '../helpers/netns.js';
+import { describe, expect, it } from 'vitest';
+import { cli, FAKE_QEMU, waitFor } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 import { snapshot } from '../helpers/state.js';
 
-let ns: Netns;
-let sb: Sandbox;
-beforeAll(() => {
-  ns = createNetns(['br0', 'br1']);
-});
-afterAll(() => ns.remove());
-beforeEach(() => {
-  sb = sandbox({ UNCLOUD_VM_QEMU: FAKE_QEMU });
-});
-afterEach(() => sb.cleanup());
-
-const leases = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string; vm: { name: string } }[];
-const start = (args: string[], env: NodeJS.ProcessEnv = {}, onSpawn?: RunOptions['onSpawn']) =>
-  cli(['start', '--accel', 'tcg', '--memory', '64', ...args], { env: { ...sb.env, ...env }, netns: ns.name, ...(onSpawn ? { onSpawn } : {}) });
+const fake = fakeQemuEnvironment({ bridges: ['br0', 'br1'] });
+const { start } = fake;
+const leases = () => fake.leases<{ mac: string; state: string; vm: { name: string } }>();
 
 describe('start with a fake qemu', () => {
   it('holds the lease while qemu runs and frees it after; the argv reached qemu', async () => {
-    const log = join(sb.runDir, '..', 'argv.log');
+    const log = join(fake.sb.runDir, '..', 'argv.log');
     const run = start(['--name', 'web1', '--cores', '2'], { FAKE_QEMU_SLEEP: '3', FAKE_QEMU_LOG: log });
     const held = await waitFor('a live lease', async () => {
       const l = await leases();
       return l.length === 1 && l[0]!.state === 'live' ? l : undefined;
     });
     expect(held[0]!.vm.name).toBe('web1');
-    const vms = JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout);
+    const vms = JSON.parse((await cli(['list', '--json'], { env: fake.sb.env })).stdout);
     expect(vms).toMatchObject([{ name: 'web1', state: 'running', nics: [{ mac: held[0]!.mac, nic: 0 }] }]);
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
     expect(await leases()).toEqual([]);
     // Nothing of the VM is left in the run dir; its serial log is kept on the state side.
-    expect(readdirSync(sb.runDir).filter((e) => !e.startsWith('.'))).toEqual([]);
-    expect(existsSync(join(sb.stateDir, 'logs', 'web1', 'serial.log'))).toBe(true);
+    expect(readdirSync(fake.sb.runDir).filter((e) => !e.startsWith('.'))).toEqual([]);
+    expect(existsSync(join(fake.sb.stateDir, 'logs', 'web1', 'serial.log'))).toBe(true);
     const argv = readFileSync(log, 'utf8').trim().split('\n');
     expect(argv).toContain(`virtio-net-pci,netdev=net0,id=nic0,mac=${held[0]!.mac}`);
     expect(argv.slice(0, 4)).toEqual(['-name', 'web1', '-uuid', expect.stringMatching(/^[0-9a-f-]{36}$/)]);
@@ -54,30 +42,30 @@ describe('start with a fake qemu', () => {
     // Said once: held back until qemu is up, so not also printed raw.
     expect(r.stderr.split('unsupported machine type')).toHaveLength(2);
     expect(await leases()).toEqual([]);
-    expect(JSON.parse((await cli(['list', '--json'], { env: sb.env })).stdout)).toEqual([]);
-    const log = await cli(['logs', 'bad1', '--qemu'], { env: sb.env });
+    expect(JSON.parse((await cli(['list', '--json'], { env: fake.sb.env })).stdout)).toEqual([]);
+    const log = await cli(['logs', 'bad1', '--qemu'], { env: fake.sb.env });
     expect(log.stdout).toMatch(/^-- uncloud-vm: VM bad1 \([0-9a-f-]{36}\) starting at .* --\nqemu-system-x86_64: -machine foo: unsupported machine type\nUse -machine help/);
   });
 
   it('SIGTERM to the launcher stops qemu and frees the lease', async () => {
     let pid = 0;
     const run = start(['--name', 'sig1'], { FAKE_QEMU_SLEEP: '60' }, (c) => (pid = c.pid!));
-    await waitFor('qemu running', () => existsSync(join(sb.runDir, 'sig1', 'qemu.pid')));
+    await waitFor('qemu running', () => existsSync(join(fake.sb.runDir, 'sig1', 'qemu.pid')));
     // `ip netns exec` execs the launcher in place: the pid we spawned is the launcher's.
-    const rec = JSON.parse(readFileSync(join(sb.runDir, 'sig1', 'vm.json'), 'utf8'));
+    const rec = JSON.parse(readFileSync(join(fake.sb.runDir, 'sig1', 'vm.json'), 'utf8'));
     expect(rec.launcher.pid).toBe(pid);
     process.kill(pid, 'SIGTERM');
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/SIGTERM: stopping VM sig1/);
     expect(await leases()).toEqual([]);
-    expect(existsSync(join(sb.runDir, 'sig1'))).toBe(false);
+    expect(existsSync(join(fake.sb.runDir, 'sig1'))).toBe(false);
   });
 
   it('qemu killed by a signal: exit 128+n, lease freed', async () => {
     const run = start(['--name', 'k1'], { FAKE_QEMU_SLEEP: '60' });
-    await waitFor('qemu pid', () => existsSync(join(sb.runDir, 'k1', 'qemu.pid')) && readFileSync(join(sb.runDir, 'k1', 'qemu.pid'), 'utf8').trim());
-    process.kill(Number(readFileSync(join(sb.runDir, 'k1', 'qemu.pid'), 'utf8')), 'SIGKILL');
+    await waitFor('qemu pid', () => existsSync(join(fake.sb.runDir, 'k1', 'qemu.pid')) && readFileSync(join(fake.sb.runDir, 'k1', 'qemu.pid'), 'utf8').trim());
+    process.kill(Number(readFileSync(join(fake.sb.runDir, 'k1', 'qemu.pid'), 'utf8')), 'SIGKILL');
     const r = await run;
     expect(r.code).toBe(137);
     expect(r.stderr).toMatch(/qemu was killed by SIGKILL/);
@@ -90,12 +78,12 @@ describe('start with a fake qemu', () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`qemu binary '${qemu}' not found; install qemu-system-x86 or pass --qemu`));
       expect(await leases()).toEqual([]);
-      expect(existsSync(sb.runDir)).toBe(false);
+      expect(existsSync(fake.sb.runDir)).toBe(false);
     }
   });
 
   it('a missing bridge fails before qemu starts and takes nothing', async () => {
-    const log = join(sb.runDir, '..', 'argv.log');
+    const log = join(fake.sb.runDir, '..', 'argv.log');
     const r = await start(['--nic', 'bridge=nobr0'], { FAKE_QEMU_LOG: log });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/bridge nobr0 does not exist/);
@@ -104,7 +92,7 @@ describe('start with a fake qemu', () => {
   });
 
   it('two NICs on two bridges get two leases; a specific MAC is honoured', async () => {
-    const log = join(sb.runDir, '..', 'argv.log');
+    const log = join(fake.sb.runDir, '..', 'argv.log');
     const r = await start(['--nic', 'bridge=br0', '--nic', 'bridge=br1,mac=42:00:00:00:99:01'], { FAKE_QEMU_LOG: log });
     expect(r.code, r.stderr).toBe(0);
     const argv = readFileSync(log, 'utf8');
@@ -125,8 +113,8 @@ describe('start with a fake qemu', () => {
 
 describe('start --dry-run', () => {
   it('prints the command one option per line and writes nothing', async () => {
-    await cli(['mac', 'allocate'], { env: sb.env });
-    const before = snapshot(join(sb.stateDir, '..'));
+    await cli(['mac', 'allocate'], { env: fake.sb.env });
+    const before = snapshot(join(fake.sb.stateDir, '..'));
     const r = await start(['--dry-run', '--cores', '2', '--name', 'dry1']);
     expect(r.code, r.stderr).toBe(0);
     const all = r.stdout.trim().split('\n');
@@ -145,7 +133,7 @@ describe('start --dry-run', () => {
       '#   IPv4: not address-filtered (no ip4= given; source MAC checked, DHCP server replies dropped)',
     ]);
     expect(r.stderr).toMatch(/tentative/);
-    expect(snapshot(join(sb.stateDir, '..'))).toEqual(before);
+    expect(snapshot(join(fake.sb.stateDir, '..'))).toEqual(before);
   });
 
   it('--json gives argv, uuid, name and tentative NICs', async () => {
@@ -158,7 +146,7 @@ describe('start --dry-run', () => {
       { mac: '42:00:00:00:00:01', tap: expect.stringMatching(/^uc[0-9a-f]{10}n0$/), bridge: 'br0', tentative: true, addresses: expect.objectContaining({ linkLocal: 'fe80::4000:ff:fe00:1' }) },
       { mac: '42:00:00:00:50:00', tap: expect.stringMatching(/^uc[0-9a-f]{10}n1$/), bridge: 'br1', tentative: false, addresses: expect.objectContaining({ linkLocal: 'fe80::4000:ff:fe00:5000' }) },
     ]);
-    expect(existsSync(sb.stateDir)).toBe(false);
+    expect(existsSync(fake.sb.stateDir)).toBe(false);
   });
 
   it('a named VM gets the same UUID every time', async () => {
@@ -176,14 +164,14 @@ describe('CLI basics', () => {
     [['mac', 'release'], /^uncloud-vm: missing required argument 'mac'/],
     [['start', '--accel', 'hvf'], /^uncloud-vm: option '--accel <accel>' argument 'hvf' is invalid/],
   ])('%j is a one-line usage error, exit 2', async (args, re) => {
-    const r = await cli(args, { env: sb.env });
+    const r = await cli(args, { env: fake.sb.env });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(re);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('--help teaches, exit 0', async () => {
-    const r = await cli(['start', '--help'], { env: sb.env });
+    const r = await cli(['start', '--help'], { env: fake.sb.env });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/--nic <spec>/);
     expect(r.stdout).toMatch(/Examples:/);

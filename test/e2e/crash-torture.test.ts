@@ -4,22 +4,15 @@
  * random instants are reconciled by one gc (invariants read from /proc and the namespace).
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { cli, waitFor } from '../helpers/cli.js';
 import { guestEnvironment } from '../helpers/e2e.js';
 import { bootGuest } from '../helpers/guest.js';
 import { checkInvariants, liveQemus } from '../helpers/invariants.js';
+import { alive } from '../helpers/process.js';
 
 const e = guestEnvironment(['br0']);
 
-const alive = (pid: number) => {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] !== 'Z';
-  } catch {
-    return false;
-  }
-};
 const rulesMention = (tap: string) => spawnSync('ip', ['netns', 'exec', e.ns.name, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout.includes(tap);
 const leases = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: e.sb.env })).stdout);
 

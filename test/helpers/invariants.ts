@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { alive } from './process.js';
 
 export interface LiveQemu {
   pid: number;
@@ -26,14 +27,12 @@ export function liveQemus(runDir: string): LiveQemu[] {
   const out: LiveQemu[] = [];
   for (const e of readdirSync('/proc').filter((x) => /^[0-9]+$/.test(x))) {
     let argv: string[];
-    let state: string;
     try {
       argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      state = readFileSync(`/proc/${e}/stat`, 'utf8').replace(/^.*\) /, '')[0]!;
     } catch {
       continue;
     }
-    if (state === 'Z' || !argv.includes('-uuid') || !argv.some((a) => a.startsWith(`${runDir}/`))) continue;
+    if (!alive(Number(e)) || !argv.includes('-uuid') || !argv.some((a) => a.startsWith(`${runDir}/`))) continue;
     const at = (flag: string) => argv[argv.indexOf(flag) + 1]!;
     const macs = argv.flatMap((a) => /(?:^|,)mac=([0-9a-f:]{17})/.exec(a)?.[1] ?? []);
     const taps = argv.flatMap((a) => /(?:^|,)ifname=([^,]+)/.exec(a)?.[1] ?? []);
