@@ -47,9 +47,12 @@ export function validateGuestMac(mac: number, text = formatMac(mac)): void {
   }
 }
 
+/** The first octet of every tap's host-side MAC (libvirt's range): never a pool's. */
+const TAP_FIRST_OCTET = 0xfe;
+
 /** The host side of a tap: first octet fe so the bridge never adopts the guest's MAC (as libvirt does). */
 export function tapMacFor(guestMac: number): number {
-  return 0xfe * 2 ** 40 + (guestMac % 2 ** 40);
+  return TAP_FIRST_OCTET * 2 ** 40 + (guestMac % 2 ** 40);
 }
 
 export interface Pool {
@@ -80,23 +83,23 @@ export function parsePool(text: string, opts: PrefixOptions = {}): Pool {
     throw usageError(`invalid MAC prefix '${printable(text)}': expected 1 to 5 hex octets like 42:00:00`);
   }
   const parts = norm.split(':');
-  const first = parseInt(parts[0]!, 16);
-  if (first === 0xfe) {
+  const octets = parts.length;
+  const suffixBits = 8 * (6 - octets);
+  // The pool's first MAC carries the prefix's first octet: its bits are every address's in the pool.
+  const base = parseInt(parts.join(''), 16) * 2 ** suffixBits;
+  if (firstOctet(base) === TAP_FIRST_OCTET) {
     throw usageError(`invalid MAC prefix '${norm}': fe is reserved for the host side of taps`);
   }
   if (norm === '52:54:00' || norm.startsWith('52:54:00:')) {
     throw usageError(`invalid MAC prefix '${norm}': 52:54:00 is QEMU's own default range; pick a locally administered prefix such as 42:00:00`);
   }
-  if (first & 1) {
+  if (isMulticast(base)) {
     // Every address under a multicast first octet is multicast: not one could be a NIC's, forced or not.
     throw usageError(`invalid MAC prefix '${norm}': first octet is multicast (lowest bit set), so no address in it can be a NIC's (even with --force-prefix); use e.g. 42:00:00`);
   }
-  if (!opts.force && !(first & 2)) {
+  if (!opts.force && !isLocallyAdministered(base)) {
     throw usageError(`invalid MAC prefix '${norm}': first octet is not locally administered (bit 1 clear); use e.g. 42:00:00, or --force-prefix`);
   }
-  const octets = parts.length;
-  const suffixBits = 8 * (6 - octets);
-  const base = parseInt(parts.join(''), 16) * 2 ** suffixBits;
   return { prefix: norm, octets, base, size: 2 ** suffixBits };
 }
 

@@ -6,6 +6,8 @@ import {
   freeFromPredicate,
   freeFromSorted,
   inPool,
+  isLocallyAdministered,
+  isMulticast,
   macAt,
   nextFree,
   parseMac,
@@ -15,6 +17,18 @@ import {
   validateGuestMac,
 } from '../../src/core/mac.js';
 import { UncloudError } from '../../src/core/errors.js';
+
+describe('first-octet bits', () => {
+  it.each([
+    ['42:00:00:00:00:01', false, true],
+    ['43:00:00:00:00:01', true, true],
+    ['00:16:3e:00:00:01', false, false],
+    ['01:00:5e:00:00:01', true, false],
+    ['fe:00:00:00:00:01', false, true],
+  ])('%s: multicast %s, locally administered %s', (mac, multicast, local) => {
+    expect([isMulticast(parseMac(mac)), isLocallyAdministered(parseMac(mac))]).toEqual([multicast, local]);
+  });
+});
 
 describe('parseMac / formatMac', () => {
   it.each([
