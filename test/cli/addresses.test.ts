@@ -3,6 +3,10 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { addressesByMac, addressesOfMac, addressLines } from '../../src/cli/addresses.js';
+import { parseMac } from '../../src/core/mac.js';
+import { type BridgeFacts, nicAddresses } from '../../src/core/nic-guard-rules.js';
+import type { VmRecord } from '../../src/system/run-dir.js';
 import { waitFor } from '../helpers/cli.js';
 import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 
@@ -78,5 +82,35 @@ describe('addresses shown', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(re);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('addressLines, addressesOfMac (the pure helpers status and list print with)', () => {
+  const mac = parseMac('42:00:00:00:0c:01');
+  const none: BridgeFacts = { prefixes: [], source: 'none', ipv6Only: false };
+  const config: BridgeFacts = { prefixes: ['2001:db8:a::/64'], source: 'config', ipv6Only: true };
+
+  it.each([
+    ['guard on, configured prefix, IPv6-only', nicAddresses(mac, { filter: true, ip4: [], ip6: [], ip6Any: false }, config), [
+      ['link-local', 'fe80::4000:ff:fe00:c01'],
+      ['EUI-64', '2001:db8:a:0:4000:ff:fe00:c01 (configured prefixes)'],
+      ['guard', 'on'],
+      ['IPv6 from', '::, 2001:db8:a:0:4000:ff:fe00:c01, fe80::4000:ff:fe00:c01'],
+      ['IPv4', 'dropped (IPv6-only network)'],
+    ]],
+    ['guard off, no prefix known', nicAddresses(mac, { filter: false, ip4: [], ip6: [], ip6Any: false }, none), [
+      ['link-local', 'fe80::4000:ff:fe00:c01'],
+      ['EUI-64', '- (no prefix known)'],
+      ['guard', 'off (filter=off)'],
+    ]],
+  ])('%s', (_label, addresses, want) => {
+    expect(addressLines(addresses)).toEqual(want);
+  });
+
+  it('a MAC with a local record gets all of it; another only its link-local address', () => {
+    const a = nicAddresses(mac, { filter: true, ip4: [], ip6: [], ip6Any: false }, none);
+    const known = addressesByMac([{ nics: [{ index: 0, mac: '42:00:00:00:0c:01', tap: 't', bridge: 'br0', addresses: a }] } as unknown as VmRecord]);
+    expect(addressesOfMac('42:00:00:00:0c:01', known)).toBe(a);
+    expect(addressesOfMac('42:00:00:00:0c:02', known)).toEqual({ linkLocal: 'fe80::4000:ff:fe00:c02' });
   });
 });
