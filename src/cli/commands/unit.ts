@@ -32,7 +32,7 @@ export function define(program: Command, action: Action): void {
     .option('--user', "a user unit (the user's unit dir, systemctl --user)")
     .option('--install', 'write the unit file and reload systemd')
     .option('--enable', 'with --install: enable the unit')
-    .addOption(new Option('--restart <policy>', 'restart the VM when qemu fails (on-failure) or whenever it ends (always)').choices(['no', 'on-failure', 'always']).default('no'))
+    .addOption(new Option('--restart <policy>', 'restart the VM when qemu fails (on-failure) or whenever it ends (always)').choices(RESTART_POLICIES).default('no'))
     .addHelpText(
       'after',
       `
@@ -53,10 +53,11 @@ export interface UnitFlags extends StartFlags {
   install?: boolean;
   enable?: boolean;
   /** systemd's Restart=: no (the default), on-failure, always. */
-  restart?: string;
+  restart?: RestartPolicy;
 }
 
 export const RESTART_POLICIES = ['no', 'on-failure', 'always'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
 
 /**
  * What the VM's unit is ordered after. On the etcd store the VM's addresses hang on the host agent's lease,
@@ -68,11 +69,9 @@ export function unitDependencies(user: boolean, store: string): string {
   return deps.join('\n');
 }
 
-function restartLines(policy: string | undefined): string {
+/** commander has refused any other policy (--restart's choices are RESTART_POLICIES). */
+function restartLines(policy: RestartPolicy | undefined): string {
   if (policy === undefined || policy === 'no') return '';
-  if (!(RESTART_POLICIES as readonly string[]).includes(policy)) {
-    throw usageError(`invalid --restart '${policy}': expected no, on-failure or always`);
-  }
   return `Restart=${policy}\nRestartSec=5`;
 }
 
