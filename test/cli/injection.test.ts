@@ -61,6 +61,8 @@ describe('tap scripts', () => {
     return { bin, ipLog, nftLog };
   };
   const logged = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+  /** What the ip stub logs for these calls: each argument on a line of its own. */
+  const argLines = (...calls: string[][]) => calls.flat().map((a) => `${a}\n`).join('');
   const script = (name: string, evil: string, bridge: string) => {
     const path = join(dir, name);
     const text = render(
@@ -93,12 +95,7 @@ describe('tap scripts', () => {
     const { bin, ipLog, nftLog } = stubs();
     const r = runScript(script('ifup.sh', evil, 'br0'), bin);
     expect(r.status, r.stderr).toBe(0);
-    expect(logged(ipLog).split('\n')).toEqual([
-      ...['link', 'set', 'dev', 'tap0', 'address', evil],
-      ...['link', 'set', 'dev', 'tap0', 'master', 'br0'],
-      ...['link', 'set', 'dev', 'tap0', 'up'],
-      '',
-    ]);
+    expect(logged(ipLog)).toBe(argLines(['link', 'set', 'dev', 'tap0', 'address', evil], ['link', 'set', 'dev', 'tap0', 'master', 'br0'], ['link', 'set', 'dev', 'tap0', 'up']));
     // nft read the batch from stdin, byte for byte; the unguard batch was never run (the tap came up).
     expect(logged(nftLog)).toBe(`-f\n-\n${evil}`);
     expect(existsSync(pwned())).toBe(false);
@@ -108,12 +105,7 @@ describe('tap scripts', () => {
     const { bin, ipLog, nftLog } = stubs();
     const r = runScript(script('ifdown.sh', evil, evil), bin);
     expect(r.status, r.stderr).toBe(0);
-    expect(logged(ipLog).split('\n')).toEqual([
-      ...['link', 'set', 'dev', 'tap0', 'down'],
-      ...['link', 'set', 'dev', 'tap0', 'nomaster'],
-      ...['link', 'delete', 'dev', 'tap0'],
-      '',
-    ]);
+    expect(logged(ipLog)).toBe(argLines(['link', 'set', 'dev', 'tap0', 'down'], ['link', 'set', 'dev', 'tap0', 'nomaster'], ['link', 'delete', 'dev', 'tap0']));
     expect(logged(nftLog)).toBe(`-f\n-\n${evil}`);
     expect(existsSync(pwned())).toBe(false);
   });
