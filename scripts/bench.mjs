@@ -509,7 +509,8 @@ exec /lib/systemd/systemd --user
 // samples interleaved so both see the same machine state.
 async function guard() {
   const { renderIfdown, renderIfup } = await import(join(ROOT, 'dist/system/nic-scripts.js'));
-  const { guardBatch, nicAddresses } = await import(join(ROOT, 'dist/core/nic-guard-rules.js'));
+  const { guardBatch } = await import(join(ROOT, 'dist/core/nic-guard-rules.js'));
+  const { nicAddresses } = await import(join(ROOT, 'dist/core/nic-allowed.js'));
   const { guardOptions, parseNic } = await import(join(ROOT, 'dist/core/nic-request.js'));
   const sizes = [0, 1000];
   const nsOf = (present) => `uncloud-vm-bench-guard${present}-${process.pid}`;

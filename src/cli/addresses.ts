@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { linkLocalAddress } from '../core/eui64.js';
 import { formatIpv6 } from '../core/ip.js';
 import { parseMac } from '../core/mac.js';
-import { describeIpv4, type NicAddresses } from '../core/nic-guard-rules.js';
+import { describeIpv4, type NicAddresses } from '../core/nic-allowed.js';
 import { readRecord, runDirNames, type VmRecord } from '../system/run-dir.js';
 
 /** Lines for a human: addresses, then what the guard lets the NIC send. */

@@ -3,7 +3,7 @@ import { printable, usageError } from './errors.js';
 import { formatCidr, parseCidr } from './ip.js';
 import { formatMac, parseMac, validateGuestMac } from './mac.js';
 import { networkDevices, parseNetworkId } from './network.js';
-import type { NicGuardOptions } from './nic-guard-rules.js';
+import type { NicGuardOptions } from './nic-allowed.js';
 
 export interface NicRequest {
   index: number;
@@ -24,7 +24,8 @@ export interface NicRequest {
   ip6Any: boolean;
 }
 
-const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+/** A Linux interface name: what --nic bridge= and the config's bridges accept. */
+export const BRIDGE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 
 export function validateBridge(text: string): string {
   if (!BRIDGE_RE.test(text)) {

@@ -4,7 +4,7 @@
  */
 import { UncloudError } from '../core/errors.js';
 import type { Pool } from '../core/mac.js';
-import type { BridgeConfig } from '../core/nic-guard-rules.js';
+import type { BridgeConfig } from '../core/nic-allowed.js';
 import { buildQemuArgv, type VmSpec } from '../core/qemu-argv.js';
 import { shellQuote } from '../core/quote.js';
 import { type VmLogFiles, vmLogFiles, type VmRunFiles, vmRunFiles } from '../core/vm-files.js';

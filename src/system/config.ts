@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
-import { type BridgeConfig, parseBridges } from '../core/nic-guard-rules.js';
+import { type BridgeConfig, parseBridges } from '../core/nic-allowed.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/uncloud-vm/config.json';
 

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { formatCidr } from '../core/ip.js';
 import { parseMac } from '../core/mac.js';
-import { type BridgeConfig, type BridgeFacts, type NicAddresses, nicAddresses } from '../core/nic-guard-rules.js';
+import { type BridgeConfig, type BridgeFacts, type NicAddresses, nicAddresses } from '../core/nic-allowed.js';
 import type { VmSpec } from '../core/qemu-argv.js';
 import { guardOptions } from '../core/nic-request.js';
 import type { VmPlan } from '../core/vm-plan.js';

@@ -1,6 +1,7 @@
 /** A NIC's ifup/ifdown scripts (templates/), with its guard batches rendered in. */
 import { formatMac, parseMac, tapMacFor } from '../core/mac.js';
-import { guardBatch, type NicAddresses, unguardBatch } from '../core/nic-guard-rules.js';
+import type { NicAddresses } from '../core/nic-allowed.js';
+import { guardBatch, unguardBatch } from '../core/nic-guard-rules.js';
 import { shellQuote } from '../core/quote.js';
 import { loadTemplate, render } from './templates.js';
 

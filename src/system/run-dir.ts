@@ -6,7 +6,7 @@
  */
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NicAddresses } from '../core/nic-guard-rules.js';
+import type { NicAddresses } from '../core/nic-allowed.js';
 import type { Owner } from '../core/owner.js';
 import type { VmRunFiles } from '../core/vm-files.js';
 import { readTextIfExists, writeFileAtomic } from './atomic-file.js';

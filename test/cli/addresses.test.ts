@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { addressesByMac, addressesOfMac, addressLines } from '../../src/cli/addresses.js';
 import { parseMac } from '../../src/core/mac.js';
-import { type BridgeFacts, nicAddresses } from '../../src/core/nic-guard-rules.js';
+import { type BridgeFacts, nicAddresses } from '../../src/core/nic-allowed.js';
 import type { VmRecord } from '../../src/system/run-dir.js';
 import { waitFor } from '../helpers/cli.js';
 import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';

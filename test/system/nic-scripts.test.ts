@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/core/mac.js';
-import { type BridgeFacts, nicAddresses } from '../../src/core/nic-guard-rules.js';
+import { type BridgeFacts, nicAddresses } from '../../src/core/nic-allowed.js';
 import { renderIfdown, renderIfup, type NicScriptInput } from '../../src/system/nic-scripts.js';
 
 const none: BridgeFacts = { prefixes: [], source: 'none', ipv6Only: false };

@@ -1,6 +1,6 @@
 /** `uncloud-vm list`: the VMs the pool knows of. */
 import type { Lease, VmIdentity } from '../../store/store.js';
-import type { NicAddresses } from '../../core/nic-guard-rules.js';
+import type { NicAddresses } from '../../core/nic-allowed.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import { leaseState } from './mac.js';
