@@ -1,18 +1,19 @@
 #!/usr/bin/env node
-// Part of `npm run build`: the one-file CommonJS build of the CLI that bin/uncloud-vm.cjs runs, and its V8
-// code cache. commander, execa, proper-lockfile and uuid are inside it; the modules the CLI imports on demand
-// (execa when qemu is spawned, proper-lockfile when the file store locks, uuid for a named VM) stay behind
-// rolldown's lazy initialisers, so they cost a command nothing until it uses them. etcd3 stays outside and is
-// required at first use (see lazyModule), so only commands with an etcd store pay for gRPC and protobuf.
+// Part of `npm run build`: the CommonJS build of the CLI that bin/uncloud-vm.cjs runs (dist/bundle/: an entry
+// chunk, one chunk per command module and per package loaded on demand) and a V8 code cache per chunk.
+// commander, execa, proper-lockfile and uuid are inside it; the packages the CLI imports on demand (execa when
+// qemu is spawned, proper-lockfile when the file store locks, uuid for a named VM) are chunks of their own, so
+// they cost a command nothing until it uses them. etcd3 stays outside and is required at first use (see
+// lazyModule), so only commands with an etcd store pay for gRPC and protobuf.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'rolldown';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const OUT = join(ROOT, 'dist/bundle/uncloud-vm.cjs');
+const OUT_DIR = join(ROOT, 'dist/bundle');
 // Loaded at first use, also when imported statically: etcd3 (~150 ms of gRPC and protobuf), and every Node
 // module but the few that node itself has loaded before any code runs.
 const EAGER_NODE = new Set(['node:fs', 'node:path', 'node:events', 'node:process', 'node:os', 'node:url']);
@@ -54,32 +55,47 @@ const lazyPlugin = {
     return id.startsWith('\0lazy:') ? lazyModule(id.slice('\0lazy:'.length)) : null;
   },
   renderChunk(code) {
-    // Code run from a V8 code cache cannot call import() on Node 20: every package must be bundled or required.
+    // Code run from a V8 code cache cannot call import() on Node 20: every package must be bundled or required
+    // (rolldown writes the import() of a chunk as a require of its file).
     const left = /\bimport\(\s*["'][^"']+["']\s*\)/.exec(code.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, ''));
     if (left) throw new Error(`bundle: a dynamic ${left[0]} is left; bundle that package or make it lazy`);
     return code.replace(/^#!.*\n/, ''); // the loader wraps the code in a function
   },
 };
 
-// Built beside the installed files and renamed over them, so a command started meanwhile finds a whole bundle
-// (with the old cache V8 refuses the new bundle's code cache and compiles as usual).
-const NEXT = `${dirname(OUT)}.next`;
+// Built beside the installed files and swapped in whole, so a command started meanwhile finds one build, not
+// half of each.
+const NEXT = `${OUT_DIR}.next`;
+const OLD = `${OUT_DIR}.old`;
 rmSync(NEXT, { recursive: true, force: true });
-mkdirSync(dirname(OUT), { recursive: true });
+rmSync(OLD, { recursive: true, force: true });
 await build({
-  input: join(ROOT, 'src/cli/main.ts'),
+  input: { 'uncloud-vm': join(ROOT, 'src/cli/main.ts') },
   platform: 'node',
   external: (id) => EAGER_NODE.has(id),
   plugins: [lazyPlugin],
   logLevel: 'warn',
-  output: { file: join(NEXT, 'uncloud-vm.cjs'), format: 'cjs', codeSplitting: false, minify: false },
+  // One chunk per command module and per package loaded on demand (execa, proper-lockfile, uuid), so a
+  // command compiles and runs only what it uses; each chunk's import() is a require of its file.
+  output: {
+    dir: NEXT,
+    format: 'cjs',
+    entryFileNames: '[name].cjs',
+    chunkFileNames: '[name]-[hash].cjs',
+    minify: false,
+    // Less source to read and decode, and all of it one-byte (ASCII) strings for V8.
+    comments: false,
+    charset: 'ascii',
+  },
 });
 
-// The code cache: run the commands whose start-up matters in one process, then save what V8 compiled.
-const r = spawnSync(process.execPath, [join(ROOT, 'scripts/code-cache.cjs'), join(NEXT, 'uncloud-vm.cjs')], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+// The code caches: run the commands whose start-up matters in one process, then save what V8 compiled for
+// each chunk beside it.
+const r = spawnSync(process.execPath, [join(ROOT, 'scripts/code-cache.cjs'), NEXT], { encoding: 'utf8', env: { PATH: process.env.PATH } });
 if (r.status !== 0) throw new Error(`code cache: ${r.stderr || r.stdout}`);
-renameSync(join(NEXT, 'uncloud-vm.cjs'), OUT);
-renameSync(join(NEXT, 'uncloud-vm.cjs.v8cache'), `${OUT}.v8cache`);
-rmSync(NEXT, { recursive: true, force: true });
-const size = (p) => (readFileSync(p).length / 1024).toFixed(0);
-console.log(`bundle: ${OUT} (${size(OUT)} KiB), code cache ${size(`${OUT}.v8cache`)} KiB`);
+if (existsSync(OUT_DIR)) renameSync(OUT_DIR, OLD);
+renameSync(NEXT, OUT_DIR);
+rmSync(OLD, { recursive: true, force: true });
+const sizeOf = (ext) => readdirSync(OUT_DIR).filter((f) => f.endsWith(ext)).reduce((n, f) => n + statSync(join(OUT_DIR, f)).size, 0);
+const kib = (n) => (n / 1024).toFixed(0);
+console.log(`bundle: ${OUT_DIR} (${readdirSync(OUT_DIR).filter((f) => f.endsWith('.cjs')).length} chunks, ${kib(sizeOf('.cjs'))} KiB), code caches ${kib(sizeOf('.v8cache'))} KiB`);

@@ -1,11 +1,12 @@
 // Part of `npm run build` (scripts/bundle.mjs): run the commands whose start-up matters, in one process and
-// against a throw-away state dir, then save the code V8 compiled for them as the bundle's code cache.
-// Usage: node scripts/code-cache.cjs <bundle> (writes <bundle>.v8cache).
+// against a throw-away state dir, then save the code V8 compiled for each chunk as that chunk's code cache
+// (<chunk>.cjs.v8cache). A chunk no command here ran gets the cache of its compiled top level.
+// Usage: node scripts/code-cache.cjs <build dir>
 'use strict';
-const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
+const { mkdtempSync, readdirSync, rmSync, writeFileSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { compile } = require('../bin/uncloud-vm.cjs');
+const { compile, compileChunk } = require('../bin/uncloud-vm.cjs');
 
 const COMMANDS = [
   ['start', '--dry-run', '--memory', '1024', '--cores', '2'],
@@ -21,13 +22,16 @@ const COMMANDS = [
 ];
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'uncloud-vm-code-cache-'));
+  const dir = process.argv[2];
+  const tmp = mkdtempSync(join(tmpdir(), 'uncloud-vm-code-cache-'));
   Object.assign(process.env, {
-    UNCLOUD_VM_STATE_DIR: join(dir, 'state'),
-    UNCLOUD_VM_RUN_DIR: join(dir, 'run'),
+    UNCLOUD_VM_STATE_DIR: join(tmp, 'state'),
+    UNCLOUD_VM_RUN_DIR: join(tmp, 'run'),
     UNCLOUD_VM_CONFIG: join(__dirname, '..', 'test', 'fixtures', 'empty-config.json'),
   });
-  const { script, run, CODE_CACHE } = compile(process.argv[2]);
+  const scripts = new Map();
+  // The commands write their lines to fds 1 and 2 (the build discards them); help and the like go through
+  // the process streams, quietened here.
   const exit = process.exit;
   const write = process.stdout.write;
   const writeErr = process.stderr.write;
@@ -38,13 +42,13 @@ async function main() {
   };
   try {
     for (const args of COMMANDS) {
-      // The CLI ends with process.exit once stdout drained: here that ends one command, not the process.
+      // The CLI ends with process.exit once its output is out: here that ends one command, not the process.
       await new Promise((resolve) => {
         process.exit = () => resolve();
         process.argv = [process.execPath, 'uncloud-vm', ...args];
         process.stdout.write = quiet;
         process.stderr.write = quiet;
-        run();
+        compile(dir, scripts).run();
       });
     }
   } finally {
@@ -52,9 +56,12 @@ async function main() {
     process.stdout.write = write;
     process.stderr.write = writeErr;
     process.exitCode = 0;
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
   }
-  writeFileSync(CODE_CACHE, script.createCachedData());
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cjs'))) {
+    const script = scripts.get(file) ?? compileChunk(dir, file);
+    writeFileSync(join(dir, `${file}.v8cache`), script.createCachedData());
+  }
 }
 
 main().catch((err) => {

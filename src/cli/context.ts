@@ -3,6 +3,7 @@ import { parsePool, type Pool } from '../core/mac.js';
 import { type OpenOptions, openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { type Overrides, resolveSettings, type Settings } from '../system/config.js';
+import { write } from './output.js';
 
 export interface Io {
   out: (text: string) => void;
@@ -18,8 +19,8 @@ export interface Context extends Io {
 }
 
 export const stdio: Io = {
-  out: (text) => process.stdout.write(`${text}\n`),
-  err: (text) => process.stderr.write(`uncloud-vm: ${text}\n`),
+  out: (text) => write(1, `${text}\n`),
+  err: (text) => write(2, `uncloud-vm: ${text}\n`),
 };
 
 export function makeContext(flags: Overrides, io: Io = stdio): Context {

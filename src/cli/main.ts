@@ -2,6 +2,7 @@
 /** Entry point: run the program, print errors as one line, set the exit code. The only process.exit. */
 import { CommanderError } from 'commander';
 import { UncloudError } from '../core/errors.js';
+import { streamsUsed, write } from './output.js';
 import { buildProgram, type ProgramResult } from './program.js';
 
 const result: ProgramResult = { exitCode: 0 };
@@ -17,7 +18,7 @@ function oneLine(message: string): string {
 }
 
 function fail(message: string, code: number): void {
-  process.stderr.write(`uncloud-vm: ${message}\n`);
+  write(2, `uncloud-vm: ${message}\n`);
   process.exitCode = code;
 }
 
@@ -39,8 +40,9 @@ async function main(): Promise<void> {
       fail(`unexpected error (this is a bug, please report it):\n${err instanceof Error ? err.stack : String(err)}`, 1);
     }
   }
-  // Wait for stdout to drain rather than exiting at once, so piped output is never cut.
-  process.stdout.write('', () => process.exit());
+  // Output through the process streams may still be queued (a pipe): wait for it, so it is never cut.
+  if (streamsUsed()) process.stdout.write('', () => process.stderr.write('', () => process.exit()));
+  else process.exit();
 }
 
 void main();

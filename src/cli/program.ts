@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { type Define, makeAction, type ProgramResult } from './commands/shared/action.js';
+import { write } from './output.js';
 
 export type { ProgramResult } from './commands/shared/action.js';
 
@@ -52,7 +53,7 @@ function rootProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     // Errors are printed by main.ts as one line; help shown for a bare group verb goes to stdout like --help.
-    .configureOutput({ outputError: () => undefined, writeErr: (text) => process.stdout.write(text) })
+    .configureOutput({ outputError: () => undefined, writeOut: (text) => write(1, text), writeErr: (text) => write(1, text) })
     .showSuggestionAfterError(true)
     .option('--config <file>', 'config file (JSON; default /etc/uncloud-vm/config.json)')
     .option('--state-dir <dir>', 'where the MAC pool lives (default /var/lib/uncloud-vm as root)')
@@ -86,7 +87,9 @@ export async function buildProgram(result: ProgramResult, args: string[] = []): 
   const program = rootProgram();
   const verb = verbOf(args);
   const one = verb === undefined ? undefined : COMMANDS.find((c) => c.verbs.includes(verb));
-  const modules = await Promise.all((one ? [one] : COMMANDS).map((c) => c.load()));
+  // --version alone needs no command; help, completion and an unknown verb need all of them.
+  const versionOnly = verb === undefined && args.some((a) => a === '--version' || a === '-V');
+  const modules = await Promise.all((one ? [one] : versionOnly ? [] : COMMANDS).map((c) => c.load()));
   const action = makeAction(result);
   for (const m of modules) m.define(program, action);
   return program;

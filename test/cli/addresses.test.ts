@@ -30,8 +30,12 @@ describe('addresses shown', () => {
       { FAKE_QEMU_SLEEP: '60' },
       (c) => (launcher = c),
     );
-    await waitFor('the VM running', async () => (await run(['status', 'addr1'])).code === 0);
-    const st = JSON.parse((await run(['status', 'addr1', '--json'])).stdout);
+    // Running, not just claimed: the record gets its NICs' addresses before qemu is started.
+    const st = await waitFor('the VM running', async () => {
+      const r = await run(['status', 'addr1', '--json']);
+      const j = r.code === 0 ? JSON.parse(r.stdout) : undefined;
+      return j?.state === 'running' ? j : undefined;
+    });
     const nic0 = {
       linkLocal: 'fe80::4000:ff:fe00:c01',
       eui64: ['2001:db8:a:0:4000:ff:fe00:c01'],

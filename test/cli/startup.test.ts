@@ -1,8 +1,10 @@
 /**
- * What the installed command loads: the one-file bundle with a code cache this Node accepts, and the heavy
- * packages only for the commands that use them: everything but etcd3 is inside the bundle, and etcd3 is
- * required only with an etcd store.
+ * What the installed command loads: the build's chunks with code caches this Node accepts, and each package
+ * only for the commands that use it. commander is in every command's entry chunk; proper-lockfile when the
+ * file store locks, uuid for a name-derived UUID, execa when qemu is to be spawned, etcd3 (outside the build)
+ * with an etcd store.
  */
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,27 +20,47 @@ async function loaded(args: string[]): Promise<{ code: number | null; packages: 
   return { code: r.code, packages: line![1]!.split(',').filter(Boolean) };
 }
 
+const PROPER_LOCKFILE = ['graceful-fs', 'proper-lockfile', 'retry'];
+
 describe('start-up', () => {
-  it('the bundle and its code cache are built, and this Node accepts the cache', () => {
-    const { compile } = createRequire(import.meta.url)(join(ROOT, 'bin/uncloud-vm.cjs')) as {
-      compile: () => { script: { cachedDataRejected?: boolean } };
+  it('the build is chunked, and this Node accepts the code cache of every chunk', () => {
+    const { compileChunk, DEFAULT_DIR, ENTRY } = createRequire(import.meta.url)(join(ROOT, 'bin/uncloud-vm.cjs')) as {
+      compileChunk: (dir: string, file: string) => { cachedDataRejected?: boolean };
+      DEFAULT_DIR: string;
+      ENTRY: string;
     };
-    expect(compile().script.cachedDataRejected).toBe(false);
+    const chunks = readdirSync(DEFAULT_DIR).filter((f) => f.endsWith('.cjs'));
+    expect(chunks).toContain(ENTRY);
+    expect(chunks.length).toBeGreaterThan(10);
+    for (const file of chunks) expect([file, compileChunk(DEFAULT_DIR, file).cachedDataRejected]).toEqual([file, false]);
   });
 
   it.each([
-    [['start', '--dry-run', '--memory', '1024', '--cores', '2'], []],
-    [['mac', 'pool'], []],
-    [['list'], []],
-    [['mac', 'allocate'], []],
-  ])('%j loads %j and nothing of etcd', async (args, want) => {
-    const { code, packages } = await loaded(args);
-    expect(code).toBe(0);
-    expect(packages).toEqual(want);
+    [['start', '--dry-run', '--memory', '1024', '--cores', '2'], 0, []],
+    [['mac', 'pool'], 0, []],
+    [['list'], 0, []],
+    [['gc'], 0, []],
+    [['stop', 'web1'], 1, []],
+    [['--help'], 0, []],
+    [['mac', 'allocate'], 0, PROPER_LOCKFILE],
+    [['start', '--dry-run', '--name', 'web1'], 0, ['uuid']],
+    [['unit', 'web1'], 0, ['uuid']],
+  ])('%j exits %i and loads commander and %j, nothing else', async (args, code, want) => {
+    const r = await loaded(args);
+    expect(r).toEqual({ code, packages: ['commander', ...want].sort() });
   });
 
-  it('an etcd store loads etcd3', async () => {
+  it('a start that would spawn qemu loads execa (and still no etcd3)', async () => {
+    const r = await loaded(['start', '--accel', 'tcg', '--memory', '64', '--qemu', '/bin/true', '--nic', 'bridge=uvmnobridge0']);
+    expect(r.code).toBe(1);
+    expect(r.packages).toContain('execa');
+    expect(r.packages).not.toContain('etcd3');
+  });
+
+  it('an etcd store loads etcd3, and neither execa nor proper-lockfile', async () => {
     const { packages } = await loaded(['--store', 'etcd://127.0.0.1:1', 'mac', 'pool']);
     expect(packages).toContain('etcd3');
+    expect(packages).not.toContain('execa');
+    expect(packages).not.toContain('proper-lockfile');
   });
 });

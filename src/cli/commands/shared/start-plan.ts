@@ -2,7 +2,6 @@
  * What `start`, `unit` and `hook prepare` share: the VM plan from the start flags, its media checked and made
  * absolute, and preparing it (disks, leases, scripts, the NoCloud seed) with everything given back on failure.
  */
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UncloudError } from '../../../core/errors.js';
@@ -13,6 +12,7 @@ import { planVm, type StartOptions, type VmPlan } from '../../../core/vm-plan.js
 import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../../qemu/prepare-vm.js';
 import { absoluteDisk, prepareDisks, removeDisks } from '../../../system/disk-image.js';
 import { hostFacts } from '../../../system/host.js';
+import { randomUuid } from '../../../system/random-uuid.js';
 import { absoluteCloudInit, readCloudInit, type SeedContent, seedToolMissing, writeSeed } from '../../../system/nocloud-seed.js';
 import type { Context } from '../../context.js';
 
@@ -20,7 +20,7 @@ import type { Context } from '../../context.js';
 export async function uuidSource(flags: StartOptions): Promise<UuidSource> {
   const forName = flags.name !== undefined && flags.uuid === undefined ? (await import('uuid')).v5 : undefined;
   return {
-    random: randomUUID,
+    random: randomUuid,
     forName: (name) => {
       if (!forName) throw new Error('uuidSource: name-derived UUID not prepared');
       return forName(name, NAME_NAMESPACE);
