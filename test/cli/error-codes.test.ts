@@ -49,7 +49,6 @@ const cases: [string, (ctx: Context) => Promise<unknown> | unknown, ErrorCode, n
   ['hook adopt: no run record', (ctx) => hookAdopt('web1', ctx), 'NO_VM', 1],
   ['unit: --enable without --install', (ctx) => unit('web1', { ...startFlags(), enable: true }, ctx), 'USAGE', 2],
   ['unit: --dry-run', (ctx) => unit('web1', { ...startFlags(), dryRun: true }, ctx), 'USAGE', 2],
-  ['unit: --restart sometimes', (ctx) => unit('web1', { ...startFlags(), restart: 'sometimes' }, ctx), 'USAGE', 2],
   ['agent: the file store', (ctx) => agent({}, ctx), 'USAGE', 2],
   ['mac allocate: an empty --vm', (ctx) => macAllocate({ vm: '' }, ctx), 'USAGE', 2],
   ['mac release: not a MAC', (ctx) => macRelease('42:00', {}, ctx), 'USAGE', 2],
