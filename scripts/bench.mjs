@@ -263,7 +263,7 @@ async function scaling() {
       const zero = {};
       for (const held of sizes) {
         const dir = tmp(`scale-${store}${held}`);
-        const fixture = { base: pool.base, first: 0x100000, stride: 7, host: 'bench-other-host' };
+        const fixture = { base: pool.base, prefix: pool.prefix, first: 0x100000, stride: 7, host: 'bench-other-host' };
         const extra = {};
         if (store === 'file') writeFileLeases(join(dir, 'state'), held, fixture);
         else {

@@ -1,6 +1,6 @@
 // Many held leases written straight into a store, as the store itself writes them: the fast fixture behind the
 // 200,000-lease tests (test/store/scale.test.ts) and the scaling rows of the benchmark.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Lease i of a fixture: MAC base + first + i * stride, owned by `owners(i)` (none: a manual allocation). */
@@ -11,13 +11,26 @@ function leaseAt(i, { base, first = 0x100000, stride = 1, host = 'fixture', owne
   return { hex, lease: { version: 1, mac, vm, nic: vm ? 0 : null, host, owners: owners(i), created: new Date(0).toISOString() } };
 }
 
-/** `count` lease files in a file store's state dir. */
+/**
+ * `count` lease files in a file store's state dir, with what the store keeps beside them: their host index
+ * entries (hosts/<host>/<hex>, checked in this boot) and, with `prefix` ("42:00:00"), the held count under it.
+ */
 export function writeFileLeases(stateDir, count, opts) {
   const dir = join(stateDir, 'leases');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const hostDir = join(stateDir, 'hosts', opts.host ?? 'fixture');
+  for (const d of [dir, hostDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
   for (let i = 0; i < count; i++) {
     const { hex, lease } = leaseAt(i, opts);
     writeFileSync(join(dir, `${hex}.json`), `${JSON.stringify(lease)}\n`, { mode: 0o600 });
+    writeFileSync(join(hostDir, hex), '', { mode: 0o600 });
+  }
+  writeFileSync(join(stateDir, 'hosts', '.complete'), readFileSync('/proc/sys/kernel/random/boot_id', 'utf8'), { mode: 0o600 });
+  if (opts.prefix) {
+    const poolPath = join(stateDir, 'pool.json');
+    const pool = existsSync(poolPath) ? JSON.parse(readFileSync(poolPath, 'utf8')) : { version: 1, cursors: {} };
+    const p = opts.prefix.replaceAll(':', '');
+    pool.held = { ...pool.held, [p]: (pool.held?.[p] ?? 0) + count };
+    writeFileSync(poolPath, `${JSON.stringify(pool)}\n`, { mode: 0o600 });
   }
 }
 

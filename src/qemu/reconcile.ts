@@ -159,7 +159,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     removeNicGuard(tap);
     report.removedGuards.push(tap);
   }
-  const listed = await deps.store.list();
+  // This host's records only (through the store's host index): gc costs what this host holds, not the pool.
+  const listed = await deps.store.listHost();
   report.damaged.push(...listed.damaged);
   // Conflicts this host recorded that no longer stand (the VM is gone, or the MAC is its own again).
   for (const c of listed.conflicts.filter((x) => x.host === deps.host)) {

@@ -7,7 +7,7 @@ import { type EtcdConn, prefixEnd } from './etcd-client.js';
 import { readCursor } from './etcd-free-scan.js';
 import { parseConflict, parseLease } from './lease.js';
 import { byMac } from './policy.js';
-import type { DamagedRecord, Lease, LeaseList, PoolStatus } from './store.js';
+import type { Conflict, DamagedRecord, Lease, LeaseList, LeasePage, PoolStatus } from './store.js';
 
 /** Keys per page of a long read: etcd refuses a reply over 4 MiB (about 20,000 lease records in one). */
 const PAGE = 2000;
@@ -72,6 +72,31 @@ export async function listLeases(c: EtcdConn): Promise<LeaseList> {
   const leases = await readAll(c, `${c.prefix}/macs/`, parseLease, damagedRecords);
   const conflicts = await readAll(c, `${c.prefix}/conflicts/`, parseConflict, damagedRecords);
   return { leases: leases.sort(byMac), damaged: damagedRecords, conflicts };
+}
+
+/** Every lease a page at a time, in key (MAC) order. */
+export async function* leasePages(c: EtcdConn): AsyncGenerator<LeasePage> {
+  for await (const page of prefixPages(c, 'list', `${c.prefix}/macs/`)) {
+    const out: LeasePage = { leases: [], damaged: [] };
+    for (const [k, v] of page) {
+      try {
+        out.leases.push(parseLease(v, k));
+      } catch (err) {
+        out.damaged.push({ key: k, why: (err as Error).message });
+      }
+    }
+    yield out;
+  }
+}
+
+export async function listConflicts(c: EtcdConn): Promise<{ conflicts: Conflict[]; damaged: DamagedRecord[] }> {
+  const damaged: DamagedRecord[] = [];
+  return { conflicts: await readAll(c, `${c.prefix}/conflicts/`, parseConflict, damaged), damaged };
+}
+
+export async function listHostLeases(c: EtcdConn): Promise<LeaseList> {
+  const all = await listLeases(c);
+  return { ...all, leases: all.leases.filter((l) => l.host === c.host) };
 }
 
 export async function poolStatus(c: EtcdConn, pool: Pool): Promise<PoolStatus> {

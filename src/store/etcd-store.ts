@@ -19,10 +19,10 @@ import { peekFree } from './etcd-free-scan.js';
 import { announce, ensureAnnounced, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
 import { deleteIdentity, getIdentity, listIdentities, putIdentity } from './etcd-identity.js';
 import { HostLeaseSource, type OwnLeaseOptions } from './etcd-own-lease.js';
-import { getLease, listLeases, poolStatus } from './etcd-read.js';
+import { getLease, leasePages, listConflicts, listHostLeases, listLeases, poolStatus } from './etcd-read.js';
 import { gcLeases, releaseLease, setConflict, setLeaseOwners } from './etcd-release.js';
 import { allocateOrGc } from './policy.js';
-import type { Conflict, KeepLease, Lease, LeaseList, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
+import type { Conflict, DamagedRecord, KeepLease, Lease, LeaseList, LeasePage, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
 
 export interface EtcdStoreOptions extends OwnLeaseOptions {
   target: EtcdTarget;
@@ -94,6 +94,18 @@ export class EtcdStore implements Store, HostAgent {
 
   list(): Promise<LeaseList> {
     return listLeases(this.c);
+  }
+
+  leasePages(): AsyncGenerator<LeasePage> {
+    return leasePages(this.c);
+  }
+
+  listHost(): Promise<LeaseList> {
+    return listHostLeases(this.c);
+  }
+
+  listConflicts(): Promise<{ conflicts: Conflict[]; damaged: DamagedRecord[] }> {
+    return listConflicts(this.c);
   }
 
   get(mac: string): Promise<Lease | null> {

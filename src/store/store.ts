@@ -83,6 +83,12 @@ export interface LeaseList {
   conflicts: Conflict[];
 }
 
+/** One page of a whole-store read, in MAC order: a reader never holds every lease at once. */
+export interface LeasePage {
+  leases: Lease[];
+  damaged: DamagedRecord[];
+}
+
 /** A lease that must not be freed although its recorded owners are gone (a live qemu found through its run dir). */
 export type KeepLease = (lease: Lease) => boolean;
 
@@ -97,12 +103,26 @@ export interface Store {
   release(mac: string, expectVm?: string): Promise<boolean>;
   /** Replace the owners of leases (e.g. add qemu's pid once it runs). */
   setOwners(macs: string[], owners: Owner[]): Promise<void>;
-  /** Every lease; damaged records are listed apart and never stop the others from being read. */
+  /** Every lease; damaged records are listed apart and never stop the others from being read. Costs the whole pool. */
   list(): Promise<LeaseList>;
+  /** Every lease a page at a time, in MAC order (what `mac list` streams); damaged records in their page. */
+  leasePages(): AsyncIterable<LeasePage>;
+  /**
+   * The leases recorded for this host (every lease whose `host` is this one, manual ones included), read
+   * through the store's host index: costs what this host holds, not the pool. Damaged records the index
+   * names are listed apart; conflicts are all of them (few).
+   */
+  listHost(): Promise<LeaseList>;
+  /** The conflict records alone (few; no lease is read). */
+  listConflicts(): Promise<{ conflicts: Conflict[]; damaged: DamagedRecord[] }>;
   /** The lease of one MAC; null when it is free or its record is damaged. */
   get(mac: string): Promise<Lease | null>;
+  /** `held` from a count the store keeps (or asks its backend for), not by reading the leases. */
   status(pool: Pool): Promise<PoolStatus>;
-  /** Free this host's leases whose owners are all gone (unless `keep` says otherwise). Returns the freed leases. */
+  /**
+   * Free this host's leases whose owners are all gone (unless `keep` says otherwise), found through the host
+   * index without holding up allocations. Returns the freed leases.
+   */
   gc(keep?: KeepLease): Promise<Lease[]>;
   /** Record (or clear, with null) a conflict on a MAC; see Conflict. */
   setConflict(mac: string, conflict: Conflict | null): Promise<void>;

@@ -8,13 +8,13 @@ let counter = 0;
 /** Temp files start with ".tmp-" so readers skip them and gc can sweep leftovers of killed writers. */
 export const TMP_PREFIX = '.tmp-';
 
-function tempPath(path: string): string {
+function tempPath(path: string, dir: string): string {
   counter += 1;
-  return join(dirname(path), `${TMP_PREFIX}${basename(path)}-${process.pid}-${counter}`);
+  return join(dir, `${TMP_PREFIX}${basename(path)}-${process.pid}-${counter}`);
 }
 
-function writeTemp(path: string, data: string, mode: number): string {
-  const tmp = tempPath(path);
+function writeTemp(path: string, data: string, mode: number, dir = dirname(path)): string {
+  const tmp = tempPath(path, dir);
   let fd: number | undefined;
   try {
     fd = openSync(tmp, 'wx', mode);
@@ -45,10 +45,11 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600): void 
 
 /**
  * Create `path` with `data` only if it does not exist, atomically and completely.
- * Returns false when the path is already taken (the exclusive claim lost).
+ * Returns false when the path is already taken (the exclusive claim lost). `tmpDir` (same file system) keeps
+ * the temp file out of a directory that readers list.
  */
-export function createFileExclusive(path: string, data: string, mode = 0o600): boolean {
-  const tmp = writeTemp(path, data, mode);
+export function createFileExclusive(path: string, data: string, mode = 0o600, tmpDir?: string): boolean {
+  const tmp = writeTemp(path, data, mode, tmpDir);
   try {
     linkSync(tmp, path);
     return true;

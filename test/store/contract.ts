@@ -210,6 +210,75 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       expect((await store.allocate(big, [{ ...manual, mac: '42:00:00:00:00:02' }]))[0]!.mac).toBe('42:00:00:00:00:02');
     });
 
+    it('status keeps its count right through allocations, releases, gc and damaged records', async () => {
+      const gone = { pid: 999_401, startTime: 1 };
+      const got = await store.allocate(big, [manual, manual, { vm: vm('51'), nic: 0, owners: [gone] }, { vm: vm('52'), nic: 0, owners: [gone] }, manual]);
+      expect((await store.status(big)).held).toBe(5);
+      await f.corrupt(got[0]!.mac, 'garbage');
+      expect((await store.status(big)).held).toBe(5); // a damaged record still holds its address
+      expect(await store.release(got[1]!.mac)).toBe(true);
+      expect(await store.release(got[1]!.mac)).toBe(false);
+      expect((await store.status(big)).held).toBe(4);
+      dead.add(gone.pid);
+      expect(await store.gc()).toHaveLength(2);
+      expect((await store.status(big)).held).toBe(2);
+      await expect(store.allocate(big, [manual, { ...manual, mac: got[4]!.mac }])).rejects.toThrow(/already held/);
+      expect((await store.status(big)).held).toBe(2); // a failed allocation takes nothing
+      expect(await store.release(got[0]!.mac)).toBe(true);
+      expect((await store.status(big)).held).toBe(1);
+      expect((await store.status(tiny)).held).toBe(1);
+      expect((await store.list()).leases).toHaveLength(1);
+    });
+
+    it("the host listing has every lease of this host (manual, VM, damaged) and none of another host's", async () => {
+      const other = await f.make({ isAlive, host: 'h-other-host' });
+      try {
+        const mine = await store.allocate(big, [manual, { vm: vm('61'), nic: 0, owners: [{ pid: 999_501, startTime: 1 }] }, manual]);
+        const theirs = await other.allocate(big, [manual, { vm: vm('62'), nic: 1, owners: [] }]);
+        await f.corrupt(mine[2]!.mac, 'garbage');
+        const here = await store.listHost();
+        expect(here.leases).toEqual([mine[0], mine[1]]);
+        expect(here.damaged.map((d) => d.key)).toEqual([expect.stringContaining(mine[2]!.mac.replaceAll(':', ''))]);
+        expect((await other.listHost()).leases).toEqual(theirs);
+        // Another host's gc never touches this host's leases, and the other way round.
+        dead.add(999_501);
+        expect(await other.gc()).toEqual([]);
+        expect((await store.gc()).map((l) => l.mac)).toEqual([mine[1]!.mac]);
+        expect((await store.listHost()).leases).toEqual([mine[0]]);
+        expect(await other.release(theirs[0]!.mac)).toBe(true);
+        expect((await other.listHost()).leases).toEqual([theirs[1]]);
+        expect((await store.status(big)).held).toBe(3); // mine[0], damaged mine[2], theirs[1]
+      } finally {
+        await other.close();
+      }
+    });
+
+    it('pages give every lease in MAC order, damaged records apart, as list does', async () => {
+      const got = await store.allocate(big, Array.from({ length: 7 }, (_, i) => ({ vm: vm(`7${i}`), nic: 0, owners: [] })));
+      await store.release(got[3]!.mac);
+      await f.corrupt(got[5]!.mac, '{"version":1}');
+      const leases = [];
+      const damaged = [];
+      for await (const page of store.leasePages()) {
+        leases.push(...page.leases);
+        damaged.push(...page.damaged);
+      }
+      const listed = await store.list();
+      expect(leases).toEqual(listed.leases);
+      expect(leases.map((l) => l.mac)).toEqual([0, 1, 2, 4, 6].map((i) => got[i]!.mac));
+      expect(damaged).toEqual(listed.damaged);
+      expect(damaged).toHaveLength(1);
+    });
+
+    it('listConflicts reads the conflict records alone', async () => {
+      const holder = (await store.allocate(big, [manual]))[0]!;
+      const conflict = { version: 1 as const, mac: holder.mac, host: 'h9', vm: vm('81'), holder, detected: new Date(0).toISOString() };
+      await store.setConflict(holder.mac, conflict);
+      expect(await store.listConflicts()).toEqual({ conflicts: [conflict], damaged: [] });
+      await store.setConflict(holder.mac, null);
+      expect(await store.listConflicts()).toEqual({ conflicts: [], damaged: [] });
+    });
+
     it('concurrent allocations in one process never share an address', async () => {
       const all = await Promise.all(Array.from({ length: 20 }, () => store.allocate(big, [manual])));
       expect(new Set(all.map((l) => l[0]!.mac)).size).toBe(20);

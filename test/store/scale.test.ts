@@ -23,6 +23,7 @@ const pool = parsePool('42:00:00');
 // Leases 42:00:00:00:00:01 .. N, the last DEAD of them owned by a process that is gone; the cursor is at 1.
 const fixture = {
   base: pool.base,
+  prefix: pool.prefix,
   first: 1,
   host: HOST,
   owners: (i: number): Owner[] => (i >= N - DEAD ? [{ pid: DEAD_PID, startTime: 1 }] : []),
@@ -50,6 +51,25 @@ function verbs(name: string, make: () => Promise<Store>) {
       expect(leases[N - 1]!.mac).toBe(formatMac(pool.base + N));
     });
 
+    it('the host listing reads them all through the host index', async () => {
+      const { leases, damaged } = await store.listHost();
+      expect(leases).toHaveLength(N);
+      expect(damaged).toEqual([]);
+    });
+
+    it('pages stream them all in order', async () => {
+      let n = 0;
+      let last = '';
+      for await (const page of store.leasePages()) {
+        for (const l of page.leases) {
+          expect(l.mac > last).toBe(true);
+          last = l.mac;
+        }
+        n += page.leases.length;
+      }
+      expect(n).toBe(N);
+    });
+
     it('get finds one', async () => {
       expect((await store.get('42:00:00:00:10:00'))?.mac).toBe('42:00:00:00:10:00');
     });
@@ -71,6 +91,7 @@ function verbs(name: string, make: () => Promise<Store>) {
       const freed = await store.gc();
       expect(freed).toHaveLength(DEAD);
       expect((await store.status(pool)).held).toBe(N - DEAD); // + the allocation - the release
+      expect((await store.listHost()).leases).toHaveLength(N - DEAD);
     });
   });
 }

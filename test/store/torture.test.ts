@@ -74,6 +74,9 @@ async function torture(where: string, store: () => Store, opts: { workers: numbe
   expect(damaged).toEqual([]); // every record parses: a kill never leaves a half-written one
   const status = await s.status(pool);
   expect(status.cursor.startsWith('42:00:00:00:')).toBe(true);
+  // The count the store keeps is exact after every kill, and its host index hides no lease.
+  expect(status.held).toBe(leases.length);
+  expect((await s.listHost()).leases).toEqual(leases);
   expect(new Set(leases.map((l) => l.mac)).size).toBe(leases.length);
   const byMac = new Map(leases.map((l) => [l.mac, l]));
   const believed = new Map<string, number>();
@@ -96,6 +99,7 @@ async function torture(where: string, store: () => Store, opts: { workers: numbe
   const freed = await s.gc();
   expect(freed.map((l) => l.mac).sort()).toEqual(dead.map((l) => l.mac).sort());
   expect((await s.list()).leases.every((l) => l.owners.some((o) => livePids.has(o.pid)))).toBe(true);
+  expect((await s.status(pool)).held).toBe(liveHeld);
   for (const w of live) {
     w.child.kill('SIGKILL');
     w.child.kill('SIGCONT');
@@ -103,6 +107,8 @@ async function torture(where: string, store: () => Store, opts: { workers: numbe
   await Promise.all(all.map((w) => (w.child.exitCode !== null || w.child.signalCode !== null ? undefined : new Promise((r) => w.child.once('exit', r)))));
   await s.gc();
   expect((await s.list()).leases).toEqual([]);
+  expect((await s.status(pool)).held).toBe(0);
+  expect((await s.listHost()).leases).toEqual([]);
   await s.close();
   return { kills, leasesAtFreeze: leases.length, liveHeld, freedByGc: freed.length };
 }

@@ -1,5 +1,8 @@
-/** `uncloud-vm list`: the VMs the pool knows of. */
-import type { Lease, VmIdentity } from '../../store/store.js';
+/**
+ * `uncloud-vm list`: this host's VMs (read through the store's host index, so it costs what this host holds,
+ * not the pool) and the named VMs the store remembers, wherever they run.
+ */
+import type { Lease, Store, VmIdentity } from '../../store/store.js';
 import type { NicAddresses } from '../../core/nic-allowed.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
@@ -41,10 +44,20 @@ export function groupByVm(leases: Lease[], identities: VmIdentity[], host: strin
   return [...rows.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The leases a named VM holds that are not among this host's (it runs elsewhere, or holds them there). */
+async function heldElsewhere(store: Store, identities: VmIdentity[], here: Lease[]): Promise<Lease[]> {
+  const known = new Set(here.flatMap((l) => (l.vm?.uuid ? [l.vm.uuid] : [])));
+  const wanted = identities.filter((id) => !known.has(id.uuid));
+  const found = await Promise.all(wanted.map(async (id) => (await Promise.all(id.macs.map((m) => store.get(m)))).filter((l) => l?.vm?.uuid === id.uuid)));
+  return found.flat() as Lease[];
+}
+
 export async function list(flags: { json?: boolean }, ctx: Context): Promise<number> {
   const store = await ctx.store();
-  const listed = await store.list();
-  const vms = groupByVm(listed.leases, await store.listIdentities(), ctx.settings.host);
+  const listed = await store.listHost();
+  const identities = await store.listIdentities();
+  const leases = [...listed.leases, ...(await heldElsewhere(store, identities, listed.leases))];
+  const vms = groupByVm(leases, identities, ctx.settings.host);
   for (const d of listed.damaged) ctx.err(`damaged record skipped: ${d.why}`);
   if (flags.json) {
     const known = addressesByMac(localRecords(ctx.settings.runDir));

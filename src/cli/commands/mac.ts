@@ -4,7 +4,7 @@ import { UncloudError, usageError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-identity.js';
 import { conflictMessage } from '../../store/policy.js';
-import type { Lease } from '../../store/store.js';
+import type { DamagedRecord, Lease, Owner } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
@@ -49,51 +49,108 @@ export async function macRelease(mac: string, flags: { force?: boolean }, ctx: C
  * held: no owner process (until released); live/stale: this host's owners run or are gone;
  * remote: another host's VM, kept alive by that host's etcd lease (its pids mean nothing here).
  */
-export function leaseState(lease: Lease, host: string): 'held' | 'live' | 'stale' | 'remote' {
+export function leaseState(lease: Lease, host: string, alive: (o: Owner) => boolean = isOwnerAlive): 'held' | 'live' | 'stale' | 'remote' {
   if (lease.owners.length === 0) return 'held';
   if (lease.host !== host) return 'remote';
-  return lease.owners.some(isOwnerAlive) ? 'live' : 'stale';
+  return lease.owners.some(alive) ? 'live' : 'stale';
 }
 
+/** Owner liveness asked once per owner (a VM's NICs share their owners), for a command that reads many leases. */
+function aliveOnce(): (o: Owner) => boolean {
+  const seen = new Map<string, boolean>();
+  return (o) => {
+    const key = `${o.pid}/${o.startTime}`;
+    let alive = seen.get(key);
+    if (alive === undefined) seen.set(key, (alive = isOwnerAlive(o)));
+    return alive;
+  };
+}
+
+/**
+ * Every held MAC, streamed a page at a time as the store reads them (JSON or a table), so its memory does not
+ * grow with the pool; damaged records follow the leases, named on stderr as they are met.
+ */
 export async function macList(flags: { json?: boolean }, ctx: Context): Promise<number> {
-  const { leases, damaged, conflicts } = await (await ctx.store()).list();
+  const store = await ctx.store();
+  const { conflicts, damaged: badConflicts } = await store.listConflicts();
   const conflictOf = new Map(conflicts.map((c) => [c.mac, c]));
-  const stateOf = (l: Lease) => (conflictOf.has(l.mac) ? 'conflict' : leaseState(l, ctx.settings.host));
+  const alive = aliveOnce();
+  const stateOf = (l: Lease) => (conflictOf.has(l.mac) ? 'conflict' : leaseState(l, ctx.settings.host, alive));
   for (const c of conflicts) ctx.err(conflictMessage(c));
-  for (const d of damaged) ctx.err(`damaged record: ${d.why}`);
+  const damaged: DamagedRecord[] = [];
+  const noteDamaged = (ds: DamagedRecord[]) => {
+    for (const d of ds) ctx.err(`damaged record: ${d.why}`);
+    damaged.push(...ds);
+  };
+  noteDamaged(badConflicts);
+  const known = flags.json ? addressesByMac(localRecords(ctx.settings.runDir)) : new Map();
+  const json = jsonArrayWriter(ctx.out);
+  const text = tableWriter(ctx.out, ['MAC', 'STATE', 'VM', 'NIC', 'HOST', 'PIDS', 'CREATED']);
+  for await (const page of store.leasePages()) {
+    noteDamaged(page.damaged);
+    if (flags.json) {
+      json.write(
+        page.leases.map((l) => ({
+          ...l,
+          state: stateOf(l),
+          addresses: addressesOfMac(l.mac, known),
+          ...(conflictOf.has(l.mac) ? { conflict: conflictOf.get(l.mac) } : {}),
+        })),
+      );
+    } else {
+      text.write(page.leases.map((l) => [l.mac, stateOf(l), l.vm?.name ?? '-', l.nic === null ? '-' : String(l.nic), l.host, l.owners.map((o) => o.pid).join(',') || '-', l.created]));
+    }
+  }
   if (flags.json) {
-    const known = addressesByMac(localRecords(ctx.settings.runDir));
-    const rows = [
-      ...leases.map((l) => ({
-        ...l,
-        state: stateOf(l),
-        addresses: addressesOfMac(l.mac, known),
-        ...(conflictOf.has(l.mac) ? { conflict: conflictOf.get(l.mac) } : {}),
-      })),
-      ...damaged.map((d) => ({ key: d.key, state: 'damaged', why: d.why })),
-    ];
-    ctx.out(JSON.stringify(rows, null, 2));
-    return 0;
+    json.write(damaged.map((d) => ({ key: d.key, state: 'damaged', why: d.why })));
+    json.end();
+  } else {
+    text.write(damaged.map((d) => [basename(d.key).replace(/\.json$/, ''), 'damaged', '-', '-', '-', '-', '-']));
+    if (!text.end()) ctx.out('no MAC is held');
   }
-  if (leases.length === 0 && damaged.length === 0) {
-    ctx.out('no MAC is held');
-    return 0;
-  }
-  const rows = [['MAC', 'STATE', 'VM', 'NIC', 'HOST', 'PIDS', 'CREATED']];
-  for (const l of leases) {
-    rows.push([
-      l.mac,
-      stateOf(l),
-      l.vm?.name ?? '-',
-      l.nic === null ? '-' : String(l.nic),
-      l.host,
-      l.owners.map((o) => o.pid).join(',') || '-',
-      l.created,
-    ]);
-  }
-  for (const d of damaged) rows.push([basename(d.key).replace(/\.json$/, ''), 'damaged', '-', '-', '-', '-', '-']);
-  ctx.out(table(rows));
   return 0;
+}
+
+interface StreamWriter<T> {
+  write(rows: T[]): void;
+  /** Finishes the output; false when no row was written (a table then printed nothing). */
+  end(): boolean;
+}
+
+/** A JSON array written as it grows, byte for byte what JSON.stringify(rows, null, 2) gives. */
+function jsonArrayWriter(out: (text: string) => void): StreamWriter<object> {
+  let last: string | null = null;
+  let any = false;
+  return {
+    write(rows) {
+      for (const r of rows) {
+        const text = `  ${JSON.stringify(r, null, 2).replaceAll('\n', '\n  ')}`;
+        if (last === null) out('[');
+        else out(`${last},`);
+        last = text;
+        any = true;
+      }
+    },
+    end() {
+      if (last === null) out('[]');
+      else out(`${last}\n]`);
+      return any;
+    },
+  };
+}
+
+/** A table written a page at a time: columns as wide as the widest cell so far (they only grow). */
+function tableWriter(out: (text: string) => void, header: string[]): StreamWriter<string[]> {
+  let widths: number[] | null = null;
+  return {
+    write(rows) {
+      if (rows.length === 0) return;
+      const all = widths ? rows : [header, ...rows];
+      widths = header.map((_, i) => Math.max(widths?.[i] ?? 0, ...all.map((r) => (r[i] ?? '').length)));
+      out(all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths![i]!))).join('  ')).join('\n'));
+    },
+    end: () => widths !== null,
+  };
 }
 
 export async function macPool(flags: { json?: boolean }, ctx: Context): Promise<number> {

@@ -96,6 +96,6 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
 /** Conflicts recorded on these MACs (a running VM using a MAC that another holds). */
 async function conflictsOf(macs: string[], store: Store): Promise<Conflict[]> {
   if (macs.length === 0) return [];
-  const { conflicts } = await store.list();
+  const { conflicts } = await store.listConflicts();
   return conflicts.filter((c) => macs.includes(c.mac));
 }

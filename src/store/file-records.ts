@@ -1,0 +1,185 @@
+/**
+ * The file store's directory and how its records are read. Shared by the store (file-store.ts), its
+ * allocation scan (file-scan.ts), its held counts (file-tally.ts) and its host index (file-host-index.ts).
+ *
+ *   <dir>/pool.json             cursors and held counts per prefix (file-tally.ts)
+ *   <dir>/leases/<12 hex>.json  one file per held address, created exclusively (link of a complete temp file)
+ *   <dir>/hosts/<host>/<12 hex> the host index: an empty file per lease recorded for <host> (file-host-index.ts)
+ *   <dir>/conflicts/<12 hex>.json, <dir>/vms/<name>.json, <dir>/tmp/ (temp files of lease claims)
+ *   <dir>/pool.lock/            proper-lockfile's lock, serialising every change of leases, cursors and counts
+ */
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { indexOf, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
+import { readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { ensurePrivateDir } from '../system/private-dir.js';
+import { damaged, parseLease, parseRecord } from './lease.js';
+import { FIRST_CURSOR } from './policy.js';
+import type { DamagedRecord, Lease } from './store.js';
+
+export interface PoolFile {
+  version: 1;
+  cursors: Record<string, string>;
+  /** Held addresses per prefix (hex), not counting the `pending` ones (file-tally.ts). Absent: not counted yet. */
+  held?: Record<string, number>;
+  /** MACs whose lease a change under the lock was creating or removing: each counts when its file exists. */
+  pending?: string[];
+}
+
+/** 12 hex digits: a lease's file name and index entry. */
+export const hexOf = (mac: string): string => mac.replaceAll(':', '');
+export const HEX12_RE = /^[0-9a-f]{12}$/;
+const macOfHex = (hex: string): string => hex.match(/../g)!.join(':');
+export { macOfHex };
+
+/** A lease file is small: one buffer serves every read of a scan (a readFileSync per file costs twice as much). */
+const READ_BUF = Buffer.alloc(16 * 1024);
+
+export class FileRecords {
+  readonly leaseDir: string;
+  readonly poolPath: string;
+  readonly hostsDir: string;
+  readonly conflictDir: string;
+  readonly vmsDir: string;
+  readonly tmpDir: string;
+  private ready = false;
+  /** Run when the store's lease directory is made (a new store: nothing is held); the host index marks itself whole. */
+  onNew: () => void = () => undefined;
+
+  constructor(readonly dir: string) {
+    this.leaseDir = join(dir, 'leases');
+    this.poolPath = join(dir, 'pool.json');
+    this.hostsDir = join(dir, 'hosts');
+    this.conflictDir = join(dir, 'conflicts');
+    this.vmsDir = join(dir, 'vms');
+    this.tmpDir = join(dir, 'tmp');
+  }
+
+  leasePath(mac: string): string {
+    return join(this.leaseDir, `${hexOf(mac)}.json`);
+  }
+
+  exists(mac: string): boolean {
+    try {
+      lstatSync(this.leasePath(mac));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Names of the lease files (12 hex + .json), unsorted. */
+  leaseNames(): string[] {
+    return namesIn(this.leaseDir).filter((e) => e.endsWith('.json') && !e.startsWith(TMP_PREFIX));
+  }
+
+  /** A lease file, or null when it vanished meanwhile. A damaged one is an error naming the file. */
+  readLease(path: string): Lease | null {
+    const text = readSmall(path);
+    return text === null ? null : parseLease(text, path);
+  }
+
+  /** As readLease, but a damaged record reads as null: gc and error messages go on past it. */
+  readLeaseQuietly(path: string): Lease | null {
+    try {
+      return this.readLease(path);
+    } catch {
+      return null;
+    }
+  }
+
+  readPoolFile(): PoolFile {
+    const text = readTextIfExists(this.poolPath);
+    if (text === null) return { version: 1, cursors: {} };
+    const d = parseRecord<PoolFile>(text, 'state file', this.poolPath);
+    const bad = (why: string) => damaged('state file', this.poolPath, why);
+    if (typeof d.cursors !== 'object' || d.cursors === null) throw bad('no cursors object');
+    for (const [prefix, cursor] of Object.entries(d.cursors)) {
+      if (typeof cursor !== 'string' || !MAC_TEXT_RE.test(cursor)) throw bad(`bad cursor for prefix ${prefix}`);
+    }
+    const out: PoolFile = { version: 1, cursors: { ...d.cursors } };
+    if (d.held !== undefined) {
+      if (typeof d.held !== 'object' || d.held === null || !Object.values(d.held).every((n) => Number.isInteger(n) && n >= 0)) throw bad('bad held counts');
+      out.held = { ...d.held };
+    }
+    if (d.pending !== undefined) {
+      if (!Array.isArray(d.pending) || !d.pending.every((m) => typeof m === 'string' && MAC_TEXT_RE.test(m))) throw bad('bad pending list');
+      out.pending = [...d.pending];
+    }
+    return out;
+  }
+
+  /** A damaged pool file stops allocations (it names itself), not releases: there are no counts to keep then. */
+  readPoolFileIfReadable(): PoolFile | null {
+    try {
+      return this.readPoolFile();
+    } catch {
+      return null;
+    }
+  }
+
+  writePoolFile(file: PoolFile): void {
+    writeFileAtomic(this.poolPath, `${JSON.stringify(file)}\n`);
+  }
+
+  /** The cursor's index in a pool; a new pool starts at suffix 1. */
+  cursorOf(file: PoolFile, pool: Pool): number {
+    const text = file.cursors[pool.prefix];
+    return text !== undefined ? indexOf(pool, parseMac(text)) : FIRST_CURSOR;
+  }
+
+  /** Read one lease file into `leases`, or into `damagedRecords` when it cannot be read; nothing when it is gone. */
+  readLeaseInto(path: string, leases: Lease[], damagedRecords: DamagedRecord[]): void {
+    try {
+      const lease = this.readLease(path);
+      if (lease) leases.push(lease);
+    } catch (err) {
+      damagedRecords.push({ key: path, why: (err as Error).message });
+    }
+  }
+
+  dirExists(): boolean {
+    try {
+      return statSync(this.dir).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /** Create the state directories (0700) on first write; refuse one others could write to. */
+  ensureDirs(): void {
+    if (this.ready) return;
+    ensurePrivateDir(this.dir);
+    if (!existsSync(this.leaseDir)) this.onNew();
+    for (const d of [this.leaseDir, this.tmpDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    this.ready = true;
+  }
+}
+
+/** Entries of a directory; none when it does not exist. */
+export function namesIn(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** A small file's text through the shared buffer (a larger one is read whole), or null when it does not exist. */
+function readSmall(path: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const n = readSync(fd, READ_BUF, 0, READ_BUF.length, 0);
+    if (n < READ_BUF.length) return READ_BUF.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
+  return readTextIfExists(path);
+}
