@@ -22,7 +22,7 @@ import { FileRecords, namesIn } from './file-records.js';
 import { HostIndex, sweepIfOld } from './file-host-index.js';
 import { FileSideRecords } from './file-side-records.js';
 import { chooseAddresses } from './file-scan.js';
-import { beforeChange, countFromDir, heldUnder } from './file-tally.js';
+import { beforeChange, countFromDir, heldUnder, macPrefixOfHex, settledCounts } from './file-tally.js';
 import { serializeLease } from './lease.js';
 import { allocateOrGc, byMac, heldError, isStale, newLease } from './policy.js';
 import type { KeepLease, Lease, LeaseList, LeasePage, LeaseRequest, Owner, PoolStatus, Store } from './store.js';
@@ -125,7 +125,11 @@ export class FileStore extends FileSideRecords implements Store {
     });
   }
 
-  /** Every lease in MAC order, PAGE lease files at a time; damaged ones in the page where they fall. */
+  /**
+   * Every lease in MAC order, PAGE lease files at a time; damaged ones in the page where they fall. Having
+   * seen every name, it checks the held counts too: only a live holder whose lock was broken as stale (stalled
+   * for longer than the lock's stale time, e.g. in an fsync) can leave one wrong; it is counted again.
+   */
   async *leasePages(): AsyncGenerator<LeasePage> {
     const names = this.r.leaseNames().sort();
     for (let i = 0; i < names.length; i += PAGE) {
@@ -133,6 +137,16 @@ export class FileStore extends FileSideRecords implements Store {
       for (const name of names.slice(i, i + PAGE)) this.r.readLeaseInto(join(this.r.leaseDir, name), page.leases, page.damaged);
       yield page;
     }
+    const file = this.r.readPoolFileIfReadable();
+    const counts = file ? settledCounts(file, this.r) : {};
+    if (Object.entries(counts).every(([p, n]) => names.filter((e) => e.startsWith(p)).length === n)) return;
+    // Allocations meanwhile also make them differ: counted again under the lock, written only if wrong.
+    await this.withLock(() => {
+      const now = this.r.readPoolFileIfReadable();
+      if (!now) return;
+      const recount = beforeChange({ version: 1, cursors: now.cursors }, this.r, [], Object.keys(now.held ?? {}).map(macPrefixOfHex));
+      if (JSON.stringify(recount.held) !== JSON.stringify(settledCounts(now, this.r))) this.r.writePoolFile(recount);
+    });
   }
 
   async list(): Promise<LeaseList> {
@@ -221,8 +235,7 @@ export class FileStore extends FileSideRecords implements Store {
       const file = this.r.readPoolFileIfReadable();
       if (file) {
         // Counted again from the directory: a power loss may have kept a lease file and lost a pool.json rename.
-        const counted = Object.keys(file.held ?? {}).map((hex) => hex.match(/../g)?.join(':') ?? '');
-        this.r.writePoolFile(beforeChange({ version: 1, cursors: file.cursors }, this.r, [], counted));
+        this.r.writePoolFile(beforeChange({ version: 1, cursors: file.cursors }, this.r, [], Object.keys(file.held ?? {}).map(macPrefixOfHex)));
       }
       this.index.rebuild(this.host);
     });

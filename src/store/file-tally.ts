@@ -12,6 +12,8 @@
 import { hexOf, type FileRecords, type PoolFile } from './file-records.js';
 
 export const prefixHex = (prefix: string): string => hexOf(prefix);
+/** "420000" → "42:00:00" (pool.json counts by hex). */
+export const macPrefixOfHex = (hex: string): string => hex.match(/../g)?.join(':') ?? '';
 
 /** The counts as they are now: recorded, plus the pending MACs whose files exist. */
 export function settledCounts(file: PoolFile, records: FileRecords): Record<string, number> {

@@ -78,6 +78,13 @@ describe('file store count', () => {
     expect((await store.status(parsePool('42:00:01'))).held).toBe(0);
   });
 
+  it('a wrong count (a live holder whose lock was broken as stale) is counted again by a whole read', async () => {
+    writeFileSync(join(state, 'pool.json'), JSON.stringify({ ...poolFile(), held: { '420000': 7 }, pending: [] }));
+    expect((await store.status(pool)).held).toBe(7);
+    expect((await store.list()).leases).toHaveLength(2);
+    expect((await store.status(pool)).held).toBe(2);
+  });
+
   it('a damaged count is a clear error for allocation and status, and does not stop a release', async () => {
     writeFileSync(join(state, 'pool.json'), JSON.stringify({ ...poolFile(), held: { '420000': -1 } }));
     await expect(store.status(pool)).rejects.toThrow(/pool\.json is damaged \(bad held counts\)/);
