@@ -299,38 +299,147 @@ async function etcdThroughput() {
   const { EtcdStore, parseStore, pool } = await etcdParts();
   const { Etcd3 } = await import('etcd3');
   const total = QUICK ? 500 : 2000;
+  const reps = QUICK ? 1 : 5;
   const etcd = await startEtcd();
+  let run = 0;
   try {
+    // In one process: raw and store runs alternate, each on a fresh prefix, so both see the same machine.
     for (const workers of [1, 8, 64]) {
-      const raw = new Etcd3({ hosts: etcd.endpoint });
-      let next = 0;
-      let t0 = process.hrtime.bigint();
-      await Promise.all(Array.from({ length: workers }, async () => {
-        for (let i = next++; i < total; i = next++) {
-          const key = `/raw${workers}/macs/${i.toString(16).padStart(12, '0')}`;
-          await raw.if(key, 'Create', '==', 0).then(raw.put(key).value('{}')).commit();
-        }
-      }));
-      const rawMs = Number(process.hrtime.bigint() - t0) / 1e6;
-      raw.close();
-      const store = new EtcdStore({ target: parseStore(etcd.url(`tp${workers}`)) });
-      let done = 0;
-      const macs = [];
-      t0 = process.hrtime.bigint();
-      await Promise.all(Array.from({ length: workers }, async () => {
-        while (done++ < total) macs.push((await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
-      }));
-      const storeMs = Number(process.hrtime.bigint() - t0) / 1e6;
-      await store.close();
-      if (new Set(macs).size !== total) throw new Error(`etcd throughput at ${workers}: duplicates`);
-      const r = record('etcd throughput', `${workers} allocator(s): plain create-if-absent`, '/s', [(total / rawMs) * 1000]);
-      const a = record('etcd throughput', `${workers} allocator(s): store allocations`, '/s', [(total / storeMs) * 1000], { note: `${total} distinct` });
+      const rawRates = [];
+      const storeRates = [];
+      for (let rep = 0; rep < reps; rep++) {
+        run += 1;
+        const raw = new Etcd3({ hosts: etcd.endpoint });
+        let next = 0;
+        let t0 = process.hrtime.bigint();
+        await Promise.all(Array.from({ length: workers }, async () => {
+          for (let i = next++; i < total; i = next++) {
+            const key = `/raw${run}/macs/${i.toString(16).padStart(12, '0')}`;
+            await raw.if(key, 'Create', '==', 0).then(raw.put(key).value('{}')).commit();
+          }
+        }));
+        rawRates.push((total / Number(process.hrtime.bigint() - t0)) * 1e9);
+        raw.close();
+        const store = new EtcdStore({ target: parseStore(etcd.url(`tp${run}`)) });
+        let done = 0;
+        const macs = [];
+        t0 = process.hrtime.bigint();
+        await Promise.all(Array.from({ length: workers }, async () => {
+          while (done++ < total) macs.push((await store.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
+        }));
+        storeRates.push((total / Number(process.hrtime.bigint() - t0)) * 1e9);
+        await store.close();
+        if (new Set(macs).size !== total) throw new Error(`etcd throughput at ${workers}: duplicates`);
+      }
+      const r = record('etcd throughput', `${workers} allocator(s) in one process: plain create-if-absent`, '/s', rawRates);
+      const a = record('etcd throughput', `${workers} allocator(s) in one process: store allocations`, '/s', storeRates, { note: `${total} distinct per run` });
       a.ratio = a.median / r.median;
       console.log(`${''.padEnd(22)} store / raw at ${workers}: ${a.ratio.toFixed(2)}x (target >= 0.7x)`);
     }
+
+    // 64 processes at once, each allocating `each` in a row through the store, beside 64 processes each doing as
+    // many plain create-if-absent transactions. Both load etcd3 and connect once per process.
+    const procs = 64;
+    const each = QUICK ? 20 : 100;
+    const spawnAll = (script, args) => Promise.all(Array.from({ length: procs }, (_, p) => new Promise((res, rej) => {
+      const c = spawn(process.execPath, ['--input-type=module', '-e', script, ...args(p)], { cwd: ROOT, env: envFor(tmp('tpp')), stdio: ['ignore', 'pipe', 'inherit'] });
+      let o = '';
+      c.stdout.on('data', (d) => (o += d));
+      c.on('close', (code) => (code === 0 ? res(o) : rej(new Error(`a bench process exited ${code}`))));
+    })));
+    const rawScript = `
+      const { Etcd3 } = await import('etcd3');
+      const c = new Etcd3({ hosts: process.argv[1] });
+      for (let i = 0; i < ${each}; i++) {
+        const key = process.argv[2] + '/macs/' + (Number(process.argv[3]) * ${each} + i).toString(16).padStart(12, '0');
+        await c.if(key, 'Create', '==', 0).then(c.put(key).value('{}')).commit();
+      }
+      c.close();`;
+    const storeScript = `
+      const { EtcdStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/etcd-store.js'))});
+      const { parsePool } = await import(${JSON.stringify(join(ROOT, 'dist/core/mac.js'))});
+      const { parseStore } = await import(${JSON.stringify(join(ROOT, 'dist/core/store-url.js'))});
+      const s = new EtcdStore({ target: parseStore(process.argv[1]) });
+      const pool = parsePool('42:00:00');
+      const out = [];
+      for (let i = 0; i < ${each}; i++) out.push((await s.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
+      process.stdout.write(out.join('\\n') + '\\n');
+      await s.close();`;
+    const rawMs = [];
+    const storeMs = [];
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      run += 1;
+      let t0 = process.hrtime.bigint();
+      await spawnAll(rawScript, (p) => [etcd.endpoint, `/rawp${run}`, String(p)]);
+      rawMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      t0 = process.hrtime.bigint();
+      const outs = await spawnAll(storeScript, () => [etcd.url(`storep${run}`)]);
+      storeMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const macs = outs.join('').trim().split('\n');
+      if (macs.length !== procs * each || new Set(macs).size !== macs.length) throw new Error(`64 processes: ${macs.length} MACs, ${macs.length - new Set(macs).size} duplicates`);
+    }
+    const rp = record('etcd throughput', `${procs} processes x ${each} plain create-if-absent: total`, 'ms', rawMs);
+    const sp = record('etcd throughput', `${procs} processes x ${each} store allocations: total`, 'ms', storeMs, { note: '0 duplicates' });
+    sp.ratio = sp.median / rp.median;
+    console.log(`${''.padEnd(22)} 64 processes, store / raw: ${sp.ratio.toFixed(2)}x`);
+
+    // The CLI: 64 at once, each running `uncloud-vm mac allocate` `rounds` times in a row (a new process each
+    // time), beside 64 at once each running as many node processes that load etcd3 and do one plain transaction.
+    const rounds = QUICK ? 2 : 4;
+    const oneRaw = `
+      const { Etcd3 } = await import('etcd3');
+      const c = new Etcd3({ hosts: process.argv[1] });
+      const key = process.argv[2] + '/macs/' + process.argv[3];
+      await c.if(key, 'Create', '==', 0).then(c.put(key).value('{}')).commit();
+      c.close();`;
+    const inTurn = (args, env) => Promise.all(Array.from({ length: procs }, async (_, p) => {
+      const out = [];
+      for (let i = 0; i < rounds; i++) {
+        out.push(await new Promise((res, rej) => {
+          const c = spawn(process.execPath, args(p, i), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
+          let o = '';
+          c.stdout.on('data', (d) => (o += d));
+          c.on('close', (code) => (code === 0 ? res(o.trim()) : rej(new Error(`${args(p, i).slice(0, 3).join(' ')} exited ${code}`))));
+        }));
+      }
+      return out;
+    }));
+    const rawCli = [];
+    const cli = [];
+    const dir = tmp('tpcli');
+    for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
+      run += 1;
+      let t0 = process.hrtime.bigint();
+      await inTurn((p, i) => ['--input-type=module', '-e', oneRaw, etcd.endpoint, `/rawc${run}`, `${p}-${i}`], envFor(dir));
+      rawCli.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      t0 = process.hrtime.bigint();
+      const macs = (await inTurn(() => [BIN, 'mac', 'allocate'], envFor(dir, { UNCLOUD_VM_STORE: etcd.url(`cli${run}`) }))).flat();
+      cli.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (new Set(macs).size !== procs * rounds) throw new Error(`64 x ${rounds} mac allocate: duplicates`);
+    }
+    const rc = record('etcd throughput', `${procs} at once x ${rounds} node processes: load etcd3, one create-if-absent`, 'ms', rawCli);
+    const cc = record('etcd throughput', `${procs} at once x ${rounds} \`uncloud-vm mac allocate\``, 'ms', cli, { note: `${procs * rounds} distinct` });
+    cc.ratio = cc.median / rc.median;
+    console.log(`${''.padEnd(22)} CLI / raw processes: ${cc.ratio.toFixed(2)}x (target <= 1.5x)`);
   } finally {
     await etcd.remove();
   }
+}
+
+// What loading the etcd client costs one process (one at a time, interleaved with node -e 0).
+function etcdImportCost() {
+  const n = QUICK ? 7 : 21;
+  const env = envFor(tmp('import'));
+  const load = `require(${JSON.stringify(join(ROOT, 'node_modules/etcd3'))})`;
+  const base = [];
+  const full = [];
+  for (let i = 0; i < n; i++) {
+    base.push(timeSync(process.execPath, ['-e', '0'], env));
+    full.push(timeSync(process.execPath, ['-e', load], env));
+  }
+  const b = record('etcd throughput', 'node -e 0', 'ms', base);
+  const f = record('etcd throughput', "node -e \"require('etcd3')\"", 'ms', full);
+  console.log(`${''.padEnd(22)} etcd3 costs a process ${(f.median - b.median).toFixed(1)} ms`);
 }
 
 // 3c. The agent re-asserting 10,000 running VMs' leases on a new etcd lease (after a restart or a lost lease).
@@ -560,7 +669,10 @@ try {
   if (want('alloc')) await allocation();
   if (want('etcd')) await allocationEtcd();
   if (want('scaling')) await scaling();
-  if (want('throughput')) await etcdThroughput();
+  if (want('throughput')) {
+    etcdImportCost();
+    await etcdThroughput();
+  }
   if (want('agent')) await agentReassert();
   if (want('launcher')) await launcher();
   if (want('unit')) await unitCost();

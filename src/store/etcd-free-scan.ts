@@ -1,10 +1,15 @@
-/** Finding free addresses in the etcd store: the shared cursor, and a scan of held keys from it in batches. */
+/**
+ * Finding free addresses in the etcd store: the shared cursor, and reads of which address keys are held in a
+ * run of the pool (keys only, one range per run, the conflict records in the same round trip).
+ */
+import type { Etcd3, IRequestOp } from 'etcd3';
 import { UncloudError } from '../core/errors.js';
-import { advance, exhaustedError, formatMac, indexOf, macAt, parseMac, type Pool, usable, usableCount } from '../core/mac.js';
-import { type EtcdConn, macHex } from './etcd-client.js';
+import { exhaustedError, formatMac, indexOf, macAt, parseMac, type Pool, usable, usableCount } from '../core/mac.js';
+import { type EtcdConn, macHex, prefixEnd } from './etcd-client.js';
 import { FIRST_CURSOR } from './policy.js';
 
-const SCAN_BATCH = 256;
+/** Addresses one read examines: one keys-only range, at most this many keys in the reply. */
+export const SCAN_BATCH = 256;
 
 /** The cursor's index; a new pool starts at suffix 1, as in the file store. */
 export async function readCursor(c: EtcdConn, pool: Pool): Promise<number> {
@@ -17,49 +22,72 @@ export async function readCursor(c: EtcdConn, pool: Pool): Promise<number> {
   }
 }
 
-/** Up to `want` free indices from the cursor (wrapping), reading held keys in batches, not one by one. */
-export async function freeIndices(c: EtcdConn, pool: Pool, cursor: number, also: Set<string>, want: number): Promise<number[]> {
+/** The run of the pool one read covers: [from, to), never past the pool's end. */
+export function runFrom(pool: Pool, from: number): { from: number; to: number } {
+  return { from, to: Math.min(from + SCAN_BATCH, pool.size) };
+}
+
+/** A keys-only range over the address keys of a run, as a transaction operation. */
+export function heldKeysOp(c: EtcdConn, pool: Pool, run: { from: number; to: number }): IRequestOp {
+  const start = c.macKey(formatMac(macAt(pool, run.from)));
+  // The run's end is the first key after it; at the pool's end, the first key after its last address.
+  const end = run.to >= pool.size ? `${c.macKey(formatMac(macAt(pool, pool.size - 1)))}\u0000` : c.macKey(formatMac(macAt(pool, run.to)));
+  return { request_range: { key: Buffer.from(start), range_end: Buffer.from(end), keys_only: true } };
+}
+
+/** A keys-only range over every conflict record (usually none), as a transaction operation. */
+export function conflictKeysOp(c: EtcdConn): IRequestOp {
+  const prefix = `${c.prefix}/conflicts/`;
+  return { request_range: { key: Buffer.from(prefix), range_end: Buffer.from(prefixEnd(prefix)), keys_only: true } };
+}
+
+/** The 12 hex digits at the end of each key of a range reply. */
+export function hexOfKeys(kvs: { key: Buffer }[]): Set<string> {
+  return new Set(kvs.map((kv) => kv.key.toString().slice(-12)));
+}
+
+/** What one read of a run says: the free indices in it (in order) and the store's revision it shows. */
+export interface RunView {
+  free: number[];
+  next: number;
+  revision: bigint;
+}
+
+/** The free indices of a run, given its held keys and the conflict records (which count as held). */
+export function freeInRun(pool: Pool, run: { from: number; to: number }, held: Set<string>, conflicted: Set<string>): number[] {
   const out: number[] = [];
-  if (usableCount(pool) === 0) return out;
-  // Addresses under a conflict record count as held (rare: usually an empty range).
-  const conflicted = new Set(
-    (await c.call('scan', () => c.client.getAll().prefix(`${c.prefix}/conflicts/`).keys())).map((k) => k.slice(k.lastIndexOf('/') + 1)),
-  );
-  const held = async (from: number, to: number): Promise<Set<string>> => {
-    const start = c.macKey(formatMac(macAt(pool, from)));
-    const end = to >= pool.size ? `${c.prefix}/macs/${macHex(formatMac(pool.base + pool.size - 1))}\u0000` : c.macKey(formatMac(macAt(pool, to)));
-    const keys = await c.call('scan', () => c.client.getAll().inRange({ start, end }).keys());
-    return new Set(keys.map((k) => k.slice(k.lastIndexOf('/') + 1)));
-  };
-  let scanned = 0;
-  let from = cursor;
-  while (scanned < pool.size) {
-    const to = Math.min(from + SCAN_BATCH, pool.size);
-    const taken = await held(from, to);
-    for (let i = from; i < to; i++) {
-      if (!usable(pool, i)) continue;
-      const mac = formatMac(macAt(pool, i));
-      const hex = macHex(mac);
-      if (!taken.has(hex) && !conflicted.has(hex) && !also.has(mac)) {
-        out.push(i);
-        if (out.length >= want) return out;
-      }
-    }
-    scanned += to - from;
-    from = to >= pool.size ? 0 : to;
+  for (let i = run.from; i < run.to; i++) {
+    if (!usable(pool, i)) continue;
+    const hex = macHex(formatMac(macAt(pool, i)));
+    if (!held.has(hex) && !conflicted.has(hex)) out.push(i);
   }
   return out;
 }
 
+/** Read one run from `from`: its held keys and the conflict records in one round trip (a transaction of reads). */
+export async function readRun(c: EtcdConn, pool: Pool, from: number): Promise<RunView> {
+  const run = runFrom(pool, from);
+  const res = await c.call('scan', () => alwaysTxn(c.client, c.hostKey()).then(heldKeysOp(c, pool, run), conflictKeysOp(c)).commit());
+  const [held, conflicts] = res.responses.map((r) => hexOfKeys(r.response_range.kvs));
+  return { free: freeInRun(pool, run, held!, conflicts!), next: run.to >= pool.size ? 0 : run.to, revision: BigInt(res.header.revision) };
+}
+
+/** A transaction whose compare always holds (no key has create revision -1): a batch of reads in one round trip. */
+export function alwaysTxn(client: Etcd3, anyKey: string) {
+  return client.if(anyKey, 'Create', '!=', -1);
+}
+
 /** The addresses the next allocation would give, without claiming anything. */
 export async function peekFree(c: EtcdConn, pool: Pool, count: number): Promise<string[]> {
-  let cursor = await readCursor(c, pool);
   const out: string[] = [];
-  while (out.length < count) {
-    const i = (await freeIndices(c, pool, cursor, new Set(out), 1))[0];
-    if (i === undefined) throw exhaustedError(pool);
-    out.push(formatMac(macAt(pool, i)));
-    cursor = advance(pool, i);
+  if (usableCount(pool) === 0) throw exhaustedError(pool);
+  let from = await readCursor(c, pool);
+  for (let scanned = 0; out.length < count; ) {
+    if (scanned >= pool.size) throw exhaustedError(pool);
+    const view = await readRun(c, pool, from);
+    for (const i of view.free) if (out.length < count) out.push(formatMac(macAt(pool, i)));
+    scanned += (view.next === 0 ? pool.size : view.next) - from;
+    from = view.next;
   }
   return out;
 }

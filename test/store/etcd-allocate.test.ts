@@ -1,0 +1,198 @@
+/**
+ * How the etcd store allocates, counted at etcd itself (its gRPC server metrics): one transaction per
+ * allocation in one process, racing processes that spread out instead of all aiming at the next address, and
+ * the pool's guarantees under a race (distinct addresses, exhaustion only when every address is held).
+ */
+import { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePool } from '../../src/core/mac.js';
+import { parseStore, type EtcdTarget } from '../../src/core/store-url.js';
+import { EtcdStore } from '../../src/store/etcd-store.js';
+import { startEtcd, type EtcdServer } from '../helpers/etcd.js';
+
+const big = parsePool('42:00:00');
+const tiny = parsePool('42:00:00:00:00'); // 256 addresses
+const manual = { vm: null, nic: null, owners: [] };
+
+let etcd: EtcdServer;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => etcd?.remove());
+
+let n = 0;
+const storeAt = (prefix: string, host = 'h1') => new EtcdStore({ target: parseStore(etcd.url(prefix)) as EtcdTarget, host });
+const freshPrefix = () => `alloc-${process.pid}-${++n}`;
+
+/** Successful KV calls etcd has served so far, by method (its gRPC server metrics). */
+async function served(): Promise<{ Txn: number; Range: number }> {
+  const text = await (await fetch(`http://${etcd.endpoint}/metrics`)).text();
+  const count = (method: string) => Number(new RegExp(`grpc_server_handled_total\\{grpc_code="OK",grpc_method="${method}",grpc_service="etcdserverpb.KV"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? NaN);
+  return { Txn: count('Txn'), Range: count('Range') };
+}
+
+describe('etcd allocation', () => {
+  it('64 allocations side by side in one process: one claim transaction each, and one read of the pool for all', async () => {
+    const store = storeAt(freshPrefix());
+    try {
+      const before = await served();
+      const leases = await Promise.all(Array.from({ length: 64 }, () => store.allocate(big, [manual])));
+      const after = await served();
+      const macs = leases.map((l) => l[0]!.mac).sort();
+      expect(new Set(macs).size).toBe(64);
+      // In order from the start of the pool: 42:00:00:00:00:01 … :40.
+      expect(macs[0]).toBe('42:00:00:00:00:01');
+      expect(macs[63]).toBe('42:00:00:00:00:40');
+      // 64 claims + one read of a run of the pool (a transaction of reads) + one read of the cursor.
+      expect(after.Txn - before.Txn).toBe(65);
+      expect(after.Range - before.Range).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a view read a moment too early: the next attempt takes the next free address after the one lost, in order', async () => {
+    const prefix = freshPrefix();
+    const a = storeAt(prefix);
+    const b = storeAt(prefix);
+    try {
+      expect((await a.allocate(big, [manual]))[0]!.mac).toBe('42:00:00:00:00:01');
+      // b starts at the shared cursor and takes 2..11 while a still believes them free.
+      for (let i = 0; i < 10; i++) await b.allocate(big, [manual]);
+      const before = await served();
+      expect((await a.allocate(big, [manual]))[0]!.mac).toBe('42:00:00:00:00:0c');
+      const after = await served();
+      // The lost claim read what the next attempt needed in its own failing transaction: two in all.
+      expect(after.Txn - before.Txn).toBe(2);
+      expect(after.Range - before.Range).toBe(0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('stores racing for one pool hand out distinct addresses, with few lost races', async () => {
+    const prefix = freshPrefix();
+    const stores = Array.from({ length: 8 }, (_, i) => storeAt(prefix, `h${i}`));
+    try {
+      const before = await served();
+      const per = 40;
+      const got = await Promise.all(
+        stores.map(async (s) => {
+          const out: string[] = [];
+          for (let i = 0; i < per; i++) out.push((await s.allocate(big, [manual]))[0]!.mac);
+          return out;
+        }),
+      );
+      const after = await served();
+      const all = got.flat();
+      expect(new Set(all).size).toBe(stores.length * per);
+      // Racers spread out: the transactions (claims, lost claims, reads of runs) stay well under two per allocation.
+      expect(after.Txn - before.Txn).toBeLessThan(1.5 * stores.length * per);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it('stores racing to exhaust a small pool: every address handed out once, and exhausted only when all are held', async () => {
+    const prefix = freshPrefix();
+    const stores = Array.from({ length: 4 }, (_, i) => storeAt(prefix, `h${i}`));
+    try {
+      const got = await Promise.all(
+        stores.map(async (s) => {
+          const out: string[] = [];
+          for (;;) {
+            try {
+              out.push((await s.allocate(tiny, [manual]))[0]!.mac);
+            } catch (err) {
+              expect((err as { code?: string }).code).toBe('POOL_EXHAUSTED');
+              return out;
+            }
+          }
+        }),
+      );
+      const all = got.flat();
+      expect(all).toHaveLength(256);
+      expect(new Set(all).size).toBe(256);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it('an exhausted pool whose only free address was freed behind every view: found, not reported exhausted', async () => {
+    const prefix = freshPrefix();
+    const a = storeAt(prefix);
+    const b = storeAt(prefix);
+    try {
+      for (let i = 0; i < 255; i++) await a.allocate(tiny, [manual]);
+      const [last] = await b.allocate(tiny, [manual]);
+      await expect(a.allocate(tiny, [manual])).rejects.toThrow(/exhausted/);
+      // b frees an address that a's (and b's) latest reads saw held.
+      expect(await b.release('42:00:00:00:00:80')).toBe(true);
+      expect((await a.allocate(tiny, [manual]))[0]!.mac).toBe('42:00:00:00:00:80');
+      expect(last!.mac).not.toBe('42:00:00:00:00:80');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a MAC asked for by name under a conflict record is refused at once, naming the conflict', async () => {
+    const store = storeAt(freshPrefix());
+    try {
+      const holder = (await store.allocate(big, [manual]))[0]!;
+      await store.release(holder.mac);
+      await store.setConflict(holder.mac, { version: 1, mac: holder.mac, host: 'h9', vm: { name: 'web' }, holder, detected: new Date(0).toISOString() });
+      const before = await served();
+      await expect(store.allocate(big, [{ ...manual, mac: holder.mac }])).rejects.toMatchObject({ code: 'MAC_HELD', message: expect.stringMatching(/under a conflict record/) });
+      expect((await served()).Txn - before.Txn).toBeLessThanOrEqual(2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a preferred MAC another holds (or under a conflict record) falls back to the next free one', async () => {
+    const prefix = freshPrefix();
+    const store = storeAt(prefix);
+    const other = storeAt(prefix, 'h2');
+    try {
+      const [held] = await other.allocate(big, [manual]); // :01
+      const [got] = await store.allocate(big, [{ ...manual, prefer: held!.mac }]);
+      expect(got!.mac).toBe('42:00:00:00:00:02');
+      await store.setConflict('42:00:00:00:00:07', { version: 1, mac: '42:00:00:00:00:07', host: 'h9', vm: { name: 'web' }, holder: null, detected: new Date(0).toISOString() });
+      const [next] = await store.allocate(big, [{ ...manual, prefer: '42:00:00:00:00:07' }]);
+      expect(next!.mac).toBe('42:00:00:00:00:03');
+    } finally {
+      await store.close();
+      await other.close();
+    }
+  });
+
+  it('an address under a conflict recorded after this process read the pool is passed over, in order', async () => {
+    const store = storeAt(freshPrefix());
+    try {
+      await store.allocate(big, [manual]); // :01, and :02… read as free
+      await store.setConflict('42:00:00:00:00:02', { version: 1, mac: '42:00:00:00:00:02', host: 'h9', vm: { name: 'web' }, holder: null, detected: new Date(0).toISOString() });
+      expect((await store.allocate(big, [manual]))[0]!.mac).toBe('42:00:00:00:00:03');
+      expect((await store.allocate(big, [manual]))[0]!.mac).toBe('42:00:00:00:00:04');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keys written by hand behind the store (another client) are never handed out twice', async () => {
+    const prefix = freshPrefix();
+    const store = storeAt(prefix);
+    const raw = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      await store.allocate(big, [manual]);
+      for (const hex of ['420000000002', '420000000003', '420000000005']) await raw.put(`/${prefix}/macs/${hex}`).value('{}');
+      const got = [];
+      for (let i = 0; i < 3; i++) got.push((await store.allocate(big, [manual]))[0]!.mac);
+      expect(got).toEqual(['42:00:00:00:00:04', '42:00:00:00:00:06', '42:00:00:00:00:07']);
+    } finally {
+      raw.close();
+      await store.close();
+    }
+  });
+});
