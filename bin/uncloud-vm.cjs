@@ -33,7 +33,8 @@ function compileChunk(dir, file) {
 }
 
 /**
- * The build in dir, ready to run: run() requires its entry chunk, which runs the command in process.argv.
+ * The build in dir, ready to run: run() requires its entry chunk, which runs the command in process.argv;
+ * load(file) requires one chunk.
  * scripts (file name → compiled chunk) may be shared between builds, to run several commands on the same
  * compiled code (the code-cache builder does).
  */
@@ -53,7 +54,7 @@ function compile(dir = DEFAULT_DIR, scripts = new Map()) {
   // A chunk's require: another chunk of the build, or a package or Node module (resolved from this file,
   // which shares the build's node_modules).
   const requireFrom = (id) => (id.startsWith('./') ? load(id.slice(2)) : require(id));
-  return { scripts, run: () => load(ENTRY) };
+  return { scripts, load, run: () => load(ENTRY) };
 }
 
 if (require.main === module) compile().run();
