@@ -2,7 +2,7 @@
 import type { EtcdConn } from './etcd-client.js';
 import { prefixPages } from './etcd-read.js';
 import { parseIdentity } from './lease.js';
-import type { VmIdentity } from './store.js';
+import type { DamagedRecord, VmIdentity } from './store.js';
 
 export async function getIdentity(c: EtcdConn, name: string): Promise<VmIdentity | null> {
   const text = await c.call('lookup', () => c.client.get(c.vmKey(name)).string());
@@ -13,10 +13,19 @@ export async function putIdentity(c: EtcdConn, identity: VmIdentity): Promise<vo
   await c.call('write', () => c.client.put(c.vmKey(identity.name)).value(JSON.stringify(identity)).exec());
 }
 
-export async function listIdentities(c: EtcdConn): Promise<VmIdentity[]> {
-  const out: VmIdentity[] = [];
-  for await (const page of prefixPages(c, 'list', `${c.prefix}/vms/`)) out.push(...page.map(([k, v]) => parseIdentity(v, k)));
-  return out.sort((a, b) => a.name.localeCompare(b.name));
+export async function listIdentities(c: EtcdConn): Promise<{ identities: VmIdentity[]; damaged: DamagedRecord[] }> {
+  const identities: VmIdentity[] = [];
+  const damaged: DamagedRecord[] = [];
+  for await (const page of prefixPages(c, 'list', `${c.prefix}/vms/`)) {
+    for (const [k, v] of page) {
+      try {
+        identities.push(parseIdentity(v, k));
+      } catch (err) {
+        damaged.push({ key: k, why: (err as Error).message });
+      }
+    }
+  }
+  return { identities: identities.sort((a, b) => a.name.localeCompare(b.name)), damaged };
 }
 
 /** Returns whether there was one. */

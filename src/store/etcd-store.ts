@@ -132,7 +132,7 @@ export class EtcdStore implements Store, HostAgent {
     return putIdentity(this.c, identity);
   }
 
-  listIdentities(): Promise<VmIdentity[]> {
+  listIdentities(): Promise<{ identities: VmIdentity[]; damaged: DamagedRecord[] }> {
     return listIdentities(this.c);
   }
 

@@ -10,7 +10,7 @@
  */
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { indexOf, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
+import { indexOf, inPool, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
 import { readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
 import { damaged, parseLease, parseRecord } from './lease.js';
@@ -125,7 +125,10 @@ export class FileRecords {
   /** The cursor's index in a pool; a new pool starts at suffix 1. */
   cursorOf(file: PoolFile, pool: Pool): number {
     const text = file.cursors[pool.prefix];
-    return text !== undefined ? indexOf(pool, parseMac(text)) : FIRST_CURSOR;
+    if (text === undefined) return FIRST_CURSOR;
+    const mac = parseMac(text);
+    if (!inPool(pool, mac)) throw damaged('state file', this.poolPath, `the cursor ${text} of prefix ${pool.prefix} lies outside it`);
+    return indexOf(pool, mac);
   }
 
   /** Read one lease file into `leases`, or into `damagedRecords` when it cannot be read; nothing when it is gone. */

@@ -58,13 +58,18 @@ export class FileSideRecords {
     writeFileAtomic(this.identityPath(identity.name), `${JSON.stringify(identity)}\n`);
   }
 
-  async listIdentities(): Promise<VmIdentity[]> {
-    const out: VmIdentity[] = [];
+  async listIdentities(): Promise<{ identities: VmIdentity[]; damaged: DamagedRecord[] }> {
+    const identities: VmIdentity[] = [];
+    const damaged: DamagedRecord[] = [];
     for (const e of jsonNames(this.r.vmsDir)) {
-      const v = await this.getIdentity(e.slice(0, -'.json'.length));
-      if (v) out.push(v);
+      try {
+        const v = await this.getIdentity(e.slice(0, -'.json'.length));
+        if (v) identities.push(v);
+      } catch (err) {
+        damaged.push({ key: join(this.r.vmsDir, e), why: (err as Error).message });
+      }
     }
-    return out;
+    return { identities, damaged };
   }
 
   async deleteIdentity(name: string): Promise<boolean> {

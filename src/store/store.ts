@@ -128,7 +128,8 @@ export interface Store {
   setConflict(mac: string, conflict: Conflict | null): Promise<void>;
   getIdentity(name: string): Promise<VmIdentity | null>;
   putIdentity(identity: VmIdentity): Promise<void>;
-  listIdentities(): Promise<VmIdentity[]>;
+  /** Every remembered VM in name order; a damaged record is named in `damaged`, never stops the others. */
+  listIdentities(): Promise<{ identities: VmIdentity[]; damaged: DamagedRecord[] }>;
   /** Returns whether there was one. */
   deleteIdentity(name: string): Promise<boolean>;
   close(): Promise<void>;

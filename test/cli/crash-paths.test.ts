@@ -95,6 +95,55 @@ describe('crash paths converge', () => {
     expect(existsSync(join(fake.sb.runDir, 'd1'))).toBe(false);
   });
 
+  it('a damaged identity among others: list shows the rest and names it; forget removes it', async () => {
+    expect((await start(['--name', 'a', '--detach'])).code).toBe(0);
+    expect((await run(['stop', 'a', '--timeout', '5'])).code).toBe(0);
+    expect((await start(['--name', 'b', '--detach'])).code).toBe(0);
+    const path = join(fake.sb.stateDir, 'vms', 'a.json');
+    writeFileSync(path, '{"version":1,"name":"a","uuid":"not-a-uuid","macs":["zz"]}');
+    const list = await run(['list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^b\s+running/m);
+    expect(list.stderr).toBe(`uncloud-vm: damaged record skipped: VM record ${path} is damaged (bad name or uuid); it was left untouched: repair or remove it\n`);
+    expect(JSON.parse((await run(['list', '--json'])).stdout).map((v: { name: string }) => v.name)).toEqual(['b']);
+    const forget = await run(['forget', 'a']);
+    expect(forget.code, forget.stderr).toBe(0);
+    expect(forget.stderr).toBe('uncloud-vm: forgot VM a: its damaged record; logs\n');
+    expect(existsSync(path)).toBe(false);
+    expect((await run(['list'])).stderr).toBe('');
+  });
+
+  it('a damaged pool cursor (outside its prefix) is named as damaged state, exit 1, not blamed on the user', async () => {
+    const pool = join(fake.sb.stateDir, 'pool.json');
+    mkdirSync(fake.sb.stateDir, { recursive: true });
+    writeFileSync(pool, '{"version":1,"cursors":{"42:00:00":"ff:ff:ff:ff:ff:ff"}}');
+    for (const args of [['mac', 'allocate'], ['start', '--accel', 'tcg', '--memory', '64', '--detach']]) {
+      const r = await run(args);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toBe(`uncloud-vm: state file ${pool} is damaged (the cursor ff:ff:ff:ff:ff:ff of prefix 42:00:00 lies outside it); it was left untouched: repair or remove it\n`);
+    }
+    expect(readFileSync(pool, 'utf8')).toBe('{"version":1,"cursors":{"42:00:00":"ff:ff:ff:ff:ff:ff"}}');
+  });
+
+  it("a lease file naming another MAC than its file name is damaged: gc never reports freeing a running VM's MAC", async () => {
+    expect((await start(['--name', 'good', '--detach'])).code).toBe(0);
+    const [mac] = (await leases<{ mac: string }>()).map((l) => l.mac);
+    const liar = join(fake.sb.stateDir, 'leases', '420000000009.json');
+    writeFileSync(liar, JSON.stringify({ version: 1, mac, vm: { uuid: '00000000-0000-4000-8000-000000000009', name: 'liar' }, nic: 0, host: 'x', owners: [{ pid: 1, startTime: 1 }], created: new Date(0).toISOString() }));
+    const gc = await run(['gc']);
+    expect(gc.stdout + gc.stderr).not.toContain(mac);
+    expect(existsSync(liar)).toBe(true);
+    const list = await run(['mac', 'list', '--json']);
+    expect(list.stderr).toMatch(/lease .*420000000009\.json is damaged \(its mac .* is not the one its name holds\)/);
+    expect((JSON.parse(list.stdout) as { mac?: string; key?: string; state: string; vm?: { name: string } }[]).map((l) => [l.mac ?? l.key, l.state, l.vm?.name])).toEqual([
+      [mac, 'live', 'good'],
+      [liar, 'damaged', undefined],
+    ]);
+    // Released by its MAC, as every damaged record is: the running VM keeps its lease.
+    expect((await run(['mac', 'release', '42:00:00:00:00:09', '--force'])).code).toBe(0);
+    expect((await invariants()).violations).toEqual([]);
+  });
+
   it('#7 stop never signals a process that is not this VM\'s qemu (a reused pid in the pidfile)', async () => {
     const other = spawn('sleep', ['60']);
     try {

@@ -10,6 +10,8 @@ export interface StoreFactory {
   make: (opts: { isAlive: (o: Owner) => boolean; host?: string }) => Promise<Store>;
   /** Overwrite the record of one MAC with these bytes, as a disk error or a foreign writer would. */
   corrupt: (mac: string, text: string) => Promise<void>;
+  /** The same for a named VM's identity record. */
+  corruptIdentity: (name: string, text: string) => Promise<void>;
   cleanup: () => Promise<void>;
 }
 
@@ -153,7 +155,7 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       await store.putIdentity(id);
       await store.putIdentity({ ...id, name: 'web2' });
       expect(await store.getIdentity('web1')).toEqual(id);
-      expect((await store.listIdentities()).map((i) => i.name)).toEqual(['web1', 'web2']);
+      expect((await store.listIdentities()).identities.map((i) => i.name)).toEqual(['web1', 'web2']);
       await store.putIdentity({ ...id, macs: ['42:00:00:00:00:06', '42:00:00:00:00:07'] });
       expect((await store.getIdentity('web1'))!.macs).toEqual(['42:00:00:00:00:06', '42:00:00:00:00:07']);
       expect(await store.deleteIdentity('web1')).toBe(true);
@@ -161,6 +163,26 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       expect(await store.getIdentity('web1')).toBeNull();
       // An identity holds no address.
       expect((await store.status(big)).held).toBe(0);
+    });
+
+    it('a damaged identity among others is named apart; the others are listed; it can still be forgotten', async () => {
+      const id = (name: string) => ({ version: 1 as const, name, uuid: vm(name.slice(-1)).uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() });
+      for (const name of ['web1', 'web2', 'web3']) await store.putIdentity(id(name));
+      await f.corruptIdentity('web2', '{"version":1,"name":"web2","uuid":"not-a-uuid","macs":[]}');
+      const listed = await store.listIdentities();
+      expect(listed.identities.map((i) => i.name)).toEqual(['web1', 'web3']);
+      expect(listed.damaged).toEqual([{ key: expect.stringContaining('web2'), why: expect.stringMatching(/damaged \(bad name or uuid\)/) }]);
+      await expect(store.getIdentity('web2')).rejects.toThrow(/damaged/);
+      expect(await store.deleteIdentity('web2')).toBe(true);
+      expect(await store.listIdentities()).toEqual({ identities: [id('web1'), id('web3')], damaged: [] });
+    });
+
+    it("a lease record that names another MAC than its key is damaged, not another holder of that MAC", async () => {
+      const got = await store.allocate(big, [manual, manual]);
+      await f.corrupt(got[1]!.mac, JSON.stringify({ ...got[1], mac: got[0]!.mac }));
+      const listed = await store.list();
+      expect(listed.leases.map((l) => l.mac)).toEqual([got[0]!.mac]);
+      expect(listed.damaged).toEqual([{ key: expect.stringContaining(got[1]!.mac.replaceAll(':', '')), why: expect.stringMatching(/is not the one its name holds/) }]);
     });
 
     it('get: the lease of one MAC, null when it is free', async () => {

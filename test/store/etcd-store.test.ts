@@ -27,6 +27,11 @@ storeContract('etcd store', () => {
       await c.put(`/${prefix}/macs/${mac.replaceAll(':', '')}`).value(text).exec();
       c.close();
     },
+    corruptIdentity: async (name, text) => {
+      const c = new Etcd3({ hosts: etcd.endpoint });
+      await c.put(`/${prefix}/vms/${name}`).value(text).exec();
+      c.close();
+    },
     cleanup: async () => {
       const c = new Etcd3({ hosts: etcd.endpoint });
       await c.delete().prefix(`/${prefix}/`).exec();

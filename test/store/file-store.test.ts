@@ -9,6 +9,7 @@ storeContract('file store', () => {
   return {
     make: async ({ isAlive, host }) => new FileStore({ dir: join(dir, 'state'), isAlive, ...(host ? { host } : {}) }),
     corrupt: async (mac, text) => writeFileSync(join(dir, 'state', 'leases', `${mac.replaceAll(':', '')}.json`), text),
+    corruptIdentity: async (name, text) => writeFileSync(join(dir, 'state', 'vms', `${name}.json`), text),
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   };
 });

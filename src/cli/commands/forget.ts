@@ -39,19 +39,27 @@ export async function forget(name: string, ctx: Context): Promise<number> {
   if (remote) throw new UncloudError('VM_RUNNING', `VM ${name} holds ${remote.mac} on host ${remote.host}; stop it there first`);
   if (leases.some((l) => leaseState(l, ctx.settings.host) === 'live')) throw new UncloudError('VM_RUNNING', running);
 
-  const identity = await store.getIdentity(name);
+  // A damaged record is what forget is for: it goes, and the note says it was damaged.
+  let damaged = false;
+  const identity = await store.getIdentity(name).catch((err: unknown) => {
+    if (err instanceof UncloudError && err.code === 'STATE_DAMAGED') {
+      damaged = true;
+      return null;
+    }
+    throw err;
+  });
   const logs = vmLogFiles(ctx.settings.stateDir, name);
   // A dead VM's leftovers are gc's to reclaim (its leases, taps and filter rules go together).
   if (leases.some((l) => leaseState(l, ctx.settings.host) === 'stale')) {
     throw new UncloudError('VM_STALE', `VM ${name} ended without giving its MACs back; run 'uncloud-vm gc' first, then forget it`);
   }
-  if (!identity && !hasLogs(logs)) {
+  if (!identity && !damaged && !hasLogs(logs)) {
     throw new UncloudError('NO_VM', `no VM named ${name} is known (no remembered identity, no logs in ${logs.dir})`);
   }
-  if (identity) await store.deleteIdentity(name);
+  if (identity || damaged) await store.deleteIdentity(name);
   removeVmLogs(logs);
   const what = [
-    identity ? `UUID ${identity.uuid} and MACs ${identity.macs.join(', ')}` : null,
+    identity ? `UUID ${identity.uuid} and MACs ${identity.macs.join(', ')}` : damaged ? 'its damaged record' : null,
     'logs',
   ].filter(Boolean);
   ctx.err(`forgot VM ${name}: ${what.join('; ')}`);

@@ -55,10 +55,10 @@ async function heldElsewhere(store: Store, identities: VmIdentity[], here: Lease
 export async function list(flags: { json?: boolean }, ctx: Context): Promise<number> {
   const store = await ctx.store();
   const listed = await store.listHost();
-  const identities = await store.listIdentities();
+  const { identities, damaged: damagedIdentities } = await store.listIdentities();
   const leases = [...listed.leases, ...(await heldElsewhere(store, identities, listed.leases))];
   const vms = groupByVm(leases, identities, ctx.settings.host);
-  for (const d of listed.damaged) ctx.err(`damaged record skipped: ${d.why}`);
+  for (const d of [...listed.damaged, ...damagedIdentities]) ctx.err(`damaged record skipped: ${d.why}`);
   if (flags.json) {
     const known = addressesByMac(localRecords(ctx.settings.runDir));
     for (const vm of vms) for (const n of vm.nics) n.addresses = addressesOfMac(n.mac, known);

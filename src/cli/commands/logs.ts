@@ -35,7 +35,7 @@ export async function vmNameOf(target: string, ctx: Context): Promise<string> {
   if (UUID_RE.test(target)) {
     const rec = findVm(target, ctx.settings.runDir);
     if (rec) return rec.name;
-    const known = (await (await ctx.store()).listIdentities()).find((id) => id.uuid === target.toLowerCase());
+    const known = (await (await ctx.store()).listIdentities()).identities.find((id) => id.uuid === target.toLowerCase());
     if (known) return known.name;
   }
   if (!NAME_RE.test(target)) throw usageError(`invalid VM '${printable(target)}': expected a VM name or UUID`);
