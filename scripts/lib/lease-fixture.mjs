@@ -34,24 +34,26 @@ export function writeFileLeases(stateDir, count, opts) {
   }
 }
 
-/** `count` lease keys under an etcd store's prefix ("/name"), 100 puts per transaction, 8 transactions at a time. */
+/** `count` lease keys and their host index keys under an etcd store's prefix ("/name"), 50 leases per transaction, 8 transactions at a time. */
 export async function writeEtcdLeases(endpoint, prefix, count, opts) {
   const { Etcd3 } = await import('etcd3');
   const client = new Etcd3({ hosts: endpoint });
   try {
     const batches = [];
-    for (let i = 0; i < count; i += 100) batches.push(i);
+    for (let i = 0; i < count; i += 50) batches.push(i);
     const worker = async () => {
       for (let b = batches.shift(); b !== undefined; b = batches.shift()) {
         const puts = [];
-        for (let i = b; i < Math.min(b + 100, count); i++) {
+        for (let i = b; i < Math.min(b + 50, count); i++) {
           const { hex, lease } = leaseAt(i, opts);
           puts.push(client.put(`${prefix}/macs/${hex}`).value(JSON.stringify(lease)));
+          puts.push(client.put(`${prefix}/held-by/${lease.host}/${hex}`).value(''));
         }
         await client.if(`${prefix}/fixture`, 'Create', '!=', -1).then(...puts).commit();
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
+    await client.put(`${prefix}/held-by-index`).value('1');
   } finally {
     client.close();
   }

@@ -192,10 +192,12 @@ export class EtcdAllocator {
     const leases = requests.map((req, i) => newLease(chosen[i]!.mac, req, c.host));
     let txn = c.client.if(c.macKey(chosen[0]!.mac), 'Create', '==', 0).and(c.conflictKey(chosen[0]!.mac), 'Create', '==', 0);
     for (const x of chosen.slice(1)) txn = txn.and(c.macKey(x.mac), 'Create', '==', 0).and(c.conflictKey(x.mac), 'Create', '==', 0);
-    const puts = leases.map((l, i) => {
-      const put = c.client.put(c.macKey(l.mac)).value(serializeLease(l));
-      return leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put;
-    });
+    // Each lease with its host index key, on the same etcd lease (etcd-host-index.ts).
+    const puts = leases.flatMap((l, i) =>
+      [c.client.put(c.macKey(l.mac)).value(serializeLease(l)), c.client.put(c.indexKey(c.host, l.mac)).value('')].map((put) =>
+        leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put,
+      ),
+    );
     // The cursor rides along as a shared hint (allocators side by side may leave it a step behind or ahead;
     // reading skips held addresses anyway).
     const last = chosen.filter((x) => x.kind === 'free').pop();

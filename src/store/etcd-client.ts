@@ -7,6 +7,9 @@
  *   <prefix>/vms/<name>         what a named VM had last time (UUID, MAC per NIC); holds no address
  *   <prefix>/hosts/<host>       the host agent's etcd lease id, attached to that lease
  *   <prefix>/conflicts/<12 hex> a MAC a running VM uses while another holds its key (etcd-host-lease.ts)
+ *   <prefix>/held-by/<host>/<12 hex>  the host index: an empty key per lease of <host>, written and deleted in the
+ *                               transaction that writes or deletes the lease, on the same etcd lease (etcd-host-index.ts)
+ *   <prefix>/held-by-index      there since every lease has its index key
  */
 import { Etcd3 } from 'etcd3';
 import { UncloudError } from '../core/errors.js';
@@ -64,6 +67,13 @@ export class EtcdConn implements EtcdAccess {
   }
   conflictKey(mac: string): string {
     return `${this.prefix}/conflicts/${macHex(mac)}`;
+  }
+  /** The host index key of a lease of `host`; see etcd-host-index.ts. */
+  indexKey(host: string, mac: string): string {
+    return `${this.indexPrefix(host)}${macHex(mac)}`;
+  }
+  indexPrefix(host = this.host): string {
+    return `${this.prefix}/held-by/${host}/`;
   }
 
   /** Every etcd call goes through here: a failure becomes one clear error naming the endpoints. */

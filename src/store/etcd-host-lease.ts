@@ -18,6 +18,8 @@ export interface EtcdAccess {
   macKey: (mac: string) => string;
   hostKey: (host: string) => string;
   conflictKey: (mac: string) => string;
+  /** The host index key of a lease (etcd-host-index.ts): written wherever the lease is, on the same etcd lease. */
+  indexKey: (host: string, mac: string) => string;
   call: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 }
 
@@ -66,8 +68,8 @@ export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: 
   return true;
 }
 
-/** Leases re-asserted per transaction pair (one read, one write): 60 compares and up to 120 operations, under etcd's 128. */
-const REASSERT_CHUNK = 60;
+/** Leases re-asserted per transaction pair (one read, one write): 40 compares and up to 120 operations (lease, its host index key, a conflict to clear), under etcd's 128. */
+const REASSERT_CHUNK = 40;
 /** Chunks in flight at once: a chunk's two round trips overlap with others', so 10,000 leases take well under a second. */
 const REASSERT_PARALLEL = 8;
 
@@ -168,6 +170,7 @@ async function reassertChunk(c: Reasserting, chunk: Lease[]): Promise<Lease[]> {
   for (const w of rest) txn = txn.and(...cmp(w));
   const ops = writes.flatMap((w) => [
     a.client.put(a.macKey(w.want.mac)).value(serializeLease(w.next)).lease(id),
+    a.client.put(a.indexKey(a.host, w.want.mac)).value('').lease(id),
     ...(hasConflict(c, w.want.mac) ? [a.client.delete().key(a.conflictKey(w.want.mac))] : []),
   ]);
   const r = await a.call('re-assert', () => txn.then(...ops).commit());
@@ -193,7 +196,7 @@ async function reassertOne(c: Reasserting, want: Lease, tries = 3): Promise<void
       const next = { ...holder, owners: want.owners };
       done = (
         await a.call('re-assert', () =>
-          a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id)).commit(),
+          a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id), a.client.put(a.indexKey(a.host, want.mac)).value('').lease(id)).commit(),
         )
       ).succeeded;
     }
@@ -204,7 +207,7 @@ async function reassertOne(c: Reasserting, want: Lease, tries = 3): Promise<void
     }
   } else if (!kv) {
     const r = await a.call('re-assert', () =>
-      a.client.if(key, 'Create', '==', 0).then(a.client.put(key).value(serializeLease(want)).lease(id)).commit(),
+      a.client.if(key, 'Create', '==', 0).then(a.client.put(key).value(serializeLease(want)).lease(id), a.client.put(a.indexKey(a.host, want.mac)).value('').lease(id)).commit(),
     );
     if (r.succeeded) {
       await clearConflict();

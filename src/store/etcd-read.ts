@@ -1,9 +1,10 @@
 /**
  * Reading the etcd store: one lease, every lease (a page at a time, so no range meets etcd's 4 MiB reply
- * limit), and the pool's status.
+ * limit), the conflict records, and the pool's status from a count. This host's leases are read through the
+ * host index (etcd-host-index.ts).
  */
 import { formatMac, macAt, parseMac, type Pool } from '../core/mac.js';
-import { type EtcdConn, prefixEnd } from './etcd-client.js';
+import { type EtcdConn, macHex, prefixEnd } from './etcd-client.js';
 import { readCursor } from './etcd-free-scan.js';
 import { parseConflict, parseLease } from './lease.js';
 import { byMac } from './policy.js';
@@ -94,28 +95,9 @@ export async function listConflicts(c: EtcdConn): Promise<{ conflicts: Conflict[
   return { conflicts: await readAll(c, `${c.prefix}/conflicts/`, parseConflict, damaged), damaged };
 }
 
-export async function listHostLeases(c: EtcdConn): Promise<LeaseList> {
-  const all = await listLeases(c);
-  return { ...all, leases: all.leases.filter((l) => l.host === c.host) };
-}
-
+/** Held from one count-only request (etcd counts the keys; none is sent); the split per host is etcd-host-index.ts's. */
 export async function poolStatus(c: EtcdConn, pool: Pool): Promise<PoolStatus> {
-  // The split per host reads every record, a page at a time; the count alone would be one count-only read.
-  const prefixHex = pool.prefix.replaceAll(':', '');
-  const byHost: Record<string, number> = {};
-  let held = 0;
-  for await (const page of prefixPages(c, 'list', `${c.prefix}/macs/${prefixHex}`)) {
-    for (const [k, v] of page) {
-      let host = 'damaged records';
-      try {
-        host = parseLease(v, k).host;
-      } catch {
-        // counted as held (the key is there), under its own heading
-      }
-      byHost[host] = (byHost[host] ?? 0) + 1;
-      held += 1;
-    }
-  }
+  const held = await c.call('count', () => c.client.getAll().prefix(`${c.prefix}/macs/${macHex(pool.prefix)}`).count());
   const cursor = await readCursor(c, pool);
-  return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cursor)), byHost };
+  return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cursor)) };
 }

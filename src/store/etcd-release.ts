@@ -6,7 +6,7 @@ import { UncloudError } from '../core/errors.js';
 import { formatMac, parseMac } from '../core/mac.js';
 import type { Owner } from '../core/owner.js';
 import type { EtcdConn } from './etcd-client.js';
-import { prefixPages } from './etcd-read.js';
+import { dropIndexKey, hostLeaseKeys } from './etcd-host-index.js';
 import { parseLease, serializeLease } from './lease.js';
 import { isStale } from './policy.js';
 import type { Conflict, KeepLease, Lease } from './store.js';
@@ -17,17 +17,17 @@ export async function releaseLease(c: EtcdConn, mac: string, expectVm?: string):
   const res = await c.call('release', () => c.client.get(key).exec());
   const kv = res.kvs[0];
   if (!kv) return false;
-  // A damaged lease can be released by its MAC (that is how an operator repairs it), never on a VM's behalf.
-  if (expectVm !== undefined) {
-    let lease: Lease | null = null;
-    try {
-      lease = parseLease(kv.value.toString(), key);
-    } catch {
-      return false;
-    }
-    if (lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm) return false;
+  let lease: Lease | null = null;
+  try {
+    lease = parseLease(kv.value.toString(), key);
+  } catch {
+    // damaged: its index key is under this host, where the index check put it
   }
-  const r = await c.call('release', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(c.client.delete().key(key)).commit());
+  // A damaged lease can be released by its MAC (that is how an operator repairs it), never on a VM's behalf.
+  if (expectVm !== undefined && (!lease || (lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm))) return false;
+  // The lease and its host index key go together (etcd-host-index.ts).
+  const index = [...new Set([lease?.host ?? c.host, c.host])].map((h) => c.client.delete().key(c.indexKey(h, formatMac(parseMac(mac)))));
+  const r = await c.call('release', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(c.client.delete().key(key), ...index).commit());
   return r.succeeded;
 }
 
@@ -44,12 +44,17 @@ export async function setLeaseOwners(c: EtcdConn, macs: string[], owners: Owner[
     const lease = parseLease(kv.value.toString(), key);
     const next = { ...lease, owners, host: c.host };
     const leaseId = String(kv.lease) !== '0' ? String(kv.lease) : owners.length > 0 ? await hostLeaseId() : undefined;
-    const put = c.client.put(key).value(serializeLease(next));
-    await c.call('update', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(leaseId !== undefined ? put.lease(leaseId) : put).commit());
+    // The host index key moves with the lease to this host, on the same etcd lease (etcd-host-index.ts).
+    const puts = [c.client.put(key).value(serializeLease(next)), c.client.put(c.indexKey(c.host, mac)).value('')].map((put) => (leaseId !== undefined ? put.lease(leaseId) : put));
+    const moved = lease.host !== c.host ? [c.client.delete().key(c.indexKey(lease.host, mac))] : [];
+    await c.call('update', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(...puts, ...moved).commit());
   }
 }
 
-/** Free this host's leases whose owners are all gone. Other hosts' leases are theirs (and their TTL's). */
+/**
+ * Free this host's leases whose owners are all gone, found through this host's index (other hosts' leases
+ * are theirs, and their TTL's). Index keys whose lease is gone or another host's now are deleted.
+ */
 export async function gcLeases(
   c: EtcdConn,
   isAlive: (o: Owner) => boolean,
@@ -57,17 +62,19 @@ export async function gcLeases(
   keep?: KeepLease,
 ): Promise<Lease[]> {
   const freed: Lease[] = [];
-  for await (const page of prefixPages(c, 'gc', `${c.prefix}/macs/`)) {
-    for (const [k, v] of page) {
-      let lease: Lease;
-      try {
-        lease = parseLease(v, k);
-      } catch {
-        continue; // a damaged record is reported by list, never freed by gc
-      }
-      if (lease.host !== c.host || !isStale(lease, isAlive, keep)) continue;
-      if (await release(lease.mac, lease.vm?.uuid ?? lease.vm?.name)) freed.push(lease);
+  for (const { mac, kv } of await hostLeaseKeys(c)) {
+    if (!kv) {
+      await dropIndexKey(c, mac, kv);
+      continue;
     }
+    let lease: Lease;
+    try {
+      lease = parseLease(kv.value.toString(), kv.key.toString());
+    } catch {
+      continue; // a damaged record is reported by list, never freed by gc
+    }
+    if (lease.host !== c.host) await dropIndexKey(c, mac, kv);
+    else if (isStale(lease, isAlive, keep) && (await release(lease.mac, lease.vm?.uuid ?? lease.vm?.name))) freed.push(lease);
   }
   return freed;
 }

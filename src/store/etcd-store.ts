@@ -14,12 +14,13 @@ import { checkInPool, formatMac, parseMac, type Pool } from '../core/mac.js';
 import type { EtcdTarget } from '../core/store-url.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { EtcdAllocator } from './etcd-allocate.js';
-import { EtcdConn } from './etcd-client.js';
+import { EtcdConn, macHex } from './etcd-client.js';
 import { peekFree } from './etcd-free-scan.js';
 import { announce, ensureAnnounced, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
 import { deleteIdentity, getIdentity, listIdentities, putIdentity } from './etcd-identity.js';
 import { HostLeaseSource, type OwnLeaseOptions } from './etcd-own-lease.js';
-import { getLease, leasePages, listConflicts, listHostLeases, listLeases, poolStatus } from './etcd-read.js';
+import { heldByHost, listHostLeases } from './etcd-host-index.js';
+import { getLease, leasePages, listConflicts, listLeases, poolStatus } from './etcd-read.js';
 import { gcLeases, releaseLease, setConflict, setLeaseOwners } from './etcd-release.js';
 import { allocateOrGc } from './policy.js';
 import type { Conflict, DamagedRecord, KeepLease, Lease, LeaseList, LeasePage, LeaseRequest, Owner, PoolStatus, Store, VmIdentity } from './store.js';
@@ -112,8 +113,9 @@ export class EtcdStore implements Store, HostAgent {
     return getLease(this.c, mac);
   }
 
-  status(pool: Pool): Promise<PoolStatus> {
-    return poolStatus(this.c, pool);
+  async status(pool: Pool): Promise<PoolStatus> {
+    const [s, byHost] = await Promise.all([poolStatus(this.c, pool), heldByHost(this.c, macHex(pool.prefix))]);
+    return { ...s, byHost };
   }
 
   gc(keep?: KeepLease): Promise<Lease[]> {
