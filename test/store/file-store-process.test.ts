@@ -41,6 +41,20 @@ describe('file store with real processes', () => {
     expect(JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout)).toEqual([]);
   });
 
+  it('mac list streams pages: 2,500 leases come out whole and in order, as JSON and as one table', async () => {
+    const { writeFileLeases } = await import('../../scripts/lib/lease-fixture.mjs');
+    writeFileLeases(sb.stateDir, 2500, { base: 0x420000000000, prefix: '42:00:00', first: 0x100, host: 'h-other' });
+    const json = await cli(['mac', 'list', '--json'], { env: sb.env });
+    const rows = JSON.parse(json.stdout) as { mac: string; state: string }[];
+    expect(rows).toHaveLength(2500);
+    expect(rows.map((r) => r.mac)).toEqual([...rows.map((r) => r.mac)].sort());
+    expect(json.stdout).toBe(`${JSON.stringify(JSON.parse(json.stdout), null, 2)}\n`);
+    const text = (await cli(['mac', 'list'], { env: sb.env })).stdout.trimEnd().split('\n');
+    expect(text).toHaveLength(2501);
+    expect(text.filter((l) => l.startsWith('MAC '))).toHaveLength(1);
+    expect(JSON.parse((await cli(['mac', 'pool', '--json'], { env: sb.env })).stdout).held).toBe(2500);
+  });
+
   it('a manual lease is held until released, not freed by gc', async () => {
     const mac = (await cli(['mac', 'allocate', '--vm', 'db1'], { env: sb.env })).stdout.trim();
     await cli(['gc'], { env: sb.env });

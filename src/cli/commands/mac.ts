@@ -117,24 +117,20 @@ interface StreamWriter<T> {
   end(): boolean;
 }
 
-/** A JSON array written as it grows, byte for byte what JSON.stringify(rows, null, 2) gives. */
+/** A JSON array written as it grows, a page per write, byte for byte what JSON.stringify(rows, null, 2) gives. */
 function jsonArrayWriter(out: (text: string) => void): StreamWriter<object> {
-  let last: string | null = null;
-  let any = false;
+  // The last page waits to know whether a comma follows it.
+  let held: string | null = null;
   return {
     write(rows) {
-      for (const r of rows) {
-        const text = `  ${JSON.stringify(r, null, 2).replaceAll('\n', '\n  ')}`;
-        if (last === null) out('[');
-        else out(`${last},`);
-        last = text;
-        any = true;
-      }
+      if (rows.length === 0) return;
+      const page = JSON.stringify(rows, null, 2).slice(2, -2); // the elements, indented as inside the array
+      out(held === null ? '[' : `${held},`);
+      held = page;
     },
     end() {
-      if (last === null) out('[]');
-      else out(`${last}\n]`);
-      return any;
+      out(held === null ? '[]' : `${held}\n]`);
+      return held !== null;
     },
   };
 }
