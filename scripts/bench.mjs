@@ -82,6 +82,30 @@ function cliLatency() {
   d.ratio = ratio(d);
   p.ratio = ratio(p);
   console.log(`${''.padEnd(22)} ratio to node -e 0: dry-run ${d.ratio.toFixed(2)}x, mac pool ${p.ratio.toFixed(2)}x (target <= 1.3x)`);
+
+  // What each package the user chose costs a process, as the command loads it (its chunk of the build, beside
+  // the entry chunk alone) and from node_modules (beside node -e 0). commander is in the entry chunk.
+  const LOAD_CHUNK = join(ROOT, 'scripts/lib/load-chunk.cjs');
+  const fromModules = (pkg) => `import(require('node:module').createRequire(${JSON.stringify(join(ROOT, 'package.json'))}).resolve('${pkg}')).then((m) => Object.keys(m).forEach((k) => m[k]))`;
+  const pkgs = [
+    ['execa', 'execa'],
+    ['proper-lockfile', 'proper-lockfile'],
+    ['uuid', 'dist-node'],
+  ];
+  const entry = [];
+  const chunk = Object.fromEntries(pkgs.map(([p]) => [p, []]));
+  const plain = Object.fromEntries([...pkgs.map(([p]) => p), 'commander', 'etcd3'].map((p) => [p, []]));
+  const floor = [];
+  for (let i = 0; i < n; i++) {
+    floor.push(timeSync(process.execPath, ['-e', '0'], env));
+    entry.push(timeSync(process.execPath, [LOAD_CHUNK, '-'], env));
+    for (const [p, c] of pkgs) chunk[p].push(timeSync(process.execPath, [LOAD_CHUNK, c], env));
+    for (const p of Object.keys(plain)) plain[p].push(timeSync(process.execPath, ['-e', fromModules(p)], env));
+  }
+  const f = stats(floor).median;
+  const e = record('package cost', 'entry chunk with commander (uncloud-vm --version)', 'ms', entry, { note: `+${(stats(entry).median - f).toFixed(1)} ms over node -e 0` });
+  for (const [p] of pkgs) record('package cost', `${p}: its chunks, beside the entry alone`, 'ms', chunk[p], { note: `+${(stats(chunk[p]).median - e.median).toFixed(1)} ms` });
+  for (const p of Object.keys(plain)) record('package cost', `${p} from node_modules, beside node -e 0`, 'ms', plain[p], { note: `+${(stats(plain[p]).median - f).toFixed(1)} ms` });
 }
 
 // 2. Allocation throughput on the file store: one process, and 64 processes at once.
