@@ -70,7 +70,7 @@ describe('etcd host index', () => {
   });
 
   it('a store written before the index: readers read every lease, the first gc builds it, then counts come from it', async () => {
-    await withStores(async ({ p, a, b }) => {
+    await withStores(async ({ p, a }) => {
       // Lease keys as an earlier uncloud-vm wrote them: no index keys, no marker.
       const lease = (mac: string, host: string, owners: Owner[]) => JSON.stringify({ version: 1, mac, vm: vm(mac.slice(-2)), nic: 0, host, owners, created: new Date(0).toISOString() });
       await raw.put(`${p}/macs/420000000010`).value(lease('42:00:00:00:00:10', 'h-one', [DEAD]));
@@ -90,7 +90,7 @@ describe('etcd host index', () => {
   });
 
   it('gc deletes index keys whose lease is gone or is another host\'s now', async () => {
-    await withStores(async ({ p, a, b }) => {
+    await withStores(async ({ p, a }) => {
       await a.allocate(pool, [{ vm: null, nic: null, owners: [] }, { vm: null, nic: null, owners: [] }]);
       await a.gc(); // the index is whole from here on
       await raw.delete().key(`${p}/macs/420000000001`);

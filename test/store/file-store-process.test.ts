@@ -47,7 +47,7 @@ describe('file store with real processes', () => {
     const json = await cli(['mac', 'list', '--json'], { env: sb.env });
     const rows = JSON.parse(json.stdout) as { mac: string; state: string }[];
     expect(rows).toHaveLength(2500);
-    expect(rows.map((r) => r.mac)).toEqual([...rows.map((r) => r.mac)].sort());
+    expect(rows.map((r) => r.mac)).toEqual(rows.map((r) => r.mac).sort());
     expect(json.stdout).toBe(`${JSON.stringify(JSON.parse(json.stdout), null, 2)}\n`);
     const text = (await cli(['mac', 'list'], { env: sb.env })).stdout.trimEnd().split('\n');
     expect(text).toHaveLength(2501);
