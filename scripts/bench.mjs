@@ -454,7 +454,7 @@ async function etcdThroughput() {
 
     // The CLI: 64 at once, each running `uncloud-vm mac allocate` `rounds` times in a row (a new process each
     // time), beside 64 at once each running as many node processes that load etcd3 and do one plain transaction.
-    const rounds = QUICK ? 2 : 4;
+    const rounds = QUICK ? 1 : 2;
     const oneRaw = `
       const { Etcd3 } = await import('etcd3');
       const c = new Etcd3({ hosts: process.argv[1] });

@@ -15,9 +15,9 @@
  *   that dies, and every free address stays reachable: a scan that comes round the whole pool finds it.
  */
 import { UncloudError } from '../core/errors.js';
-import { advance, formatMac, inPool, macAt, parseMac, type Pool } from '../core/mac.js';
+import { advance, formatMac, inPool, macAt, parseMac, type Pool, usableCount } from '../core/mac.js';
 import type { EtcdConn } from './etcd-client.js';
-import { conflictKeysOp, freeInRun, heldKeysOp, hexOfKeys, readCursor, readRun, runFrom, type RunView } from './etcd-free-scan.js';
+import { conflictKeysOp, freeInRun, heldKeysOp, hexOfKeys, readCursor, readRun, runFrom, type RunView, skipHeld } from './etcd-free-scan.js';
 import { parseLease, serializeLease } from './lease.js';
 import { Exhausted, heldError, newLease } from './policy.js';
 import type { Lease, LeaseRequest } from './store.js';
@@ -41,6 +41,8 @@ interface Ahead {
   next: number | undefined;
   /** Addresses read since this view started: a whole pool without a free one is exhaustion. */
   scanned: number;
+  /** Runs in a row read without a free address. */
+  fullRuns: number;
   /** The oldest revision the free list comes from. */
   revision: bigint;
   /** When this view last read etcd: the free addresses it holds are that old. */
@@ -132,6 +134,7 @@ export class EtcdAllocator {
    * was read without one while other claims of this process (besides `own` of this allocation) are in flight.
    */
   private async pick(pool: Pool, own: number): Promise<number | null> {
+    if (usableCount(pool) === 0) throw new Exhausted(); // e.g. a forced multicast prefix: nothing to scan for
     for (;;) {
       const a = this.view(pool);
       while (a.free.length > 0) {
@@ -151,7 +154,7 @@ export class EtcdAllocator {
   private view(pool: Pool): Ahead {
     const a = this.ahead.get(pool.prefix);
     if (a && (a.reading || Date.now() - a.readAt < FREE_AHEAD_MS)) return a;
-    const fresh: Ahead = { free: [], next: undefined, scanned: 0, revision: 0n, readAt: Date.now() };
+    const fresh: Ahead = { free: [], next: undefined, scanned: 0, fullRuns: 0, revision: 0n, readAt: Date.now() };
     this.ahead.set(pool.prefix, fresh);
     return fresh;
   }
@@ -160,8 +163,17 @@ export class EtcdAllocator {
   private readMore(pool: Pool, a: Ahead): Promise<void> {
     a.reading ??= (async () => {
       a.next ??= await readCursor(this.c, pool);
+      if (a.fullRuns > 0) {
+        // The last run read was wholly held: skip the rest of a held stretch in O(log n) reads, not one per run.
+        const to = await skipHeld(this.c, pool, a.next);
+        a.scanned += to - a.next;
+        a.next = to >= pool.size ? 0 : to;
+        if (a.scanned >= pool.size) return;
+      }
       const from = a.next;
-      this.absorb(pool, a, from, await readRun(this.c, pool, from));
+      const view = await readRun(this.c, pool, from);
+      a.fullRuns = view.free.length === 0 ? a.fullRuns + 1 : 0;
+      this.absorb(pool, a, from, view);
     })().finally(() => {
       a.reading = undefined;
     });
@@ -252,7 +264,7 @@ export class EtcdAllocator {
     }
     // Lost a race: start again where the failed claim read.
     if (lost.fresh) {
-      const a: Ahead = { free: [], next: lost.fresh.run.from, scanned: 0, revision: lost.revision, readAt: Date.now() };
+      const a: Ahead = { free: [], next: lost.fresh.run.from, scanned: 0, fullRuns: 0, revision: lost.revision, readAt: Date.now() };
       const view: RunView = {
         free: freeInRun(pool, lost.fresh.run, lost.fresh.held, lost.conflicted),
         next: lost.fresh.run.to >= pool.size ? 0 : lost.fresh.run.to,

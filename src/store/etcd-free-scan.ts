@@ -27,12 +27,17 @@ export function runFrom(pool: Pool, from: number): { from: number; to: number } 
   return { from, to: Math.min(from + SCAN_BATCH, pool.size) };
 }
 
+/** The etcd key range of the addresses [from, to) of a pool. */
+function keyRange(c: EtcdConn, pool: Pool, from: number, to: number): { key: Buffer; range_end: Buffer } {
+  const start = c.macKey(formatMac(macAt(pool, from)));
+  // The range's end is the first key after it; at the pool's end, the first key after its last address.
+  const end = to >= pool.size ? `${c.macKey(formatMac(macAt(pool, pool.size - 1)))}\u0000` : c.macKey(formatMac(macAt(pool, to)));
+  return { key: Buffer.from(start), range_end: Buffer.from(end) };
+}
+
 /** A keys-only range over the address keys of a run, as a transaction operation. */
 export function heldKeysOp(c: EtcdConn, pool: Pool, run: { from: number; to: number }): IRequestOp {
-  const start = c.macKey(formatMac(macAt(pool, run.from)));
-  // The run's end is the first key after it; at the pool's end, the first key after its last address.
-  const end = run.to >= pool.size ? `${c.macKey(formatMac(macAt(pool, pool.size - 1)))}\u0000` : c.macKey(formatMac(macAt(pool, run.to)));
-  return { request_range: { key: Buffer.from(start), range_end: Buffer.from(end), keys_only: true } };
+  return { request_range: { ...keyRange(c, pool, run.from, run.to), keys_only: true } };
 }
 
 /** A keys-only range over every conflict record (usually none), as a transaction operation. */
@@ -77,15 +82,52 @@ export function alwaysTxn(client: Etcd3, anyKey: string) {
   return client.if(anyKey, 'Create', '!=', -1);
 }
 
+/**
+ * Where the first run from `from` that is not wholly held starts (pool.size: none up to the pool's end), in
+ * O(log n) count-only reads however long the held stretch: counts over spans that double while they are full,
+ * then halving the first span that is not.
+ */
+export async function skipHeld(c: EtcdConn, pool: Pool, from: number): Promise<number> {
+  const full = async (s: number, e: number): Promise<boolean> => {
+    const res = await c.call('scan', () => c.client.kv.range({ ...keyRange(c, pool, s, e), count_only: true }));
+    // In a pool with any usable address, only its very first one can be unusable (address 0 of a 00:… prefix).
+    return Number(res.count) >= e - s - (usable(pool, s) ? 0 : 1);
+  };
+  let pos = from;
+  let span = SCAN_BATCH;
+  let end: number;
+  for (;;) {
+    end = Math.min(pos + span, pool.size);
+    if (!(await full(pos, end))) break;
+    pos = end;
+    if (pos >= pool.size) return pool.size;
+    span *= 2;
+  }
+  while (end - pos > SCAN_BATCH) {
+    const mid = pos + Math.floor((end - pos) / 2);
+    if (await full(pos, mid)) pos = mid;
+    else end = mid;
+  }
+  return pos;
+}
+
 /** The addresses the next allocation would give, without claiming anything. */
 export async function peekFree(c: EtcdConn, pool: Pool, count: number): Promise<string[]> {
   const out: string[] = [];
   if (usableCount(pool) === 0) throw exhaustedError(pool);
   let from = await readCursor(c, pool);
-  for (let scanned = 0; out.length < count; ) {
+  let scanned = 0;
+  for (let fullRuns = 0; out.length < count; ) {
     if (scanned >= pool.size) throw exhaustedError(pool);
+    if (fullRuns > 0) {
+      const to = await skipHeld(c, pool, from);
+      scanned += to - from;
+      from = to >= pool.size ? 0 : to;
+      if (scanned >= pool.size) throw exhaustedError(pool);
+    }
     const view = await readRun(c, pool, from);
     for (const i of view.free) if (out.length < count) out.push(formatMac(macAt(pool, i)));
+    fullRuns = view.free.length === 0 ? fullRuns + 1 : 0;
     scanned += (view.next === 0 ? pool.size : view.next) - from;
     from = view.next;
   }
