@@ -456,11 +456,10 @@ async function etcdThroughput() {
     // time), beside 64 at once each running as many node processes that load etcd3 and do one plain transaction.
     const rounds = QUICK ? 1 : 2;
     const oneRaw = `
-      const { Etcd3 } = await import('etcd3');
+      const { Etcd3 } = require('etcd3');
       const c = new Etcd3({ hosts: process.argv[1] });
       const key = process.argv[2] + '/macs/' + process.argv[3];
-      await c.if(key, 'Create', '==', 0).then(c.put(key).value('{}')).commit();
-      c.close();`;
+      c.if(key, 'Create', '==', 0).then(c.put(key).value('{}')).commit().then(() => c.close());`;
     const inTurn = (args, env) => Promise.all(Array.from({ length: procs }, async (_, p) => {
       const out = [];
       for (let i = 0; i < rounds; i++) {
@@ -479,7 +478,7 @@ async function etcdThroughput() {
     for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
       run += 1;
       let t0 = process.hrtime.bigint();
-      await inTurn((p, i) => ['--input-type=module', '-e', oneRaw, etcd.endpoint, `/rawc${run}`, `${p}-${i}`], envFor(dir));
+      await inTurn((p, i) => ['-e', oneRaw, etcd.endpoint, `/rawc${run}`, `${p}-${i}`], envFor(dir));
       rawCli.push(Number(process.hrtime.bigint() - t0) / 1e6);
       t0 = process.hrtime.bigint();
       const macs = (await inTurn(() => [BIN, 'mac', 'allocate'], envFor(dir, { UNCLOUD_VM_STORE: etcd.url(`cli${run}`) }))).flat();
