@@ -49,8 +49,10 @@ function nodes(cmd: Command, path: string, out: Node[]): Node[] {
     for (const f of [o.long, o.short]) if (f !== undefined) valued.set(f, values);
   }
   const arg = cmd.registeredArguments[0]?.name();
-  out.push({ path, subs: visible(cmd).map((c) => c.name()), flags, valued, vmArg: arg === 'vm' });
-  for (const sub of visible(cmd)) nodes(sub, `${path} ${sub.name()}`, out);
+  // A verb's aliases (`rm` for forget) complete as the verb does.
+  const names = (c: Command) => [c.name(), ...c.aliases()];
+  out.push({ path, subs: visible(cmd).flatMap(names), flags, valued, vmArg: arg === 'vm' });
+  for (const sub of visible(cmd)) for (const name of names(sub)) nodes(sub, `${path} ${name}`, out);
   return out;
 }
 

@@ -95,9 +95,11 @@ export async function followLog(path: string, offset: number, write: (chunk: Buf
       at += chunk.length;
       write(chunk);
     }
+    // One abort listener per wait, removed when the wait ends: a long follow adds none that pile up.
     await new Promise<void>((r) => {
-      const timer = setTimeout(r, pollMs);
-      stop.addEventListener('abort', () => (clearTimeout(timer), r()), { once: true });
+      const onAbort = () => (clearTimeout(timer), r());
+      const timer = setTimeout(() => (stop.removeEventListener('abort', onAbort), r()), pollMs);
+      stop.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

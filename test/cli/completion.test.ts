@@ -27,8 +27,16 @@ describe('bash completion', () => {
     [['uncloud-vm', '--store', 'etcd://h:2379', 'mac', 'rel'], ['release']],
     // A value with nothing to offer (a size) gets nothing, not the verbs.
     [['uncloud-vm', 'start', '--memory', ''], []],
+    // An alias is a verb too, and completes as the verb it stands for.
+    [['uncloud-vm', 'r'], ['reboot', 'reset', 'resume', 'rm']],
+    [['uncloud-vm', 'rm', '--h'], ['--help']],
   ])('%j offers %j', (words, want) => {
     expect(complete(words)).toEqual(want);
+  });
+
+  it("offers VM names for an alias's argument as for the verb's", () => {
+    expect(script).toContain(`_uvm_vmarg['uncloud-vm forget']=1`);
+    expect(script).toContain(`_uvm_vmarg['uncloud-vm rm']=1`);
   });
 
   it('offers every verb of the program at the top', () => {

@@ -2,7 +2,8 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { vmLogFiles } from '../../src/core/vm-files.js';
-import { hasLogs, logGenerations, openVmLogs, readFrom, removeVmLogs } from '../../src/system/vm-logs.js';
+import { getEventListeners } from 'node:events';
+import { followLog, hasLogs, logGenerations, openVmLogs, readFrom, removeVmLogs } from '../../src/system/vm-logs.js';
 import { tempDirEachTest } from '../helpers/temp-dir.js';
 
 const tmp = tempDirEachTest();
@@ -35,5 +36,27 @@ describe('openVmLogs', () => {
     removeVmLogs(logs);
     expect(hasLogs(logs)).toBe(false);
     expect(logGenerations(logs.serial)).toEqual([]);
+  });
+});
+
+describe('followLog', () => {
+  it('writes what is appended, reads a rotated log from its start, and keeps one abort listener however long it polls', async () => {
+    const path = `${tmp.path}/serial.log`;
+    writeFileSync(path, 'old\n');
+    const stop = new AbortController();
+    const got: string[] = [];
+    const following = followLog(path, 4, (c) => got.push(c.toString()), stop.signal, 1);
+    const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await wait(50);
+    writeFileSync(path, 'one\n', { flag: 'a' });
+    await wait(50);
+    writeFileSync(path, 'new\n'); // rotated: shorter than what was read
+    await wait(50);
+    // Over a hundred polls so far: listeners of ended waits are gone.
+    expect(getEventListeners(stop.signal, 'abort').length).toBeLessThanOrEqual(1);
+    stop.abort();
+    await following;
+    expect(got.join('')).toBe('one\nnew\n');
+    expect(getEventListeners(stop.signal, 'abort')).toEqual([]);
   });
 });

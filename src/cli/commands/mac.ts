@@ -190,7 +190,7 @@ export function define(program: Command, action: Action): void {
     .action(action((a, o, ctx) => macRelease(a[0]!, o as { force?: boolean }, ctx)));
   mac
     .command('list')
-    .description('every held MAC, with its VM, host, owner pids and state (held, live, stale)')
+    .description('every held MAC, with its VM, host, owner pids and state (held, live, stale, remote, conflict, damaged)')
     .option('--json', 'machine-readable output')
     .addHelpText('after', examples('uncloud-vm mac list', 'uncloud-vm mac list --json'))
     .action(action((_a, o, ctx) => macList(o, ctx)));
