@@ -18,6 +18,8 @@ export interface VmRunFiles {
   /** The NoCloud seed image (--cloud-init), built at each start. */
   seed: string;
   record: string;
+  /** Who is rebooting the VM (its pid and start time) while qemu is told to pause on the guest's power-off. */
+  rebootMark: string;
   ifup: (index: number) => string;
   ifdown: (index: number) => string;
 }
@@ -32,6 +34,7 @@ export function vmRunFiles(runDir: string, name: string): VmRunFiles {
     consoleSocket: join(dir, 'console.sock'),
     pidfile: join(dir, 'qemu.pid'),
     record: join(dir, 'vm.json'),
+    rebootMark: join(dir, 'reboot.json'),
     vncSocket: join(dir, 'vnc.sock'),
     seed: join(dir, 'seed.iso'),
     ifup: (i) => join(dir, `ifup-${i}.sh`),

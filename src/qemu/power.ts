@@ -3,7 +3,11 @@
  * power button with qemu told to pause instead of ending on the power-off, then reset and run: libvirt's
  * "fake reboot"). qemu's actions on power-off and reboot are put back however a verb ends.
  */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
+import type { Owner } from '../core/owner.js';
+import { currentOwner, isOwnerAlive } from '../system/proc.js';
+import { exitCodeOf, holdSignals } from './held-signals.js';
 import { waitUntil } from './poll.js';
 import { PRESS_EVERY_MS } from './stop.js';
 import { type QmpClient, type QmpEvent, withQmp } from './qmp.js';
@@ -14,6 +18,8 @@ export interface PowerTarget {
   qmpSocket: string;
   /** qemu runs with -no-reboot (its reboot action is "shutdown"). */
   noReboot: boolean;
+  /** The run dir's reboot mark (core/vm-files.ts rebootMark). */
+  rebootMark: string;
 }
 
 /** How long qemu has to carry out a reset it was asked for. */
@@ -108,6 +114,8 @@ export interface RebootOptions {
  * reset and run it: the guest boots again in the same qemu, with the same MACs and taps.
  */
 export function rebootVm(t: PowerTarget, opts: RebootOptions): Promise<'power-cycled' | 'guest-rebooted'> {
+  // A signal ends the wait, and qemu's actions are put back before this process ends (see the finally).
+  const held = holdSignals();
   return withQmp(t.qmpSocket, async (qmp) => {
     let poweredOff = false;
     let rebooted = false;
@@ -121,17 +129,27 @@ export function rebootVm(t: PowerTarget, opts: RebootOptions): Promise<'power-cy
       opts.progress(`VM ${t.name} is paused; resuming it so the guest hears the power button`);
       await qmp.execute('cont');
     }
+    // The mark first: a reboot killed (SIGKILL) from here on is found by status, stop and gc, which put
+    // qemu's actions back, or end the VM when its guest has powered off meanwhile (settleAbandonedReboot).
+    writeRebootMark(t);
     await qmp.execute('set-action', { shutdown: 'pause', reboot: 'reset' });
     try {
       await qmp.execute('system_powerdown');
       opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
-      const heard = await waitUntil(() => poweredOff || rebooted, opts.timeoutMs, {
+      const heard = await waitUntil(() => poweredOff || rebooted || held.signal !== undefined, opts.timeoutMs, {
         every: opts.pressEveryMs ?? PRESS_EVERY_MS,
         tick: (s) => {
           void qmp.execute('system_powerdown').catch(() => undefined);
           opts.progress(`VM ${t.name}: waiting ${s} s / ${opts.timeoutMs / 1000} s; power button pressed again`);
         },
       });
+      if (!poweredOff && !rebooted && held.signal !== undefined) {
+        throw new UncloudError(
+          'INTERRUPTED',
+          `${held.signal}: reboot of VM ${t.name} given up; qemu's actions are put back, so if the guest still powers off the VM ends`,
+          exitCodeOf(held.signal),
+        );
+      }
       if (!heard) {
         throw new UncloudError(
           'GUEST_DEAF',
@@ -146,6 +164,54 @@ export function rebootVm(t: PowerTarget, opts: RebootOptions): Promise<'power-cy
       return 'guest-rebooted';
     } finally {
       await restoreActions(qmp, t);
+      // A guest that powered off just as the wait was given up stays powered off: it ends as a power-off ends it.
+      if ((await statusOf(qmp).catch(() => null)) === 'shutdown') await qmp.execute('quit').catch(() => undefined);
+      rmSync(t.rebootMark, { force: true });
     }
+  }).finally(() => held.release());
+}
+
+function writeRebootMark(t: PowerTarget): void {
+  writeFileSync(t.rebootMark, `${JSON.stringify(currentOwner(process.pid))}\n`);
+}
+
+/** The process rebooting the VM, as its mark names it; null when there is no mark (or it cannot be read). */
+function rebootMarkOwner(path: string): Owner | null | 'damaged' {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const o = JSON.parse(text) as Owner;
+    return typeof o?.pid === 'number' && typeof o.startTime === 'number' ? o : 'damaged';
+  } catch {
+    return 'damaged';
+  }
+}
+
+/**
+ * What an interrupted reboot left is put right: `ended` when the guest had powered off and qemu was kept
+ * paused (it is told to quit, as a power-off ends a VM), `restored` when qemu's actions were still those of
+ * a reboot, `rebooting` while a live reboot holds the mark, `none` otherwise. `qemuStatus`, when the caller
+ * has it, saves a QMP round trip for a VM with no mark.
+ */
+export async function settleAbandonedReboot(t: PowerTarget, qemuStatus?: string | null): Promise<'none' | 'rebooting' | 'restored' | 'ended'> {
+  const mark = rebootMarkOwner(t.rebootMark);
+  if (mark !== null && mark !== 'damaged' && isOwnerAlive(mark)) return 'rebooting';
+  if (mark === null && qemuStatus !== undefined && qemuStatus !== 'shutdown') return 'none';
+  return withQmp(t.qmpSocket, async (qmp) => {
+    const status = await statusOf(qmp);
+    let how: 'none' | 'restored' | 'ended' = 'none';
+    if (status === 'shutdown') {
+      await qmp.execute('quit');
+      how = 'ended';
+    } else if (mark !== null) {
+      await restoreActions(qmp, t);
+      how = 'restored';
+    }
+    rmSync(t.rebootMark, { force: true });
+    return how;
   });
 }

@@ -18,6 +18,7 @@ import { type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { claimVm } from '../system/vm-claim.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { openVmLogs } from '../system/vm-logs.js';
+import { exitCodeOf } from './held-signals.js';
 import { loadExeca, qemuNotFound } from './qemu-process.js';
 import { giveBackHeld, giveBackVm } from './reconcile.js';
 
@@ -67,6 +68,13 @@ export interface PrepareOptions {
   managedBy: VmRecord['managedBy'];
   /** A command (argv) each ifdown script runs with the NIC's MAC appended, to give it back (detached VMs). */
   releaseOnDown?: string[];
+  /** A stop signal that came meanwhile (held back by the caller): the start gives everything back instead. */
+  interrupted?: () => NodeJS.Signals | undefined;
+}
+
+function checkInterrupted(name: string, opts: PrepareOptions): void {
+  const sig = opts.interrupted?.();
+  if (sig) throw new UncloudError('INTERRUPTED', `${sig}: VM ${name} was not started; what it took is given back`, exitCodeOf(sig));
 }
 
 
@@ -90,6 +98,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
   if (!findExecutable(plan.qemu)) throw qemuNotFound(plan.qemu);
   // A network's bridge is made sure of after the claim (ensureNetworks); any other must exist already.
   checkBridges(plan.nics.filter((n) => n.network === undefined || !deps.ensureNetworks), deps);
+  checkInterrupted(plan.name, opts);
   const files = vmRunFiles(deps.runDir, plan.name);
   const logs = vmLogFiles(deps.stateDir, plan.name);
   const { record: claimed, dead, macsInUse: usedHere } = await claimVm(deps.runDir, {
@@ -110,8 +119,6 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       deps.ensureNetworks(plan);
       checkBridges(plan.nics.filter((n) => n.network !== undefined), deps);
     }
-    // After the claim: a running VM's logs are never rotated under it.
-    const qemuLogStart = openVmLogs(logs, `-- uncloud-vm: VM ${plan.name} (${plan.uuid}) starting at ${record.started} --`);
     // The claim proved no qemu of this VM runs here: what an earlier run of it still holds is stale.
     if (dead?.record) await giveBackHeld(deps.store, deps.host, dead.record);
     const known = plan.named ? await deps.store.getIdentity(plan.name) : null;
@@ -172,6 +179,10 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
         [],
       );
     }
+    checkInterrupted(plan.name, opts);
+    // Once every refusal has passed (a refused start leaves no logs behind), and after the claim: a running
+    // VM's logs are never rotated under it.
+    const qemuLogStart = openVmLogs(logs, `-- uncloud-vm: VM ${plan.name} (${plan.uuid}) starting at ${record.started} --`);
     const identity: VmIdentity | null = plan.named
       ? { version: 1, name: plan.name, uuid: plan.uuid, macs: leases.map((l) => l.mac), updated: record.started }
       : null;

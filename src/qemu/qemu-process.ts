@@ -3,7 +3,6 @@
  * qemu recorded as the owner of the leases before it may run, the VM remembered once qemu runs, and the
  * errors a failed start gives. Only src/qemu/ talks to qemu processes.
  */
-import { constants as osConstants } from 'node:os';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import { currentOwner } from '../system/proc.js';
@@ -30,7 +29,7 @@ export async function forgetFailedStart(vm: PreparedVm, deps: LaunchDeps): Promi
   await Promise.resolve(undo).catch(() => undefined);
 }
 
-export const exitCodeOf = (signal: string): number => 128 + (osConstants.signals[signal as NodeJS.Signals] ?? 0);
+export { exitCodeOf } from './held-signals.js';
 
 /**
  * Record qemu as the owner of the VM's leases (beside the launcher) before it may run: exec.sh waits at

@@ -9,6 +9,7 @@
  * - guard rules whose tap is gone, and taps nobody holds open, are removed unless a live VM reserved them.
  * Damaged records are reported and skipped, never deleted, and never stop the work on the others.
  */
+import { existsSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Pool } from '../core/mac.js';
 import type { Owner } from '../core/owner.js';
@@ -18,6 +19,7 @@ import { listGuardedTaps, listTaps, removeNicGuard, removeNicLeftovers, removeTa
 import { tapsHeldOpen } from '../system/proc.js';
 import { oldStagingDirs, removeDir, type VmRecord, withRunDirLock, writeRecord } from '../system/run-dir.js';
 import { type ObservedVm, observeAll, observeVm } from '../system/vm-state.js';
+import { waitUntil } from './poll.js';
 
 export interface ReconcileReport {
   /** Leases whose owner was set to the VM's live qemu. */
@@ -32,6 +34,10 @@ export interface ReconcileReport {
   removedGuards: string[];
   removedTaps: string[];
   damaged: DamagedRecord[];
+  /** VMs whose guest had powered off while an interrupted reboot kept qemu paused: ended now. */
+  endedVms: string[];
+  /** VMs whose qemu actions an interrupted reboot had left changed: put back. */
+  restoredActions: string[];
 }
 
 export interface ReconcileDeps {
@@ -113,7 +119,8 @@ export async function cleanupVm(store: Store, runDir: string, host: string, name
 }
 
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
-  const report: ReconcileReport = { adopted: [], recreated: [], conflicts: [], freed: [], removedDirs: [], removedGuards: [], removedTaps: [], damaged: [] };
+  const report: ReconcileReport = { adopted: [], recreated: [], conflicts: [], freed: [], removedDirs: [], removedGuards: [], removedTaps: [], damaged: [], endedVms: [], restoredActions: [] };
+  await settleAbandonedReboots(deps.runDir, report);
   const vms = observeAll(deps.runDir);
   const live = vms.filter((v) => v.phase !== 'dead');
   for (const vm of vms) {
@@ -172,6 +179,23 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
 }
 
 export { conflictMessage };
+
+/** Running VMs whose reboot was killed (a mark its owner left): qemu's actions put back, or the VM ended. */
+async function settleAbandonedReboots(runDir: string, report: ReconcileReport): Promise<void> {
+  const marked = observeAll(runDir).filter((v) => v.phase === 'running' && v.record && existsSync(v.files.rebootMark));
+  if (marked.length === 0) return;
+  const { settleAbandonedReboot } = await import('./power.js');
+  for (const vm of marked) {
+    const rec = vm.record!;
+    const how = await settleAbandonedReboot({ name: vm.name, qmpSocket: rec.qmpSocket, noReboot: rec.noReboot ?? false, rebootMark: vm.files.rebootMark }).catch(() => 'none' as const);
+    if (how === 'restored') report.restoredActions.push(vm.name);
+    if (how === 'ended') {
+      report.endedVms.push(vm.name);
+      // Its qemu ends in a moment; then (and once a launcher has given back what it holds) it is a dead VM.
+      await waitUntil(() => observeVm(runDir, vm.name).phase === 'dead' || !existsSync(vm.files.dir), 10_000);
+    }
+  }
+}
 
 /** The leases VMs running on this host use, as the store should hold them (the host agent asserts these). */
 export function runningLeases(runDir: string, host: string): Lease[] {

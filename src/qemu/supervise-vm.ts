@@ -6,6 +6,7 @@ import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
 import { exitCodeOf, forgetFailedStart, loadExeca, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
+import { type HeldSignals, holdSignals, STOP_SIGNALS } from './held-signals.js';
 import { waitForQmp } from './qmp.js';
 import { giveBackVm } from './reconcile.js';
 import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
@@ -15,20 +16,20 @@ import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
  * (ACPI power button, then quit, then kill); a second signal kills qemu at once.
  * Returns 0 for a clean end; a failure throws with qemu's exit code (128 + n when killed by signal n).
  */
-export async function superviseVm(vm: PreparedVm, deps: LaunchDeps): Promise<number> {
+export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?: HeldSignals): Promise<number> {
   const file = vm.argv[0]!;
   let stopping = 0;
   let qemu: Owner | undefined;
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  // A signal that comes while execa still loads: qemu is not started at all, and what the VM took goes back.
-  let early: NodeJS.Signals | undefined;
-  const onEarly = (sig: NodeJS.Signals): void => void (early ??= sig);
-  for (const s of signals) process.on(s, onEarly);
+  const signals = STOP_SIGNALS;
+  // A signal that comes while the VM was prepared (the caller held them) or execa still loads: qemu is not
+  // started at all, and what the VM took goes back.
+  const held = heldSignals ?? holdSignals();
   try {
     await loadExeca().catch(() => undefined);
   } finally {
-    for (const s of signals) process.off(s, onEarly);
+    held.release();
   }
+  const early = held.signal;
   if (early) {
     deps.note(`${early}: stopping VM ${vm.spec.name} before qemu started`);
     await giveBackVm(deps.store, deps.host, vm);

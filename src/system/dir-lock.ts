@@ -39,3 +39,24 @@ export async function withDirLock<T>(dir: string, opts: DirLockOptions, fn: () =
     await unlock().catch(() => undefined);
   }
 }
+
+/**
+ * Take a lock on a directory for as long as a session lasts, without waiting: returns its release, or null
+ * when another holds it. The directory going away meanwhile (the VM ended) is not an error.
+ */
+export async function tryDirLock(dir: string, opts: DirLockOptions): Promise<(() => Promise<void>) | null> {
+  const { lock } = await import('proper-lockfile');
+  try {
+    const unlock = await lock(dir, {
+      lockfilePath: join(dir, opts.name),
+      realpath: false,
+      stale: opts.staleMs ?? 10_000,
+      retries: 0,
+      onCompromised: () => undefined,
+    });
+    return () => unlock().catch(() => undefined);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return null;
+    throw new UncloudError('LOCK_BUSY', `cannot lock ${opts.what}: ${(err as Error).message}`);
+  }
+}

@@ -1,4 +1,5 @@
 /** `uncloud-vm console <vm>`: this terminal on the serial console of a running VM, however it was started. */
+import { dirname } from 'node:path';
 import { UncloudError } from '../../core/errors.js';
 import type { Terminal } from '../../qemu/console.js';
 import type { Context } from '../context.js';
@@ -25,21 +26,30 @@ Examples:
 }
 
 export async function consoleVerb(target: string, ctx: Context, term: Terminal = { input: process.stdin, output: process.stdout }): Promise<number> {
-  const { rec } = requireRunning(target, ctx);
-  if (rec.consoleSocket === null) {
-    throw new UncloudError('NO_CONSOLE', `VM ${rec.name}'s serial console is on the terminal of the 'start --console' that runs it`);
+  const { name, rec, power, consoleSocket } = requireRunning(target, ctx);
+  if (consoleSocket === null) {
+    throw new UncloudError('NO_CONSOLE', `VM ${name}'s serial console is on the terminal of the 'start --console' that runs it`);
   }
-  if (rec.consoleSocket === undefined) {
-    throw new UncloudError('NO_CONSOLE', `VM ${rec.name} was started by an uncloud-vm without console sockets; its serial output is in ${rec.serialLog}`);
+  if (consoleSocket === undefined) {
+    throw new UncloudError('NO_CONSOLE', `VM ${name} was started by an uncloud-vm without console sockets; its serial output is in ${rec?.serialLog}`);
   }
   const { attachConsole, consoleAttached, ESCAPE_NAME } = await import('../../qemu/console.js');
-  if (await consoleAttached(rec.qmpSocket)) {
-    throw new UncloudError('CONSOLE_BUSY', `another console is attached to VM ${rec.name}; only one at a time (it detaches with ${ESCAPE_NAME})`);
+  const { tryDirLock } = await import('../../system/dir-lock.js');
+  const busy = () => new UncloudError('CONSOLE_BUSY', `another console is attached to VM ${name}; only one at a time (it detaches with ${ESCAPE_NAME})`);
+  // One console at a time, atomically: the lock is held while attached (qemu itself only queues a second
+  // client of its socket). qemu's own view catches a client that is not an uncloud-vm console.
+  const unlock = await tryDirLock(dirname(consoleSocket), { name: 'console.lock', what: `the console of VM ${name}` });
+  if (!unlock) throw busy();
+  let how: 'detached' | 'closed';
+  try {
+    if (await consoleAttached(power.qmpSocket)) throw busy();
+    how = await attachConsole(consoleSocket, term, () => {
+      ctx.err(`connected to the serial console of VM ${name}; ${ESCAPE_NAME} detaches (everything is also logged: 'uncloud-vm logs ${name}')`);
+    });
+  } finally {
+    await unlock();
   }
-  const how = await attachConsole(rec.consoleSocket, term, () => {
-    ctx.err(`connected to the serial console of VM ${rec.name}; ${ESCAPE_NAME} detaches (everything is also logged: 'uncloud-vm logs ${rec.name}')`);
-  });
   if (term.input.isTTY) term.output.write('\r\n');
-  ctx.err(how === 'detached' ? `detached from VM ${rec.name}` : `the console of VM ${rec.name} closed: the VM ended`);
+  ctx.err(how === 'detached' ? `detached from VM ${name}` : `the console of VM ${name} closed: the VM ended`);
   return 0;
 }

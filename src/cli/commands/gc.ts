@@ -18,6 +18,8 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
     recreate: parseStore(ctx.settings.store).kind === 'file',
   });
   const vmOf = (l: Lease) => (l.vm ? ` (VM ${l.vm.name}${l.nic !== null ? ` nic${l.nic}` : ''})` : '');
+  for (const n of r.endedVms) ctx.out(`ended VM ${n}: its guest had powered off, but an interrupted reboot had kept qemu paused`);
+  for (const n of r.restoredActions) ctx.out(`put back VM ${n}'s power-off action, left changed by an interrupted reboot`);
   for (const l of r.freed) ctx.out(`freed ${l.mac}${vmOf(l)}`);
   for (const l of r.adopted) ctx.out(`adopted ${l.mac}${vmOf(l)}: owned by its running qemu now`);
   for (const l of r.recreated) ctx.out(`restored ${l.mac}${vmOf(l)}: its running qemu uses it`);
@@ -26,7 +28,7 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   for (const t of r.removedGuards) ctx.out(`removed leftover guard rules of tap ${t}`);
   for (const d of r.damaged) ctx.err(`damaged record left untouched: ${d.why.includes(d.key) ? d.why : `${d.key}: ${d.why}`}`);
   for (const c of r.conflicts) ctx.err(conflictMessage(c));
-  const changed = r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
+  const changed = r.endedVms.length + r.restoredActions.length + r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
   if (changed === 0) ctx.err('gc: nothing to reclaim');
   return r.conflicts.length > 0 || r.damaged.length > 0 ? 1 : 0;
 }

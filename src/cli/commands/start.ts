@@ -9,6 +9,7 @@ import { vmLogFiles, vmRunFiles } from '../../core/vm-files.js';
 import { specFor, type VmPlan } from '../../core/vm-plan.js';
 import { prepareDisks, removeDisks } from '../../system/disk-image.js';
 import { bridgeExists } from '../../system/host.js';
+import { type HeldSignals, holdSignals } from '../../qemu/held-signals.js';
 import { prepareNetworks } from '../../system/network.js';
 import { nicAddressesOf } from '../../system/nic-addresses.js';
 import { seedToolMissing } from '../../system/nocloud-seed.js';
@@ -71,18 +72,31 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
 
   const stopTimeoutS = parseTimeout(flags.stopTimeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--stop-timeout');
   if (flags.detach && plan.console) throw usageError('--console and --detach exclude each other');
+  // From here a SIGINT/SIGTERM/SIGHUP does not cut the start half-way: what it took is given back first.
+  const held = holdSignals();
+  try {
+    return await startVm(plan, seed, flags, stopTimeoutS, held, ctx);
+  } finally {
+    held.release();
+  }
+}
+
+async function startVm(plan: VmPlan, seed: ReturnType<typeof seedContent>, flags: StartFlags, stopTimeoutS: number, held: HeldSignals, ctx: Context): Promise<number> {
+  const { settings } = ctx;
   const { superviseVm } = await import('../../qemu/supervise-vm.js');
   const { runDetached } = await import('../../qemu/run-detached.js');
   const { selfCommand } = await import('../self.js');
   // A detached VM outlives this process: with etcd its leases must hang on the host agent's lease.
   const store = await ctx.store(flags.detach ? { requireAgent: true } : {});
   const deps = { store, pool: ctx.pool, runDir: settings.runDir, stateDir: settings.stateDir, host: settings.host, bridgeExists, ensureNetworks: (p: VmPlan) => prepareNetworks(p, settings, ctx.err), note: ctx.err, stopTimeoutS, bridges: settings.bridges };
-  sayWarnings(plan, ctx);
   const { vm, created } = await prepareWithMedia(plan, seed, deps, {
     launcher: await launcherOwner(),
     managedBy: 'launcher',
+    interrupted: () => held.signal,
     ...(flags.detach ? { releaseOnDown: [...selfCommand(settings), 'hook', 'release', plan.name] } : {}),
   });
+  // Only once the start proceeds: a refused start prints its one error line and nothing else.
+  sayWarnings(plan, ctx);
   for (const nic of vm.spec.nics) {
     ctx.err(`VM ${vm.spec.name} (${vm.spec.uuid}): nic${nic.index} ${nic.mac} on ${nic.bridge} (tap ${nic.tap})`);
   }
@@ -99,7 +113,7 @@ export async function start(flags: StartFlags, ctx: Context): Promise<number> {
     ctx.out(flags.json ? JSON.stringify({ name: vm.spec.name, uuid: vm.spec.uuid, macs, pid: qemu.pid }) : vm.spec.name);
     return 0;
   }
-  return superviseVm(vm, deps);
+  return superviseVm(vm, deps, held);
 }
 
 async function dryRun(plan: VmPlan, flags: StartFlags, ctx: Context): Promise<number> {

@@ -8,7 +8,7 @@ import { addressLines } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import type { Action } from './shared/action.js';
 import { examples } from './shared/help.js';
-import { findVm } from './shared/vm-target.js';
+import { cleanupAfterQemu, findVm } from './shared/vm-target.js';
 
 export function define(program: Command, action: Action): void {
   program
@@ -51,6 +51,19 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
       }
     } catch (err) {
       qemuStatus = `unknown (${(err as Error).message})`;
+    }
+    // What an interrupted reboot left behind is put right here (and by stop and gc).
+    const { settleAbandonedReboot } = await import('../../qemu/power.js');
+    const power = { name: rec.name, qmpSocket: rec.qmpSocket, noReboot: rec.noReboot ?? false, rebootMark: vm.files.rebootMark };
+    const settled = await settleAbandonedReboot(power, qemuStatus).catch(() => 'none' as const);
+    if (settled === 'restored') ctx.err(`note: VM ${rec.name}: an interrupted reboot had left qemu set to pause on the guest's power-off; put back`);
+    if (settled === 'ended') {
+      ctx.err(`note: VM ${rec.name}: its guest had powered off, but an interrupted reboot had kept qemu paused; qemu is told to quit, as a power-off ends a VM`);
+      const { waitUntil } = await import('../../qemu/poll.js');
+      const { isOwnerAlive } = await import('../../system/proc.js');
+      await waitUntil(() => !isOwnerAlive(qemu), 5000);
+      await cleanupAfterQemu(rec.name, ctx);
+      return status(target, flags, ctx);
     }
   }
   const out = {

@@ -2,12 +2,11 @@
 import type { Command } from 'commander';
 import { DEFAULT_STOP_TIMEOUT_S } from '../../core/defaults.js';
 import { UncloudError } from '../../core/errors.js';
-import { observeVm } from '../../system/vm-state.js';
 import type { Context } from '../context.js';
 import type { Action } from './shared/action.js';
 import { examples } from './shared/help.js';
 import { parseTimeout } from './shared/timeout.js';
-import { findVm } from './shared/vm-target.js';
+import { cleanupAfterQemu, findVm } from './shared/vm-target.js';
 
 export function define(program: Command, action: Action): void {
   program
@@ -36,12 +35,4 @@ export async function stop(target: string, flags: { timeout?: string; force?: bo
   ctx.err(`VM ${vm.name} ${stopOutcomeText(r)} after ${(r.ms / 1000).toFixed(1)} s`);
   await cleanupAfterQemu(vm.name, ctx);
   return 0;
-}
-
-/** After qemu is gone: a live launcher gives everything back itself (waited for briefly); otherwise we do. */
-async function cleanupAfterQemu(name: string, ctx: Context): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (observeVm(ctx.settings.runDir, name).launcher && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const { cleanupVm } = await import('../../qemu/reconcile.js');
-  await cleanupVm(await ctx.store(), ctx.settings.runDir, ctx.settings.host, name, true);
 }

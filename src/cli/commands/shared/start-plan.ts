@@ -114,6 +114,6 @@ export async function prepareWithMedia(plan: VmPlan, seed: SeedContent | undefin
 }
 
 export function sayWarnings(plan: VmPlan, ctx: Context): void {
-  if (plan.accelNote) ctx.err(plan.accelNote);
+  if (plan.accelNote) ctx.err(`note: ${plan.accelNote}`);
   for (const w of plan.warnings) ctx.err(w);
 }

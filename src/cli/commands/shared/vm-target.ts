@@ -1,8 +1,10 @@
 /** The VM a verb names, by name or UUID: as it is (record + verified processes), or running with a live qemu. */
+import { existsSync } from 'node:fs';
 import { printable, UncloudError, usageError } from '../../../core/errors.js';
 import type { Owner } from '../../../core/owner.js';
 import { NAME_RE, UUID_RE } from '../../../core/vm-identity.js';
 import type { PowerTarget } from '../../../qemu/power.js';
+import { processCmdline } from '../../../system/proc.js';
 import type { VmRecord } from '../../../system/run-dir.js';
 import { type ObservedVm, observeAll, observeVm } from '../../../system/vm-state.js';
 import type { Context } from '../../context.js';
@@ -29,16 +31,35 @@ export function findVm(target: string, runDir: string): ObservedVm | null {
 }
 
 export interface RunningVm {
-  rec: VmRecord;
+  name: string;
+  /** Its record; null when the record is damaged (the VM was found through its pidfile). */
+  rec: VmRecord | null;
   qemu: Owner;
   power: PowerTarget;
+  /** Its console socket: null when the console is on the terminal of its `start --console`; undefined when unknown. */
+  consoleSocket: string | null | undefined;
 }
 
-/** The verbs that act on a running VM: it must have a record and a live qemu. */
+/**
+ * The verbs that act on a running VM: it must have a live qemu. A damaged record does not hide it (status and
+ * stop find it through its pidfile too): the verb acts on the VM's own sockets and says the record is damaged.
+ */
 export function requireRunning(target: string, ctx: Context): RunningVm {
   const vm = findVm(target, ctx.settings.runDir);
-  if (!vm?.record || !vm.qemu) {
+  if (!vm?.qemu) {
     throw new UncloudError('NOT_RUNNING', `VM ${target} is not running (no live qemu in ${ctx.settings.runDir})`);
   }
-  return { rec: vm.record, qemu: vm.qemu, power: { name: vm.name, qmpSocket: vm.files.qmpSocket, noReboot: vm.record.noReboot ?? false } };
+  const rec = vm.record;
+  if (!rec) ctx.err(`note: VM ${vm.name}: its record ${vm.files.record} is damaged (${vm.damaged}); acting through its pidfile and sockets`);
+  const noReboot = rec ? (rec.noReboot ?? false) : (processCmdline(vm.qemu.pid)?.includes('-no-reboot') ?? false);
+  const consoleSocket = rec ? rec.consoleSocket : existsSync(vm.files.consoleSocket) ? vm.files.consoleSocket : null;
+  return { name: vm.name, rec, qemu: vm.qemu, power: { name: vm.name, qmpSocket: vm.files.qmpSocket, noReboot, rebootMark: vm.files.rebootMark }, consoleSocket };
+}
+
+/** After qemu is gone: a live launcher gives everything back itself (waited for briefly); otherwise we do. */
+export async function cleanupAfterQemu(name: string, ctx: Context): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (observeVm(ctx.settings.runDir, name).launcher && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const { cleanupVm } = await import('../../../qemu/reconcile.js');
+  await cleanupVm(await ctx.store(), ctx.settings.runDir, ctx.settings.host, name, true);
 }
