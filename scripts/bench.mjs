@@ -25,6 +25,20 @@ function tmp(label) {
   return d;
 }
 
+/** A node -e module script: `each` allocations through the etcd store at argv[1], their MACs one per line on stdout. */
+function storeAllocScript(each) {
+  return `
+    const { EtcdStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/etcd-store.js'))});
+    const { parsePool } = await import(${JSON.stringify(join(ROOT, 'dist/core/mac.js'))});
+    const { parseStore } = await import(${JSON.stringify(join(ROOT, 'dist/core/store-url.js'))});
+    const s = new EtcdStore({ target: parseStore(process.argv[1]) });
+    const pool = parsePool('42:00:00');
+    const out = [];
+    for (let i = 0; i < ${each}; i++) out.push((await s.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
+    process.stdout.write(out.join('\\n') + '\\n');
+    await s.close();`;
+}
+
 function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -220,16 +234,7 @@ async function allocationEtcd() {
     const times = [];
     for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {
       const url = etcd.url(`par${rep}`);
-      const script = `
-        const { EtcdStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/etcd-store.js'))});
-        const { parsePool } = await import(${JSON.stringify(join(ROOT, 'dist/core/mac.js'))});
-        const { parseStore } = await import(${JSON.stringify(join(ROOT, 'dist/core/store-url.js'))});
-        const s = new EtcdStore({ target: parseStore(process.argv[1]) });
-        const pool = parsePool('42:00:00');
-        const out = [];
-        for (let i = 0; i < ${each}; i++) out.push((await s.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
-        process.stdout.write(out.join('\\n'));
-        await s.close();`;
+      const script = storeAllocScript(each);
       const t0 = process.hrtime.bigint();
       const outs = await Promise.all(Array.from({ length: procs }, () => new Promise((res, rej) => {
         const c = spawn(process.execPath, ['--input-type=module', '-e', script, url], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -238,7 +243,7 @@ async function allocationEtcd() {
         c.on('close', (code) => (code === 0 ? res(o) : rej(new Error(`etcd allocator exited ${code}`))));
       })));
       times.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      const macs = outs.flatMap((o) => o.split('\n'));
+      const macs = outs.join('').trim().split('\n');
       const dups = macs.length - new Set(macs).size;
       if (macs.length !== procs * each || dups !== 0) throw new Error(`etcd 64-way: ${macs.length} MACs, ${dups} duplicates`);
     }
@@ -424,16 +429,7 @@ async function etcdThroughput() {
         await c.if(key, 'Create', '==', 0).then(c.put(key).value('{}')).commit();
       }
       c.close();`;
-    const storeScript = `
-      const { EtcdStore } = await import(${JSON.stringify(join(ROOT, 'dist/store/etcd-store.js'))});
-      const { parsePool } = await import(${JSON.stringify(join(ROOT, 'dist/core/mac.js'))});
-      const { parseStore } = await import(${JSON.stringify(join(ROOT, 'dist/core/store-url.js'))});
-      const s = new EtcdStore({ target: parseStore(process.argv[1]) });
-      const pool = parsePool('42:00:00');
-      const out = [];
-      for (let i = 0; i < ${each}; i++) out.push((await s.allocate(pool, [{ vm: null, nic: null, owners: [] }]))[0].mac);
-      process.stdout.write(out.join('\\n') + '\\n');
-      await s.close();`;
+    const storeScript = storeAllocScript(each);
     const rawMs = [];
     const storeMs = [];
     for (let rep = 0; rep < (QUICK ? 1 : 3); rep++) {

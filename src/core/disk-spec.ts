@@ -8,7 +8,7 @@
  * A comma inside a path is written twice (",,"), as in QEMU's own option lists.
  */
 import { printable, usageError } from './errors.js';
-import { qemuOptValue as escapeCommas, splitOptionList } from './quote.js';
+import { CONTROL_RE, qemuOptValue as escapeCommas, splitOptionList } from './quote.js';
 
 export const DISK_FORMATS = ['raw', 'qcow2'] as const;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
@@ -34,7 +34,6 @@ export interface DiskRequest {
 
 const DISK_SYNTAX = '<path>[,format=raw|qcow2][,readonly=on|off][,cache=<mode>] or new=<path>,size=<n>G[,backing=<base>]';
 const KEYS = ['file', 'new', 'format', 'readonly', 'cache', 'size', 'backing'];
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 /** qcow2's own limit is 64 TiB per image with default clusters; a larger request is surely a typo. */
 const MAX_DISK_BYTES = 64 * 2 ** 40;

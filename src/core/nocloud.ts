@@ -7,7 +7,7 @@
  *   --cloud-init ssh-keys=<file>[,user-data=<file>][,network=dhcp|none|<file>]
  */
 import { printable, usageError } from './errors.js';
-import { qemuOptValue as esc, splitOptionList } from './quote.js';
+import { CONTROL_RE, qemuOptValue as esc, splitOptionList } from './quote.js';
 
 export interface CloudInitRequest {
   /** An authorized_keys-style file: its keys go to the default user. */
@@ -19,7 +19,6 @@ export interface CloudInitRequest {
 }
 
 const SYNTAX = 'on, or ssh-keys=<file>[,user-data=<file>][,network=dhcp|none|<file>]';
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
 export function parseCloudInit(text: string): CloudInitRequest {
   const bad = (why: string) => usageError(`invalid --cloud-init '${printable(text)}': ${why}`);

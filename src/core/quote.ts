@@ -33,7 +33,8 @@ export function splitOptionList(text: string): string[] {
 }
 
 const SYSTEMD_SAFE = /^[A-Za-z0-9_@+=:,./-]+$/;
-const CONTROL = /[\u0000-\u001f\u007f]/;
+/** Control characters: refused in every value that reaches a unit, a script, a record or the terminal. */
+export const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
 /**
  * Quote one word of a systemd Exec*= command line: double quotes with C escapes for \ and ",
@@ -41,7 +42,7 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  * written safely and are refused.
  */
 export function systemdExecWord(word: string): string {
-  if (CONTROL.test(word)) throw new Error(`cannot put a control character into a unit file: ${JSON.stringify(word)}`);
+  if (CONTROL_RE.test(word)) throw new Error(`cannot put a control character into a unit file: ${JSON.stringify(word)}`);
   const escaped = word.replaceAll('%', '%%').replaceAll('$', '$$$$');
   if (word !== '' && SYSTEMD_SAFE.test(word)) return escaped;
   return `"${escaped.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
@@ -49,7 +50,7 @@ export function systemdExecWord(word: string): string {
 
 /** A plain unit setting value (Description=, WantedBy=): % doubled; control characters and \ refused. */
 export function systemdValue(value: string): string {
-  if (CONTROL.test(value) || value.includes('\\')) {
+  if (CONTROL_RE.test(value) || value.includes('\\')) {
     throw new Error(`cannot put this value into a unit file: ${JSON.stringify(value)}`);
   }
   return value.replaceAll('%', '%%');

@@ -11,6 +11,7 @@ import { MAX_NICS, tapName } from './tap-name.js';
 import type { VmLogFiles, VmRunFiles } from './vm-files.js';
 import { type UuidSource, validateName, validateUuid } from './vm-identity.js';
 import { type HostFacts, parseAccel, parseCores, parseMemory, validateCpu } from './vm-resources.js';
+import { CONTROL_RE } from './quote.js';
 
 export interface StartOptions {
   memory?: string;
@@ -64,7 +65,6 @@ export interface VmPlan {
 }
 
 const MACHINE_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
 function validateText(flag: string, text: string): string {
   if (text === '' || CONTROL_RE.test(text)) {

@@ -77,7 +77,6 @@ function checkInterrupted(name: string, opts: PrepareOptions): void {
   if (sig) throw new UncloudError('INTERRUPTED', `${sig}: VM ${name} was not started; what it took is given back`, exitCodeOf(sig));
 }
 
-
 function checkBridges(nics: VmPlan['nics'], deps: LaunchDeps): void {
   for (const nic of nics) {
     if (!deps.bridgeExists(nic.bridge)) {

@@ -1,6 +1,7 @@
 /** Lease records on disk: JSON, checked field by field so a damaged file is named, never trusted. */
 import { UncloudError } from '../core/errors.js';
 import { MAC_TEXT_RE } from '../core/mac.js';
+import { CONTROL_RE } from '../core/quote.js';
 import { NAME_RE, UUID_RE } from '../core/vm-identity.js';
 import type { Conflict, Lease, VmIdentity } from './store.js';
 
@@ -28,8 +29,6 @@ export function damaged(what: string, where: string, why: string): UncloudError 
   return new UncloudError('STATE_DAMAGED', `${what} ${where} is damaged (${why}); it was left untouched: repair or remove it`);
 }
 
-/** Control characters: never in a name we print (a hand-edited record could move the operator's terminal). */
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * A lease record. `where` is its file path or etcd key; both end with the MAC's 12 hex digits (a file
@@ -41,7 +40,10 @@ export function parseLease(text: string, where: string): Lease {
   if (typeof l.mac !== 'string' || !MAC_TEXT_RE.test(l.mac)) throw damagedLease(where, 'bad mac');
   const keyHex = /([0-9a-f]{12})(\.json)?$/.exec(where)?.[1];
   if (keyHex !== undefined && keyHex !== l.mac.toLowerCase().replaceAll(':', '')) throw damagedLease(where, `its mac ${l.mac} is not the one its name holds`);
-  if (l.vm !== null && (typeof l.vm !== 'object' || typeof l.vm?.name !== 'string' || CONTROL_RE.test(l.vm.name))) throw damagedLease(where, 'bad vm');
+  if (l.vm !== null && (typeof l.vm !== 'object' || typeof l.vm?.name !== 'string' || CONTROL_RE.test(l.vm.name))) {
+    // A hand-edited name with control characters could move the operator's terminal when printed.
+    throw damagedLease(where, 'bad vm');
+  }
   if (l.nic !== null && typeof l.nic !== 'number') throw damagedLease(where, 'bad nic');
   if (typeof l.host !== 'string') throw damagedLease(where, 'bad host');
   if (!Array.isArray(l.owners) || !l.owners.every((o) => Number.isInteger(o?.pid) && typeof o?.startTime === 'number')) {

@@ -7,6 +7,7 @@ import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
 import { type BridgeConfig, parseBridges } from '../core/nic-allowed.js';
+import { CONTROL_RE } from '../core/quote.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/uncloud-vm/config.json';
 
@@ -153,7 +154,7 @@ const NAMES: Record<Exclude<keyof Settings, 'bridges'>, string> = {
 export function checkSettings(s: Settings): Settings {
   for (const key of [...KEYS, 'config'] as const) {
     const v = s[key];
-    if (typeof v === 'string' && (v === '' || /[\u0000-\u001f\u007f]/.test(v))) {
+    if (typeof v === 'string' && (v === '' || CONTROL_RE.test(v))) {
       throw usageError(`invalid ${NAMES[key as keyof typeof NAMES]} '${printable(v)}': must be non-empty and free of control characters`);
     }
   }
