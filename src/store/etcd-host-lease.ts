@@ -43,8 +43,15 @@ export interface HostAgent {
   close(): Promise<void>;
 }
 
+/**
+ * How long a lease grant may take before it is tried again. etcd without a leader drops the proposal, so a
+ * grant sent then fails only at its deadline, even once a leader is back; the keys of the lost lease live on
+ * for about one TTL after that, and must be on the new lease by then. A quarter of the TTL, 1 to 5 s.
+ */
+export const grantDeadlineMs = (ttlS: number): number => Math.min(5000, Math.max(1000, ttlS * 250));
+
 export async function announce(a: EtcdAccess): Promise<{ id: string; lease: EtcdLease }> {
-  const lease = a.client.lease(a.ttlS);
+  const lease = a.client.lease(a.ttlS, { deadline: Date.now() + grantDeadlineMs(a.ttlS) });
   const id = await a.call('lease grant', () => lease.grant());
   await putHostKey(a, id, lease);
   return { id, lease };

@@ -6,7 +6,7 @@
 import type { Lease as EtcdLease } from 'etcd3';
 import { UncloudError } from '../core/errors.js';
 import type { EtcdConn } from './etcd-client.js';
-import { reassert } from './etcd-host-lease.js';
+import { grantDeadlineMs, reassert } from './etcd-host-lease.js';
 import { conflictMessage } from './policy.js';
 import type { Lease } from './store.js';
 
@@ -20,6 +20,7 @@ export interface OwnLeaseOptions {
 export class HostLeaseSource {
   private ownLease: EtcdLease | undefined;
   private ownLeaseId: Promise<string> | undefined;
+  private closed = false;
 
   constructor(
     private readonly c: EtcdConn,
@@ -47,28 +48,51 @@ export class HostLeaseSource {
     }
     if (!this.ownLeaseId) {
       const trouble = (msg: string) => this.opts.onLeaseTrouble?.(`${c.where}: ${msg}`);
-      const lease = c.client.lease(c.ttlS);
+      const lease = c.client.lease(c.ttlS, { deadline: Date.now() + grantDeadlineMs(c.ttlS) });
       this.ownLease = lease;
       lease.on('keepaliveFailed', () => trouble('keep-alive failed; retrying (the VM keeps running)'));
       lease.on('keepaliveSucceeded', () => undefined);
       lease.on('lost', (err) => {
+        if (this.closed || this.ownLease !== lease) return;
         trouble(`lease lost (${err.message}); taking a new one`);
         this.ownLeaseId = undefined;
-        void this.id()
-          .then((id) => reassert(c, id, this.heldHere()))
-          .then((r) => {
-            trouble(`leases re-asserted (${r.kept} kept, ${r.recreated.length} created again, ${r.conflicts.length} taken by others meanwhile)`);
-            for (const x of r.conflicts) this.opts.onLeaseTrouble?.(conflictMessage(x));
-          })
-          .catch((e) => trouble(`could not re-attach leases: ${(e as Error).message}`));
+        void this.retake(trouble);
       });
-      this.ownLeaseId = c.call('lease grant', () => lease.grant());
+      const granted = c.call('lease grant', () => lease.grant());
+      this.ownLeaseId = granted;
+      // A grant that failed is tried again by the next caller, not handed out as a failure forever.
+      granted.catch(() => {
+        if (this.ownLeaseId === granted) this.ownLeaseId = undefined;
+      });
     }
     return this.ownLeaseId;
   }
 
+  /**
+   * After a lost lease: a new one, and this process's running VMs' keys hung on it, tried every half second
+   * until it works (etcd may still be away). The lost lease's keys live on for about one TTL once etcd is
+   * back; a VM whose key expired meanwhile gets it created again, or a conflict is reported.
+   */
+  private async retake(trouble: (msg: string) => void): Promise<void> {
+    let last = '';
+    while (!this.closed) {
+      try {
+        const r = await reassert(this.c, await this.id(), this.heldHere());
+        trouble(`leases re-asserted (${r.kept} kept, ${r.recreated.length} created again, ${r.conflicts.length} taken by others meanwhile)`);
+        for (const x of r.conflicts) this.opts.onLeaseTrouble?.(conflictMessage(x));
+        return;
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (msg !== last) trouble(`could not re-attach leases: ${msg}; retrying every 0.5 s`);
+        last = msg;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
   /** This process's own lease ends with it: whatever still hangs on it is given up at once, not after the TTL. */
   async revoke(): Promise<void> {
+    this.closed = true;
     if (this.ownLease) await this.ownLease.revoke().catch(() => undefined);
   }
 }

@@ -163,4 +163,26 @@ describe('etcd going away', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((await list()).map((l) => l.mac)).not.toContain(held!.mac);
   });
+
+  it('a foreground VM whose lease is lost while etcd is still away takes a new one once etcd is back: the key stands', async () => {
+    const ttl = 3;
+    sb = sandbox({ UNCLOUD_VM_STORE: etcd.url('cluster-e', ttl), UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_SLEEP: '60' });
+    let launcherErr = '';
+    const run = cli(['start', '--name', 'away', '--accel', 'tcg', '--memory', '64'], { env: sb.env, netns: ns.name, onSpawn: (c) => c.stderr!.on('data', (d) => (launcherErr += d)) });
+    const list = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string }[];
+    await waitFor('lease', async () => (await list().catch(() => [])).length === 1, 20_000);
+    const [held] = await list();
+    await etcd.stop();
+    // Away longer than twice the TTL: the client gives the lease up while etcd cannot be asked for a new one.
+    await waitFor('lease given up', () => /lease lost/.test(launcherErr), (3 * ttl + 10) * 1000);
+    await new Promise((r) => setTimeout(r, 1000));
+    await etcd.start();
+    await waitFor('leases re-asserted', () => /leases re-asserted/.test(launcherErr), 20_000);
+    // Longer than the TTL: a key left on the lost lease would have expired with it.
+    await new Promise((r) => setTimeout(r, (ttl + 2) * 1000));
+    expect(await list()).toEqual([expect.objectContaining({ mac: held!.mac, state: 'live' })]);
+    const stop = await cli(['stop', 'away', '--force'], { env: sb.env, netns: ns.name });
+    expect(stop.code, stop.stderr).toBe(0);
+    expect((await run).code).toBe(0);
+  });
 });

@@ -63,6 +63,8 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
   let stopping = false;
   let current: Awaited<ReturnType<HostAgent['takeLease']>> | undefined;
   const reported = new Set<string>();
+  /** Cut the loop's wait short (a lost lease, a signal). */
+  let wake = (): void => undefined;
 
   /** Re-assert this host's running VMs' keys on the current lease; say each new conflict once. */
   const assert = async (id: string, why: string): Promise<void> => {
@@ -74,21 +76,6 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
     for (const c of r.conflicts) if (!reported.has(c.mac)) ctx.err(`agent: ${conflictMessage(c)}`);
     reported.clear();
     for (const m of now) reported.add(m);
-  };
-
-  const take = async (why: string): Promise<void> => {
-    for (;;) {
-      try {
-        current = await host.takeLease();
-        watch(current.lease);
-        await assert(current.id, why);
-        return;
-      } catch (e) {
-        if (stopping) return;
-        ctx.err(`agent: ${(e as Error).message}; retrying in 2 s`);
-        await new Promise((r) => setTimeout(r, 2000));
-      }
-    }
   };
 
   const watch = (l: EtcdLease): void => {
@@ -104,26 +91,63 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
     l.on('lost', (err: Error) => {
       if (stopping || current?.lease !== l) return;
       ctx.err(`agent: lease lost (${err.message}); taking a new one and re-asserting this host's running VMs`);
-      void take('after a lost lease');
+      wake();
     });
   };
 
-  await take('start');
+  /**
+   * One pass: take a lease if there is none or it was lost, else put the host key back if it is gone; then hang
+   * what runs here on the current lease. Passes run one after another, never side by side: a pass still
+   * writing with a lost lease's id after the new lease took the keys would hang them back on the lost lease,
+   * and they would vanish when it expires.
+   */
+  const pass = async (why: string): Promise<void> => {
+    if (!current || current.lease.revoked()) {
+      const next = await host.takeLease();
+      current?.lease.removeAllListeners();
+      current = next;
+      watch(next.lease);
+    } else if (await host.ensureAnnounced(current)) {
+      ctx.err(`agent: the key of host ${host.host} was missing or damaged; announced again`);
+    }
+    await assert(current.id, why);
+  };
+
   // Level-triggered: every few seconds, what runs here is asserted again (keys that vanished come back;
   // conflicts that cleared are cleared).
   const periodS = Math.max(2, Math.floor(target.ttlS / 3));
-  const timer = setInterval(() => {
-    if (!current || stopping) return;
-    const held = current;
-    void (async () => {
-      if (await host.ensureAnnounced(held)) ctx.err(`agent: the key of host ${host.host} was missing or damaged; announced again`);
-      await assert(held.id, 'periodic');
-    })().catch((e) => ctx.err(`agent: ${(e as Error).message}`));
-  }, periodS * 1000);
+  const loop = (async () => {
+    let why = 'start';
+    let lastError = '';
+    while (!stopping) {
+      if (why === 'periodic' && current?.lease.revoked()) why = 'after a lost lease';
+      let waitMs = periodS * 1000;
+      try {
+        await pass(why);
+        why = 'periodic';
+        lastError = '';
+      } catch (e) {
+        if (stopping) break;
+        // Without a live lease, soon again: the lost lease's keys outlive it by about one TTL once etcd is back.
+        const leaseless = !current || current.lease.revoked();
+        waitMs = leaseless ? 500 : 2000;
+        const msg = (e as Error).message;
+        if (msg !== lastError) ctx.err(`agent: ${msg}; retrying every ${waitMs / 1000} s`);
+        lastError = msg;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, waitMs);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  })();
   await new Promise<void>((resolve) => {
     const onSignal = (): void => {
       stopping = true;
-      clearInterval(timer);
+      wake();
       // The lease is not revoked: the VMs keep their addresses until the TTL, and a restarted agent takes them over.
       current?.lease.release();
       ctx.err('agent: stopped; running VMs keep their addresses for the lease TTL unless an agent takes them over');
@@ -133,6 +157,7 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
     process.once('SIGINT', onSignal);
   });
   await host.close();
+  await loop;
   return 0;
 }
 
