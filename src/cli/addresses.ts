@@ -1,7 +1,6 @@
 /** How commands show a NIC's IPv6 addresses and guard (dry run, status, list, mac list). */
 import { join } from 'node:path';
-import { linkLocalAddress } from '../core/eui64.js';
-import { formatIpv6 } from '../core/ip.js';
+import { linkLocalText } from '../core/eui64.js';
 import { parseMac } from '../core/mac.js';
 import { describeIpv4, type NicAddresses } from '../core/nic-allowed.js';
 import { readRecord, runDirNames, type VmRecord } from '../system/run-dir.js';
@@ -31,5 +30,5 @@ export function localRecords(runDir: string): VmRecord[] {
 
 /** What is known of a MAC's addresses: all of it from a local run record, else its link-local address. */
 export function addressesOfMac(mac: string, known: Map<string, NicAddresses>): NicAddresses | { linkLocal: string } {
-  return known.get(mac) ?? { linkLocal: formatIpv6(linkLocalAddress(parseMac(mac))) };
+  return known.get(mac) ?? { linkLocal: linkLocalText(parseMac(mac)) };
 }

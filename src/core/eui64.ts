@@ -19,6 +19,18 @@ export function linkLocalAddress(mac: number): bigint {
   return LINK_LOCAL | eui64InterfaceId(mac);
 }
 
+/**
+ * formatIpv6(linkLocalAddress(mac)) without bigints (`mac list` prints one per lease): fe80::, then groups
+ * 4-7 of which only group 4 can be zero, and then it joins the run of zeros after fe80 (RFC 5952).
+ */
+export function linkLocalText(mac: number): string {
+  const upper = Math.floor(mac / 0x1000000);
+  const lower = mac % 0x1000000;
+  const g4 = (upper >>> 8) ^ 0x0200;
+  const rest = `${(((upper & 0xff) << 8) | 0xff).toString(16)}:${(0xfe00 | (lower >>> 16)).toString(16)}:${(lower & 0xffff).toString(16)}`;
+  return g4 === 0 ? `fe80::${rest}` : `fe80::${g4.toString(16)}:${rest}`;
+}
+
 /** The SLAAC address of a MAC in a /64. */
 export function eui64Address(prefix: Cidr, mac: number): bigint {
   if (prefix.family !== 6 || prefix.len !== 64) throw new RangeError('EUI-64 addresses need an IPv6 /64');

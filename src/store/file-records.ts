@@ -8,11 +8,12 @@
  *   <dir>/conflicts/<12 hex>.json, <dir>/vms/<name>.json, <dir>/tmp/ (temp files of lease claims)
  *   <dir>/pool.lock/            proper-lockfile's lock, serialising every change of leases, cursors and counts
  */
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { indexOf, inPool, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
 import { readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
+import { type FileText, fileText, readFileText } from './file-lease-pages.js';
 import { damaged, parseLease, parseRecord } from './lease.js';
 import { FIRST_CURSOR } from './policy.js';
 import type { DamagedRecord, Lease } from './store.js';
@@ -32,8 +33,6 @@ export const HEX12_RE = /^[0-9a-f]{12}$/;
 const macOfHex = (hex: string): string => hex.match(/../g)!.join(':');
 export { macOfHex };
 
-/** A lease file is small: one buffer serves every read of a scan (a readFileSync per file costs twice as much). */
-const READ_BUF = Buffer.alloc(16 * 1024);
 
 export class FileRecords {
   readonly leaseDir: string;
@@ -75,7 +74,7 @@ export class FileRecords {
 
   /** A lease file, or null when it vanished meanwhile. A damaged one is an error naming the file. */
   readLease(path: string): Lease | null {
-    const text = readSmall(path);
+    const text = readFileText(path);
     return text === null ? null : parseLease(text, path);
   }
 
@@ -133,12 +132,7 @@ export class FileRecords {
 
   /** Read one lease file into `leases`, or into `damagedRecords` when it cannot be read; nothing when it is gone. */
   readLeaseInto(path: string, leases: Lease[], damagedRecords: DamagedRecord[]): void {
-    try {
-      const lease = this.readLease(path);
-      if (lease) leases.push(lease);
-    } catch (err) {
-      damagedRecords.push({ key: path, why: (err as Error).message });
-    }
+    leaseOfText(path, fileText(path), leases, damagedRecords);
   }
 
   dirExists(): boolean {
@@ -169,20 +163,16 @@ export function namesIn(dir: string): string[] {
   }
 }
 
-/** A small file's text through the shared buffer (a larger one is read whole), or null when it does not exist. */
-function readSmall(path: string): string | null {
-  let fd: number;
+/** A lease file's text (file-lease-pages.ts) into `leases`, or into `damagedRecords`; nothing when it is gone. */
+export function leaseOfText(path: string, text: FileText, leases: Lease[], damagedRecords: DamagedRecord[]): void {
+  if (text === null) return;
+  if (typeof text !== 'string') {
+    damagedRecords.push({ key: path, why: text.error });
+    return;
+  }
   try {
-    fd = openSync(path, 'r');
+    leases.push(parseLease(text, path));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    damagedRecords.push({ key: path, why: (err as Error).message });
   }
-  try {
-    const n = readSync(fd, READ_BUF, 0, READ_BUF.length, 0);
-    if (n < READ_BUF.length) return READ_BUF.toString('utf8', 0, n);
-  } finally {
-    closeSync(fd);
-  }
-  return readTextIfExists(path);
 }

@@ -18,7 +18,8 @@ import { checkInPool, formatMac, macAt, parseMac, type Pool } from '../core/mac.
 import { createFileExclusive, removeQuietly, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { withDirLock } from '../system/dir-lock.js';
-import { FileRecords, namesIn } from './file-records.js';
+import { FileRecords, leaseOfText, namesIn } from './file-records.js';
+import { readPages } from './file-lease-pages.js';
 import { HostIndex, sweepIfOld } from './file-host-index.js';
 import { FileSideRecords } from './file-side-records.js';
 import { chooseAddresses } from './file-scan.js';
@@ -131,10 +132,10 @@ export class FileStore extends FileSideRecords implements Store {
    * for longer than the lock's stale time, e.g. in an fsync) can leave one wrong; it is counted again.
    */
   async *leasePages(): AsyncGenerator<LeasePage> {
-    const names = this.r.leaseNames().sort();
-    for (let i = 0; i < names.length; i += PAGE) {
+    let names: string[] = [];
+    for await (const read of readPages(this.r.leaseDir, () => (names = this.r.leaseNames().sort()), PAGE)) {
       const page: LeasePage = { leases: [], damaged: [] };
-      for (const name of names.slice(i, i + PAGE)) this.r.readLeaseInto(join(this.r.leaseDir, name), page.leases, page.damaged);
+      read.texts.forEach((text, i) => leaseOfText(`${this.r.leaseDir}/${read.names[i]}`, text, page.leases, page.damaged));
       yield page;
     }
     const file = this.r.readPoolFileIfReadable();

@@ -30,6 +30,19 @@ export function damaged(what: string, where: string, why: string): UncloudError 
 }
 
 
+const HEX12_RE = /^[0-9a-f]{12}$/;
+
+/**
+ * Whether a key ending with 12 hex digits (a file: then ".json") names this MAC (lowercase, with colons);
+ * any other key names none. Compared in place: `mac list` checks every lease.
+ */
+function keyHolds(where: string, mac: string): boolean {
+  const hex = where.endsWith('.json') ? where.slice(-17, -5) : where.slice(-12);
+  if (!HEX12_RE.test(hex)) return true;
+  for (let i = 0; i < 12; i++) if (hex.charCodeAt(i) !== mac.charCodeAt(i + (i >> 1))) return false;
+  return true;
+}
+
 /**
  * A lease record. `where` is its file path or etcd key; both end with the MAC's 12 hex digits (a file
  * with ".json"), and a record that names another MAC than its key is damaged, not trusted.
@@ -38,8 +51,7 @@ export function parseLease(text: string, where: string): Lease {
   const l = parseRecord<Lease>(text, 'lease', where);
   const damagedLease = (w: string, why: string) => damaged('lease', w, why);
   if (typeof l.mac !== 'string' || !MAC_TEXT_RE.test(l.mac)) throw damagedLease(where, 'bad mac');
-  const keyHex = /([0-9a-f]{12})(\.json)?$/.exec(where)?.[1];
-  if (keyHex !== undefined && keyHex !== l.mac.toLowerCase().replaceAll(':', '')) throw damagedLease(where, `its mac ${l.mac} is not the one its name holds`);
+  if (!keyHolds(where, l.mac)) throw damagedLease(where, `its mac ${l.mac} is not the one its name holds`);
   if (l.vm !== null && (typeof l.vm !== 'object' || typeof l.vm?.name !== 'string' || CONTROL_RE.test(l.vm.name))) {
     // A hand-edited name with control characters could move the operator's terminal when printed.
     throw damagedLease(where, 'bad vm');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { eui64Address, eui64InterfaceId, linkLocalAddress } from '../../src/core/eui64.js';
+import fc from 'fast-check';
+import { eui64Address, eui64InterfaceId, linkLocalAddress, linkLocalText } from '../../src/core/eui64.js';
 import { formatIpv6, parseCidr } from '../../src/core/ip.js';
 import { parseMac } from '../../src/core/mac.js';
 
@@ -13,8 +14,28 @@ describe('EUI-64 (RFC 4291 appendix A)', () => {
     ['42:00:00:00:00:01', 'fe80::4000:ff:fe00:1'],
     ['00:00:00:00:00:00', 'fe80::200:ff:fe00:0'],
     ['ff:ff:ff:ff:ff:ff', 'fe80::fdff:ffff:feff:ffff'],
+    // Group 4 zero: it joins the zeros after fe80.
+    ['02:00:00:00:00:00', 'fe80::ff:fe00:0'],
+    ['02:00:12:34:56:78', 'fe80::12ff:fe34:5678'],
+    ['03:00:00:00:00:01', 'fe80::100:ff:fe00:1'],
   ])('%s → %s', (mac, want) => {
     expect(formatIpv6(linkLocalAddress(parseMac(mac)))).toBe(want);
+    expect(linkLocalText(parseMac(mac))).toBe(want);
+  });
+
+  it('linkLocalText prints what formatIpv6(linkLocalAddress()) prints, for any MAC', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 48 - 1 }), (mac) => linkLocalText(mac) === formatIpv6(linkLocalAddress(mac))),
+      { numRuns: 5000 },
+    );
+    const octets = fc.constantFrom(0, 1, 2, 3, 0xfd, 0xfe, 0xff);
+    fc.assert(
+      fc.property(fc.array(octets, { minLength: 6, maxLength: 6 }), (o) => {
+        const mac = o.reduce<number>((n, x) => n * 256 + x, 0);
+        return linkLocalText(mac) === formatIpv6(linkLocalAddress(mac));
+      }),
+      { numRuns: 5000 },
+    );
   });
 
   it('the interface identifier is 64 bits with ff:fe in the middle', () => {

@@ -4,7 +4,7 @@ import { UncloudError, usageError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-identity.js';
 import { conflictMessage } from '../../store/policy.js';
-import type { DamagedRecord, Lease, Owner } from '../../store/store.js';
+import type { Conflict, DamagedRecord, Lease, Owner } from '../../store/store.js';
 import { isOwnerAlive } from '../../system/proc.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
@@ -90,14 +90,7 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
   for await (const page of store.leasePages()) {
     noteDamaged(page.damaged);
     if (flags.json) {
-      json.write(
-        page.leases.map((l) => ({
-          ...l,
-          state: stateOf(l),
-          addresses: addressesOfMac(l.mac, known),
-          ...(conflictOf.has(l.mac) ? { conflict: conflictOf.get(l.mac) } : {}),
-        })),
-      );
+      json.write(page.leases.map((l) => jsonRow(l, stateOf(l), addressesOfMac(l.mac, known), conflictOf.get(l.mac))));
     } else {
       text.write(page.leases.map((l) => [l.mac, stateOf(l), l.vm?.name ?? '-', l.nic === null ? '-' : String(l.nic), l.host, l.owners.map((o) => o.pid).join(',') || '-', l.created]));
     }
@@ -110,6 +103,26 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
     if (!text.end()) ctx.out('no MAC is held');
   }
   return 0;
+}
+
+/** The keys of a lease record as this tool writes it, in its order. */
+const LEASE_KEYS = ['version', 'mac', 'vm', 'nic', 'host', 'owners', 'created'] as const;
+
+/**
+ * A lease with its state, addresses and conflict, as `{ ...lease, state, … }` orders them. A lease with just the
+ * keys this tool writes, in their order, is copied key by key: JSON.stringify of a spread object costs three
+ * times as much, most of `mac list`'s own work.
+ */
+function jsonRow(l: Lease, state: string, addresses: object, conflict: Conflict | undefined): object {
+  let i = 0;
+  let plain = true;
+  for (const key in l) plain &&= key === LEASE_KEYS[i++];
+  const row: Record<string, unknown> =
+    plain && i === LEASE_KEYS.length
+      ? { version: l.version, mac: l.mac, vm: l.vm, nic: l.nic, host: l.host, owners: l.owners, created: l.created, state, addresses }
+      : { ...l, state, addresses };
+  if (conflict) row.conflict = conflict;
+  return row;
 }
 
 interface StreamWriter<T> {
