@@ -20,7 +20,7 @@ import { loadTemplate, render } from '../system/templates.js';
 import { openVmLogs } from '../system/vm-logs.js';
 import { exitCodeOf } from './held-signals.js';
 import { loadExeca, qemuNotFound } from './qemu-process.js';
-import { giveBackHeld, giveBackVm } from './reconcile.js';
+import { giveBackAfterFailure, giveBackHeld } from './reconcile.js';
 
 export interface LaunchDeps {
   store: Store;
@@ -187,7 +187,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       : null;
     return { spec, argv, files, logs, qemuLogStart, leases, record, identity, previousIdentity: known };
   } catch (err) {
-    await giveBackVm(deps.store, deps.host, { files, record: { ...record, nics: leases.map((l, i) => ({ index: plan.nics[i]!.index, mac: l.mac, tap: record.taps[i]!, bridge: plan.nics[i]!.bridge })) } });
+    await giveBackAfterFailure(deps.store, deps.host, { files, record: { ...record, nics: leases.map((l, i) => ({ index: plan.nics[i]!.index, mac: l.mac, tap: record.taps[i]!, bridge: plan.nics[i]!.bridge })) } }, deps.note);
     throw err;
   }
 }

@@ -8,7 +8,7 @@ import type { Owner } from '../store/store.js';
 import { currentOwner } from '../system/proc.js';
 import { writeRecord } from '../system/run-dir.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
-import { giveBackVm } from './reconcile.js';
+import { giveBackAfterFailure } from './reconcile.js';
 
 /** execa is the costliest import of a start (~120 ms on Node 20): load it while the VM is being prepared. */
 let execaLoading: Promise<typeof import('execa')> | undefined;
@@ -60,7 +60,7 @@ export async function spawnOrGiveBack<T>(vm: PreparedVm, deps: LaunchDeps, spawn
   try {
     return { child: spawn((await loadExeca()).execa) };
   } catch (err) {
-    await giveBackVm(deps.store, deps.host, vm);
+    await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
     throw err;
   }
 }

@@ -38,6 +38,8 @@ export interface ReconcileReport {
   endedVms: string[];
   /** VMs whose qemu actions an interrupted reboot had left changed: put back. */
   restoredActions: string[];
+  /** Dead VMs whose leases the store would not take back: their run dirs stay for the next gc. */
+  failed: string[];
 }
 
 export interface ReconcileDeps {
@@ -84,25 +86,41 @@ async function assertRunning(vm: ObservedVm, deps: ReconcileDeps, report: Reconc
 
 /**
  * What a VM with no live qemu held: its leases (the ones still its own on this host), taps and guard rules.
- * The caller has made sure no qemu of it runs (observed dead, or it awaited qemu's exit itself).
+ * The caller has made sure no qemu of it runs (observed dead, or it awaited qemu's exit itself). A lease the
+ * store would not take back (unreachable, disk full) is a GIVE_BACK_FAILED error, thrown after everything
+ * else was given back; a damaged lease record is left to the operator (gc names it), not a failure here.
  */
 export async function giveBackHeld(store: Store, host: string, rec: VmRecord): Promise<Lease[]> {
   const freed: Lease[] = [];
+  const failed: string[] = [];
   for (const nic of rec.nics) {
-    // Only this VM's lease on this host: after a forced release the MAC may be another VM's now.
-    const held = await store.get(nic.mac).catch(() => null);
-    if (held?.vm?.uuid !== rec.uuid || held.host !== host) continue;
-    if (await store.release(nic.mac, rec.uuid).catch(() => false)) freed.push(held);
+    try {
+      // Only this VM's lease on this host: after a forced release the MAC may be another VM's now.
+      const held = await store.get(nic.mac);
+      if (held?.vm?.uuid !== rec.uuid || held.host !== host) continue;
+      if (await store.release(nic.mac, rec.uuid)) freed.push(held);
+    } catch (err) {
+      if (err instanceof UncloudError && (err.code === 'STATE_DAMAGED' || err.code === 'STATE_VERSION')) continue;
+      failed.push(`${nic.mac} (${(err as Error).message})`);
+    }
   }
   removeNicLeftovers(rec.taps);
+  if (failed.length > 0) {
+    throw new UncloudError('GIVE_BACK_FAILED', `VM ${rec.name} has ended, but the store did not take back ${failed.join('; ')}; its run dir stays, and 'uncloud-vm gc' gives it back once the store answers`);
+  }
   return freed;
 }
 
-/** giveBackHeld, then the run dir. */
+/** giveBackHeld, then the run dir; the run dir stays when a lease could not be given back (gc tries again). */
 export async function giveBackVm(store: Store, host: string, vm: Pick<ObservedVm, 'files' | 'record'>): Promise<Lease[]> {
   const freed = vm.record ? await giveBackHeld(store, host, vm.record) : [];
   removeDir(vm.files.dir);
   return freed;
+}
+
+/** On a path that is already failing: give back what the VM took; a give-back failure is told, not thrown over the first. */
+export async function giveBackAfterFailure(store: Store, host: string, vm: Pick<ObservedVm, 'files' | 'record'>, note?: (msg: string) => void): Promise<void> {
+  await giveBackVm(store, host, vm).catch((err: Error) => note?.(err.message));
 }
 
 /**
@@ -119,7 +137,7 @@ export async function cleanupVm(store: Store, runDir: string, host: string, name
 }
 
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
-  const report: ReconcileReport = { adopted: [], recreated: [], conflicts: [], freed: [], removedDirs: [], removedGuards: [], removedTaps: [], damaged: [], endedVms: [], restoredActions: [] };
+  const report: ReconcileReport = { adopted: [], recreated: [], conflicts: [], freed: [], removedDirs: [], removedGuards: [], removedTaps: [], damaged: [], endedVms: [], restoredActions: [], failed: [] };
   await settleAbandonedReboots(deps.runDir, report);
   const vms = observeAll(deps.runDir);
   const live = vms.filter((v) => v.phase !== 'dead');
@@ -141,7 +159,15 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
       // runs elsewhere under this run dir gives nothing back: its leases and taps are that VM's.
       const foreign = now.record !== null && (now.record.name !== vm.name || liveUuids.has(now.record.uuid));
       if (foreign) removeDir(now.files.dir);
-      else report.freed.push(...(await giveBackVm(deps.store, deps.host, now)));
+      else {
+        try {
+          report.freed.push(...(await giveBackVm(deps.store, deps.host, now)));
+        } catch (err) {
+          if (!(err instanceof UncloudError) || err.code !== 'GIVE_BACK_FAILED') throw err;
+          report.failed.push(err.message);
+          return;
+        }
+      }
       const why = now.damaged ? ` (its record ${now.files.record} was damaged: ${now.damaged})` : foreign ? ` (a copy of VM ${now.record!.name}'s run dir; nothing of that VM was touched)` : '';
       report.removedDirs.push(`${vm.name}${why}`);
     });

@@ -5,7 +5,7 @@ import { readFrom } from '../system/vm-logs.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
 import { forgetFailedStart, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
 import { waitForQmp } from './qmp.js';
-import { giveBackVm } from './reconcile.js';
+import { giveBackAfterFailure } from './reconcile.js';
 
 /**
  * Start qemu in the background and return once its QMP socket answers. The leases pass to qemu
@@ -42,7 +42,7 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
   } catch (err) {
     child.kill('SIGKILL');
     await Promise.resolve(child).catch(() => undefined);
-    await giveBackVm(deps.store, deps.host, vm);
+    await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
     throw err;
   }
 }

@@ -8,7 +8,7 @@ import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
 import { exitCodeOf, forgetFailedStart, loadExeca, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
 import { type HeldSignals, holdSignals, STOP_SIGNALS } from './held-signals.js';
 import { waitForQmp } from './qmp.js';
-import { giveBackVm } from './reconcile.js';
+import { giveBackAfterFailure, giveBackVm } from './reconcile.js';
 import { DEFAULT_STOP_TIMEOUT_S, stopVm } from './stop.js';
 
 /**
@@ -83,6 +83,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
     up = true;
     if (heldBack) showStderr(heldBack);
   });
+  let failure = false;
   try {
     try {
       qemu = await recordQemu(vm, deps, child.pid);
@@ -115,9 +116,14 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
       throw new UncloudError('QEMU_KILLED', `qemu was killed by ${result.signal}`, exitCodeOf(result.signal));
     }
     throw notStarted(file, result as { code?: string; shortMessage?: string; message?: string });
+  } catch (err) {
+    failure = true;
+    throw err;
   } finally {
     for (const s of signals) process.off(s, onSignal);
-    // qemu has ended: what it held goes back (its ifdown scripts ran unless it was killed).
-    await giveBackVm(deps.store, deps.host, vm);
+    // qemu has ended: what it held goes back (its ifdown scripts ran unless it was killed). A store that will
+    // not take it back is this run's error, unless it already has one.
+    if (failure) await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
+    else await giveBackVm(deps.store, deps.host, vm);
   }
 }

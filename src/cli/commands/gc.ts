@@ -28,9 +28,10 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   for (const t of r.removedGuards) ctx.out(`removed leftover guard rules of tap ${t}`);
   for (const d of r.damaged) ctx.err(`damaged record left untouched: ${d.why.includes(d.key) ? d.why : `${d.key}: ${d.why}`}`);
   for (const c of r.conflicts) ctx.err(conflictMessage(c));
+  for (const f of r.failed) ctx.err(f);
   const changed = r.endedVms.length + r.restoredActions.length + r.freed.length + r.adopted.length + r.recreated.length + r.removedDirs.length + r.removedTaps.length + r.removedGuards.length;
-  if (changed === 0) ctx.err('gc: nothing to reclaim');
-  return r.conflicts.length > 0 || r.damaged.length > 0 ? 1 : 0;
+  if (changed === 0 && r.failed.length === 0) ctx.err('gc: nothing to reclaim');
+  return r.conflicts.length > 0 || r.damaged.length > 0 || r.failed.length > 0 ? 1 : 0;
 }
 
 export function define(program: Command, action: Action): void {

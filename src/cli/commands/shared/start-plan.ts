@@ -93,7 +93,7 @@ export async function prepareWithMedia(plan: VmPlan, seed: SeedContent | undefin
   const missingTool = seed ? seedToolMissing() : undefined;
   if (missingTool) throw new UncloudError('SEED', missingTool);
   const { prepareVm } = await import('../../../qemu/prepare-vm.js');
-  const { giveBackVm } = await import('../../../qemu/reconcile.js');
+  const { giveBackAfterFailure } = await import('../../../qemu/reconcile.js');
   const { disks, created } = prepareDisks(plan.disks, { create: true });
   plan.disks = disks;
   try {
@@ -102,7 +102,7 @@ export async function prepareWithMedia(plan: VmPlan, seed: SeedContent | undefin
       try {
         writeSeed(vm.files.seed, seedFiles({ uuid: vm.spec.uuid, name: vm.spec.name, macs: vm.spec.nics.map((n) => n.mac), ...seed }));
       } catch (err) {
-        await giveBackVm(deps.store, deps.host, vm);
+        await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
         throw err;
       }
     }
