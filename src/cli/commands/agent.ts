@@ -9,11 +9,11 @@ import { parseStore } from '../../core/store-url.js';
 import type { Lease as EtcdLease } from 'etcd3';
 import type { HostAgent } from '../../store/etcd-host-lease.js';
 import { systemdExecWord, systemdValue } from '../../core/quote.js';
-import { AGENT_UNIT, installUnit } from '../../system/systemd.js';
+import { AGENT_UNIT } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
-import { selfCommand, selfNote } from '../self.js';
-import { unitEnvironment, warnCredentials } from './shared/unit-environment.js';
+import { selfCommand } from '../self.js';
+import { printOrInstallUnit, unitEnvironment } from './shared/unit-environment.js';
 import type { Command } from 'commander';
 import type { Action } from './shared/action.js';
 
@@ -168,14 +168,7 @@ function agentUnit(flags: AgentFlags, ctx: Context): number {
     agent: [...selfCommand(ctx.settings), 'agent'].map(systemdExecWord).join(' '),
     environment: unitEnvironment(ctx.settings),
   });
-  const note = selfNote();
-  if (note) ctx.err(note);
-  warnCredentials(ctx);
-  if (!flags.install) {
-    ctx.out(text.trimEnd());
-    return 0;
-  }
-  const path = installUnit(flags.user ?? false, AGENT_UNIT, text, flags.enable ? [['enable', '--now', AGENT_UNIT]] : []);
-  ctx.err(`installed ${path}${flags.enable ? ' (enabled and started)' : ''}`);
+  const path = printOrInstallUnit(ctx, flags, AGENT_UNIT, text, flags.enable ? [['enable', '--now', AGENT_UNIT]] : []);
+  if (path) ctx.err(`installed ${path}${flags.enable ? ' (enabled and started)' : ''}`);
   return 0;
 }

@@ -9,17 +9,17 @@ import { vmRunFiles } from '../../core/vm-files.js';
 import type { VmPlan } from '../../core/vm-plan.js';
 import { UNIT_START_GRACE_S } from '../../system/vm-state.js';
 import { detectFormat } from '../../system/disk-image.js';
-import { AGENT_UNIT, installUnit, unitName } from '../../system/systemd.js';
+import { AGENT_UNIT, unitName } from '../../system/systemd.js';
 import { loadTemplate, render } from '../../system/templates.js';
 import type { Context } from '../context.js';
-import { selfCommand, selfNote } from '../self.js';
+import { selfCommand } from '../self.js';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { Action } from './shared/action.js';
 import { addStartOptions, type StartFlags, startFlags } from './shared/start-options.js';
 import { checkNicMacs, planFromFlags, resolveMedia } from './shared/start-plan.js';
 import { parseTimeout } from './shared/timeout.js';
-import { unitEnvironment, warnCredentials } from './shared/unit-environment.js';
+import { printOrInstallUnit, unitEnvironment } from './shared/unit-environment.js';
 
 export function define(program: Command, action: Action): void {
   addStartOptions(
@@ -117,14 +117,7 @@ export async function unit(name: string, flags: UnitFlags, ctx: Context): Promis
   const text = renderUnit(plan, flags, ctx);
   for (const m of missing) ctx.err(`note: ${m} does not exist on this host (yet); the unit checks it each time it starts`);
   for (const w of plan.warnings) ctx.err(w);
-  const note = selfNote();
-  if (note) ctx.err(note);
-  warnCredentials(ctx);
-  if (!flags.install) {
-    ctx.out(text.trimEnd());
-    return 0;
-  }
-  const path = installUnit(flags.user ?? false, unitName(plan.name), text, flags.enable ? [['enable', unitName(plan.name)]] : []);
-  ctx.err(`installed ${path}${flags.enable ? ' (enabled)' : ''}; start it with 'systemctl${flags.user ? ' --user' : ''} start ${unitName(plan.name)}'`);
+  const path = printOrInstallUnit(ctx, flags, unitName(plan.name), text, flags.enable ? [['enable', unitName(plan.name)]] : []);
+  if (path) ctx.err(`installed ${path}${flags.enable ? ' (enabled)' : ''}; start it with 'systemctl${flags.user ? ' --user' : ''} start ${unitName(plan.name)}'`);
   return 0;
 }
