@@ -97,14 +97,16 @@ export async function* readPages(dir: string, list: () => string[], size: number
       yield* ahead.pages(names, size);
       return;
     }
-    buf ??= Buffer.alloc(BUF_SIZE);
-    for (let from = 0; from < names.length; from += size) {
-      const to = Math.min(from + size, names.length);
-      yield { names: names.slice(from, to), texts: readPage(fs, dir, names, from, to, buf, readText) };
-    }
+    for (let from = 0; from < names.length; from += size) yield readHere(dir, names, from, size);
   } finally {
     ahead?.stop();
   }
+}
+
+/** The page of names from `from` on, read in this thread. */
+function readHere(dir: string, names: string[], from: number, size: number): TextPage {
+  const to = Math.min(from + size, names.length);
+  return { names: names.slice(from, to), texts: readPage(fs, dir, names, from, to, (buf ??= Buffer.alloc(BUF_SIZE)), readText) };
 }
 
 function looksLarge(dir: string, files: number): boolean {
@@ -135,41 +137,45 @@ parentPort.once('message', ({ list, size }) => {
   }
 });`;
 
-/** A worker thread reading lease files ahead of this one. */
+/**
+ * A worker thread reading lease files ahead of this one. Should it fail (a thread it cannot start, say),
+ * the pages it has not given are read in this thread: it only makes a listing faster.
+ */
 class ReadAhead {
   private readonly worker: Worker;
   private readonly taken = new Int32Array(new SharedArrayBuffer(4));
   private readonly ready: FileText[][] = [];
-  private failed: Error | null = null;
+  /** It ended (an error, or its exit) and has given all it will: the rest is read here. */
+  private gone = false;
   private wake: () => void = () => undefined;
 
-  constructor(dir: string) {
+  constructor(private readonly dir: string) {
     // stdout/stderr kept apart: piping them to this process's would create process.stdout (cli/output.ts).
     this.worker = new Worker(WORKER_SOURCE, { eval: true, stdout: true, stderr: true, workerData: { dir, ahead: AHEAD, taken: this.taken.buffer } });
     this.worker.on('message', (texts: FileText[]) => {
-      this.ready.push(texts);
+      if (!this.gone) this.ready.push(texts);
       this.wake();
     });
-    this.worker.on('error', (err) => {
-      this.failed = err;
-      this.wake();
-    });
-    this.worker.on('exit', (code) => {
-      this.failed ??= new Error(`the lease file reader stopped (exit code ${code}) before it read them all`);
-      this.wake();
-    });
+    for (const event of ['error', 'exit']) {
+      this.worker.on(event, () => {
+        this.gone = true;
+        this.wake();
+      });
+    }
   }
 
   async *pages(names: string[], size: number): AsyncGenerator<TextPage> {
     this.worker.postMessage({ list: names.join('\n'), size });
     for (let from = 0; from < names.length; from += size) {
-      while (this.ready.length === 0) {
-        if (this.failed) throw this.failed;
-        await new Promise<void>((resolve) => (this.wake = resolve));
+      while (this.ready.length === 0 && !this.gone) await new Promise<void>((resolve) => (this.wake = resolve));
+      const texts = this.ready.shift();
+      if (texts === undefined) {
+        yield readHere(this.dir, names, from, size);
+        continue;
       }
       Atomics.add(this.taken, 0, 1);
       Atomics.notify(this.taken, 0);
-      yield { names: names.slice(from, from + size), texts: this.ready.shift()! };
+      yield { names: names.slice(from, from + size), texts };
     }
   }
 

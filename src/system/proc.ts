@@ -1,15 +1,32 @@
 /** Process identity from /proc: a pid plus its start time survives pid reuse; the command line says what it runs. */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import type { Owner } from '../core/owner.js';
 
-/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or null if it is gone. */
-export function processStartTime(pid: number): number | null {
-  let stat: string;
+/** /proc/PID/stat is under 1 KiB (the command name in it at most 64 bytes). */
+let statBuf: Buffer | undefined;
+
+/** /proc/PID/stat in one read (readFileSync takes two more system calls: a stat, and a read that finds the end). */
+function readStat(pid: number): string | null {
+  let fd: number;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    fd = openSync(`/proc/${pid}/stat`, 'r');
   } catch {
     return null;
   }
+  try {
+    const buf = (statBuf ??= Buffer.alloc(4096));
+    return buf.toString('latin1', 0, readSync(fd, buf, 0, buf.length, 0));
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or null if it is gone. */
+export function processStartTime(pid: number): number | null {
+  const stat = readStat(pid);
+  if (stat === null) return null;
   // The command name (field 2) may contain spaces and ')': fields after it start past the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // A zombie has exited already; only its parent has not collected it yet.
@@ -27,6 +44,56 @@ export function currentOwner(pid: number): Owner | null {
 
 export function isOwnerAlive(owner: Owner): boolean {
   return processStartTime(owner.pid) === owner.startTime;
+}
+
+export interface OwnerLiveness {
+  alive: (owner: Owner) => boolean;
+  /** Records read since the last call are checked next (see ownerLiveness). */
+  nextBatch: () => void;
+}
+
+/**
+ * Owner liveness for a command that checks many records (mac list): one answer per owner (pid and start
+ * time), and the pids that run listed from /proc once per batch, so an owner that is gone (most of the
+ * owners of a large pool) costs no /proc/PID/stat read. A listing taken after a batch's records were read
+ * is right for them: an owner a record names ran when it was written, so one missing from the listing has
+ * ended since (a pid reused later comes with another start time). Call nextBatch() after reading the next
+ * records, before checking their owners.
+ */
+export function ownerLiveness(): OwnerLiveness {
+  const known = new Map<string, boolean>();
+  let running: Set<number> | null = null;
+  return {
+    alive(owner) {
+      const key = `${owner.pid}/${owner.startTime}`;
+      let alive = known.get(key);
+      if (alive === undefined) {
+        running ??= runningPids();
+        alive = running.has(owner.pid) && isOwnerAlive(owner);
+        known.set(key, alive);
+      }
+      return alive;
+    },
+    nextBatch() {
+      running = null;
+    },
+  };
+}
+
+/** The pids /proc lists (processes, not their other threads: an owner is a process). */
+function runningPids(): Set<number> {
+  const pids = new Set<number>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return pids; // no /proc: no owner can be seen running (as processStartTime finds none)
+  }
+  for (const e of entries) {
+    const pid = Number(e);
+    if (Number.isInteger(pid)) pids.add(pid);
+  }
+  return pids;
 }
 
 /** A process's argv, or null when it is gone. */

@@ -5,7 +5,7 @@ import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-identity.js';
 import { conflictMessage } from '../../store/policy.js';
 import type { Conflict, DamagedRecord, Lease, Owner } from '../../store/store.js';
-import { isOwnerAlive } from '../../system/proc.js';
+import { isOwnerAlive, ownerLiveness } from '../../system/proc.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
 import type { Command } from 'commander';
@@ -56,17 +56,6 @@ export function leaseState(lease: Lease, host: string, alive: (o: Owner) => bool
   return lease.owners.some(alive) ? 'live' : 'stale';
 }
 
-/** Owner liveness asked once per owner (a VM's NICs share their owners), for a command that reads many leases. */
-function aliveOnce(): (o: Owner) => boolean {
-  const seen = new Map<string, boolean>();
-  return (o) => {
-    const key = `${o.pid}/${o.startTime}`;
-    let alive = seen.get(key);
-    if (alive === undefined) seen.set(key, (alive = isOwnerAlive(o)));
-    return alive;
-  };
-}
-
 /**
  * Every held MAC, streamed a page at a time as the store reads them (JSON or a table), so its memory does not
  * grow with the pool; damaged records follow the leases, named on stderr as they are met.
@@ -75,8 +64,8 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
   const store = await ctx.store();
   const { conflicts, damaged: badConflicts } = await store.listConflicts();
   const conflictOf = new Map(conflicts.map((c) => [c.mac, c]));
-  const alive = aliveOnce();
-  const stateOf = (l: Lease) => (conflictOf.has(l.mac) ? 'conflict' : leaseState(l, ctx.settings.host, alive));
+  const liveness = ownerLiveness();
+  const stateOf = (l: Lease) => (conflictOf.has(l.mac) ? 'conflict' : leaseState(l, ctx.settings.host, liveness.alive));
   for (const c of conflicts) ctx.err(conflictMessage(c));
   const damaged: DamagedRecord[] = [];
   const noteDamaged = (ds: DamagedRecord[]) => {
@@ -88,6 +77,7 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
   const json = jsonArrayWriter(ctx.out);
   const text = tableWriter(ctx.out, ['MAC', 'STATE', 'VM', 'NIC', 'HOST', 'PIDS', 'CREATED']);
   for await (const page of store.leasePages()) {
+    liveness.nextBatch();
     noteDamaged(page.damaged);
     if (flags.json) {
       json.write(page.leases.map((l) => jsonRow(l, stateOf(l), addressesOfMac(l.mac, known), conflictOf.get(l.mac))));
