@@ -5,8 +5,11 @@
 // qemu is spawned, proper-lockfile when the file store locks, uuid for a named VM) are chunks of their own, so
 // they cost a command nothing until it uses them. etcd3 stays outside and is required at first use (see
 // lazyModule), so only commands with an etcd store pay for gRPC and protobuf.
+// The entry, the verbs whose start-up is measured (start, mac) and every module they import statically are one
+// chunk, "core": a dry run or `mac pool` reads and compiles three files, not twenty (each chunk costs a read of
+// it and of its cache, and a compile). The templates are inlined: a start reads no template file.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,8 +47,40 @@ function lazyModule(name) {
   ].join('\n');
 }
 
+// The modules of the core chunk: these and all they import statically (a dynamic import stays a chunk of its own).
+const CORE_ROOTS = ['src/cli/main.ts', 'src/cli/commands/start.ts', 'src/cli/commands/mac.ts'].map((f) => join(ROOT, f));
+const staticImports = new Map();
+let core;
+function inCore(id) {
+  if (!core) {
+    core = new Set();
+    const todo = [...CORE_ROOTS];
+    for (let m; (m = todo.pop()) !== undefined; ) {
+      if (core.has(m)) continue;
+      core.add(m);
+      todo.push(...(staticImports.get(m) ?? []));
+    }
+  }
+  return core.has(id);
+}
+
+/** templates/ as a map of file name to text, for src/system/templates.ts in the build. */
+function templates() {
+  const dir = join(ROOT, 'templates');
+  return Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), 'utf8')]));
+}
+const INLINED_RE = /const INLINED(?:: [^=]+)? = undefined;/;
+
 const lazyPlugin = {
   name: 'uncloud-vm-on-demand',
+  moduleParsed(info) {
+    staticImports.set(info.id, info.importedIds);
+  },
+  transform(code, id) {
+    if (id !== join(ROOT, 'src/system/templates.ts')) return null;
+    if (!INLINED_RE.test(code)) throw new Error('bundle: src/system/templates.ts has no INLINED to fill');
+    return code.replace(INLINED_RE, `const INLINED = ${JSON.stringify(templates())};`);
+  },
   resolveId(id, importer) {
     if (id === 'graceful-fs') return '\0node-fs';
     if (!isLazy(id)) return null;
@@ -79,8 +114,9 @@ await build({
   external: (id) => EAGER_NODE.has(id),
   plugins: [lazyPlugin],
   logLevel: 'warn',
-  // One chunk per command module and per package loaded on demand (execa, proper-lockfile, uuid), so a
-  // command compiles and runs only what it uses; each chunk's import() is a require of its file.
+  // The core chunk, then one chunk per other command module and per package loaded on demand (execa,
+  // proper-lockfile, uuid), so a command compiles and runs only what it uses; each chunk's import() is a
+  // require of its file.
   output: {
     dir: NEXT,
     format: 'cjs',
@@ -90,6 +126,7 @@ await build({
     // Less source to read and decode, and all of it one-byte (ASCII) strings for V8.
     comments: false,
     charset: 'ascii',
+    codeSplitting: { groups: [{ name: 'core', test: inCore }] },
   },
 });
 

@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const TEMPLATE_DIR = fileURLToPath(new URL('../../templates/', import.meta.url));
+/** templates/ (name → text) as the build inlines it (scripts/bundle.mjs): the installed command reads no template file. */
+const INLINED: Record<string, string> | undefined = undefined;
 
 export function render(
   template: string,
@@ -22,5 +23,5 @@ export function render(
 }
 
 export function loadTemplate(name: string): string {
-  return readFileSync(`${TEMPLATE_DIR}${name}`, 'utf8');
+  return INLINED?.[name] ?? readFileSync(fileURLToPath(new URL(`../../templates/${name}`, import.meta.url)), 'utf8');
 }

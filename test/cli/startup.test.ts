@@ -4,7 +4,7 @@
  * file store locks, uuid for a name-derived UUID, execa when qemu is to be spawned, etcd3 (outside the build)
  * with an etcd store.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,11 +13,13 @@ import { cli, ROOT, sandbox } from '../helpers/cli.js';
 const sb = sandbox({ NODE_OPTIONS: `-r ${join(ROOT, 'test/fixtures/loaded-packages.cjs')}` });
 afterAll(() => sb.cleanup());
 
-async function loaded(args: string[]): Promise<{ code: number | null; packages: string[] }> {
+async function loaded(args: string[]): Promise<{ code: number | null; packages: string[]; chunks: string[] }> {
   const r = await cli(args, { env: sb.env });
   const line = /^loaded-packages: (.*)$/m.exec(r.stderr);
+  const chunks = /^loaded-chunks: (.*)$/m.exec(r.stderr);
   expect(line, r.stderr).not.toBeNull();
-  return { code: r.code, packages: line![1]!.split(',').filter(Boolean) };
+  expect(chunks, r.stderr).not.toBeNull();
+  return { code: r.code, packages: line![1]!.split(',').filter(Boolean), chunks: chunks![1]!.split(',').filter(Boolean) };
 }
 
 // graceful-fs is Node's own fs in the build (scripts/bundle.mjs)
@@ -37,6 +39,31 @@ describe('start-up', () => {
   });
 
   it.each([
+    [['start', '--dry-run', '--memory', '1024', '--cores', '2']],
+    [['mac', 'pool']],
+    [['mac', 'allocate']],
+  ])('%j compiles the entry chunk (with the start and mac verbs) and the runtime, nothing else of ours', async (args) => {
+    const r = await loaded(args);
+    expect(r.chunks.filter((c) => c !== 'proper-lockfile')).toEqual(['rolldown-runtime', 'uncloud-vm']);
+  });
+
+  it('the build holds templates/ as it is', () => {
+    const bin = createRequire(import.meta.url)(join(ROOT, 'bin/uncloud-vm.cjs')) as {
+      compile: () => { load: (file: string) => Record<string, unknown> };
+      DEFAULT_DIR: string;
+    };
+    const file = readdirSync(bin.DEFAULT_DIR).find((f) => /^templates-.*\.cjs$/.test(f));
+    expect(file).toBeDefined();
+    const source = readFileSync(join(bin.DEFAULT_DIR, file!), 'utf8');
+    // Inlined: the chunk's loadTemplate answers without reading templates/.
+    const { loadTemplate } = bin.compile().load(file!) as { loadTemplate: (name: string) => string };
+    for (const name of readdirSync(join(ROOT, 'templates'))) {
+      expect([name, loadTemplate(name)]).toEqual([name, readFileSync(join(ROOT, 'templates', name), 'utf8')]);
+      expect(source).toContain(JSON.stringify(name));
+    }
+  });
+
+  it.each([
     [['start', '--dry-run', '--memory', '1024', '--cores', '2'], 0, []],
     [['mac', 'pool'], 0, []],
     [['list'], 0, []],
@@ -48,7 +75,7 @@ describe('start-up', () => {
     [['unit', 'web1'], 0, ['uuid']],
   ])('%j exits %i and loads commander and %j, nothing else', async (args, code, want) => {
     const r = await loaded(args);
-    expect(r).toEqual({ code, packages: ['commander', ...want].sort() });
+    expect({ code: r.code, packages: r.packages }).toEqual({ code, packages: ['commander', ...want].sort() });
   });
 
   it('a start that would spawn qemu loads execa (and still no etcd3)', async () => {
