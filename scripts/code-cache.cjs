@@ -17,7 +17,7 @@ const COMMANDS = [
   ['list'],
   ['gc'],
   ['--help'],
-  // start up to the point where it would need a bridge: this loads execa and the launcher without a VM.
+  // start up to the point where it would need a bridge: this loads the launcher's modules without a VM.
   ['start', '--accel', 'tcg', '--memory', '64', '--qemu', '/bin/true', '--nic', 'bridge=uvm-code-cache'],
 ];
 

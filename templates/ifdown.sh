@@ -8,7 +8,8 @@ ip link set dev "$tap" down 2>/dev/null || true
 ip link set dev "$tap" nomaster 2>/dev/null || true
 ip link delete dev "$tap" 2>/dev/null || true
 if [ {{filter}} = on ]; then
-  printf '%s' {{unguard}} | nft -f - 2>/dev/null || true
+  # Unmarked once the guard is gone (nic-guard.ts removeStaleGuard).
+  if printf '%s' {{unguard}} | nft -f - 2>/dev/null; then rm -f {{guardMark}}; fi
 fi
 {{!afterDown}}
 exit 0

@@ -25,6 +25,10 @@ if [ "$filter" = on ]; then
   # The batches were rendered from parsed values: nothing a user typed is shell or nft syntax here.
   guard={{guard}}
   unguard={{unguard}}
+  # Marked before it is installed: a later claim of this tap runs nft to look for a stale guard only if marked.
+  mark={{guardMark}}
+  mkdir -p -m 700 "${mark%/*}"
+  : >"$mark"
   printf '%s' "$guard" | nft -f -
   # Should the tap not come up, its guard goes with it.
   trap 'printf "%s" "$unguard" | nft -f - 2>/dev/null' EXIT

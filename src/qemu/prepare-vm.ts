@@ -13,13 +13,14 @@ import { holderOf } from '../store/policy.js';
 import type { Lease, LeaseRequest, Owner, Store, VmIdentity } from '../store/store.js';
 import { findExecutable } from '../system/host.js';
 import { nicAddressesOf } from '../system/nic-addresses.js';
+import { guardMarkPath } from '../system/nic-guard.js';
 import { renderIfdown, renderIfup } from '../system/nic-scripts.js';
 import { type VmRecord, writeRecord, writeScript } from '../system/run-dir.js';
 import { claimVm } from '../system/vm-claim.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { openVmLogs } from '../system/vm-logs.js';
 import { exitCodeOf } from './held-signals.js';
-import { loadExeca, qemuNotFound } from './qemu-process.js';
+import { qemuNotFound } from './qemu-process.js';
 import { giveBackAfterFailure, giveBackHeld } from './reconcile.js';
 
 export interface LaunchDeps {
@@ -93,7 +94,6 @@ function checkBridges(nics: VmPlan['nics'], deps: LaunchDeps): void {
  * Gives everything back on failure.
  */
 export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOptions): Promise<PreparedVm> {
-  void loadExeca().catch(() => undefined);
   if (!findExecutable(plan.qemu)) throw qemuNotFound(plan.qemu);
   // A network's bridge is made sure of after the claim (ensureNetworks); any other must exist already.
   checkBridges(plan.nics.filter((n) => n.network === undefined || !deps.ensureNetworks), deps);
@@ -157,7 +157,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     const argv = buildQemuArgv(spec);
     const addresses = nicAddressesOf(plan, spec, deps.bridges);
     for (const nic of spec.nics) {
-      const input = { vm: spec.name, index: nic.index, iface: nic.tap, bridge: nic.bridge, mac: nic.mac, addresses: addresses[nic.index]! };
+      const input = { vm: spec.name, index: nic.index, iface: nic.tap, bridge: nic.bridge, mac: nic.mac, addresses: addresses[nic.index]!, guardMark: guardMarkPath(deps.runDir, nic.tap) };
       const afterDown = opts.releaseOnDown ? `${[...opts.releaseOnDown, nic.mac].map(shellQuote).join(' ')} >/dev/null 2>&1 || true` : ':';
       writeScript(nic.ifup, renderIfup(input));
       writeScript(nic.ifdown, renderIfdown(input, afterDown));

@@ -1,8 +1,13 @@
 /**
- * The qemu process of a prepared VM, as supervise-vm.ts and run-detached.ts start it: execa loaded ahead,
- * qemu recorded as the owner of the leases before it may run, the VM remembered once qemu runs, and the
+ * The qemu process of a prepared VM, as supervise-vm.ts and run-detached.ts start it: exec.sh waiting at its
+ * gate, qemu recorded as the owner of the leases before it may run, the VM remembered once qemu runs, and the
  * errors a failed start gives. Only src/qemu/ talks to qemu processes.
+ * The foreground launcher spawns with node:child_process (spawnGated): until qemu is exec'd every
+ * millisecond is the user's, and loading execa and making its first call cost ~25 ms of that. A detached start
+ * spawns with execa (run-detached.ts), whose result and errors it uses while it waits for qemu's QMP.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import { currentOwner } from '../system/proc.js';
@@ -10,9 +15,91 @@ import { writeRecord } from '../system/run-dir.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
 import { giveBackAfterFailure } from './reconcile.js';
 
-/** execa is the costliest import of a start (~120 ms on Node 20): load it while the VM is being prepared. */
-let execaLoading: Promise<typeof import('execa')> | undefined;
-export const loadExeca = () => (execaLoading ??= import('execa'));
+export const loadExeca = () => import('execa');
+
+/** How qemu ended: its exit code, or the signal that ended it, or (code, message) why it never ran. */
+export interface QemuEnd {
+  exitCode?: number;
+  signal?: NodeJS.Signals;
+  code?: string;
+  message?: string;
+  /** All it wrote on stderr. */
+  stderr: string;
+}
+
+export interface GatedQemu {
+  child: ChildProcess;
+  /** The process ended (or never started). */
+  exited: Promise<void>;
+  /** It ended and its stderr is closed, or was cut drainMs after the end: how it ended. */
+  ended: (drainMs: number) => Promise<QemuEnd>;
+}
+
+/**
+ * exec.sh (qemu) as the foreground launcher's child, waiting at its gate on fd 3: its stderr appended to the
+ * VM's qemu log as it comes and passed to onStderr; killed if this process exits first (the launcher's
+ * own stop paths end it in order before that).
+ */
+export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): GatedQemu {
+  const log = openSync(vm.logs.qemu, 'a', 0o600);
+  let child: ChildProcess;
+  try {
+    child = spawn('/bin/sh', [vm.files.execScript, '--gate'], {
+      stdio: [vm.spec.console ? 'inherit' : 'ignore', 'inherit', 'pipe', 'pipe'],
+      // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
+      detached: !vm.spec.console,
+    });
+  } catch (err) {
+    closeSync(log);
+    throw err;
+  }
+  // The gate's pipe breaks when exec.sh ends before it is opened: that end is reported by 'exit'.
+  child.stdio[3]?.on('error', () => undefined);
+  let stderr = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text: string) => {
+    stderr += text;
+    try {
+      writeSync(log, text);
+    } catch {
+      // a full disk loses log lines, not the VM
+    }
+    onStderr(text);
+  });
+  const killOnExit = (): void => void child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  let end: Omit<QemuEnd, 'stderr'> | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      end = code !== null ? { exitCode: code } : { signal: signal! };
+      resolve();
+    });
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      end ??= { code: err.code, message: err.message };
+      resolve();
+    });
+  });
+  const closed = new Promise<void>((resolve) => {
+    child.once('close', () => resolve());
+    void exited.then(() => (child.pid === undefined ? resolve() : undefined));
+  });
+  void closed.then(() => {
+    process.off('exit', killOnExit);
+    closeSync(log);
+  });
+  return {
+    child,
+    exited,
+    ended: async (drainMs) => {
+      await exited;
+      // qemu's end ends the VM even if something it started still holds its stderr open.
+      const drain = setTimeout(() => child.stderr?.destroy(), drainMs);
+      await closed;
+      clearTimeout(drain);
+      return { ...end!, stderr };
+    },
+  };
+}
 
 /** Remember a named VM's UUID and MACs once its qemu runs. A failure is a note: the VM runs. */
 export async function rememberIdentity(vm: PreparedVm, deps: LaunchDeps): Promise<void> {
@@ -54,11 +141,11 @@ export function openGate(gate: NodeJS.WritableStream | null | undefined): void {
 
 /**
  * Spawn qemu; if even that fails (execa will not load, bad options), give back what the VM took.
- * The subprocess comes boxed: it is a thenable, and returning it bare would await qemu's exit.
+ * The subprocess comes boxed: an execa subprocess is a thenable, and returning it bare would await qemu's exit.
  */
-export async function spawnOrGiveBack<T>(vm: PreparedVm, deps: LaunchDeps, spawn: (execa: typeof import('execa').execa) => T): Promise<{ child: T }> {
+export async function spawnOrGiveBack<T>(vm: PreparedVm, deps: LaunchDeps, start: () => { child: T } | Promise<{ child: T }>): Promise<{ child: T }> {
   try {
-    return { child: spawn((await loadExeca()).execa) };
+    return await start();
   } catch (err) {
     await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
     throw err;

@@ -3,7 +3,7 @@ import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import { readFrom } from '../system/vm-logs.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
-import { forgetFailedStart, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
+import { forgetFailedStart, loadExeca, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
 import { waitForQmp } from './qmp.js';
 import { giveBackAfterFailure } from './reconcile.js';
 
@@ -13,14 +13,17 @@ import { giveBackAfterFailure } from './reconcile.js';
  */
 export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
   const file = vm.argv[0]!;
-  const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
-    execa('/bin/sh', [vm.files.execScript, '--gate'], {
-      reject: false,
-      stdio: ['ignore', 'ignore', { file: vm.logs.qemu, append: true }, 'pipe'],
-      detached: true,
-      cleanup: false,
-    }),
-  );
+  const { child } = await spawnOrGiveBack(vm, deps, async () => {
+    const { execa } = await loadExeca();
+    return {
+      child: execa('/bin/sh', [vm.files.execScript, '--gate'], {
+        reject: false,
+        stdio: ['ignore', 'ignore', { file: vm.logs.qemu, append: true }, 'pipe'],
+        detached: true,
+        cleanup: false,
+      }),
+    };
+  });
   try {
     if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });
     const qemu = await recordQemu(vm, deps, child.pid);

@@ -5,7 +5,7 @@
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
-import { exitCodeOf, forgetFailedStart, loadExeca, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
+import { exitCodeOf, forgetFailedStart, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnGated, spawnOrGiveBack } from './qemu-process.js';
 import { type HeldSignals, holdSignals, STOP_SIGNALS } from './held-signals.js';
 import { waitForQmp } from './qmp.js';
 import { giveBackAfterFailure, giveBackVm } from './reconcile.js';
@@ -21,30 +21,28 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
   let stopping = 0;
   let qemu: Owner | undefined;
   const signals = STOP_SIGNALS;
-  // A signal that comes while the VM was prepared (the caller held them) or execa still loads: qemu is not
-  // started at all, and what the VM took goes back.
+  // A signal that came while the VM was prepared (the caller held them): qemu is not started at all, and what
+  // the VM took goes back.
   const held = heldSignals ?? holdSignals();
-  try {
-    await loadExeca().catch(() => undefined);
-  } finally {
-    held.release();
-  }
+  held.release();
   const early = held.signal;
   if (early) {
     deps.note(`${early}: stopping VM ${vm.spec.name} before qemu started`);
     await giveBackVm(deps.store, deps.host, vm);
     return 0;
   }
+  // Until qemu is up its stderr is held back: a qemu that fails to start has it all in the error, once.
+  let up = false;
+  let heldBack = '';
+  const showStderr = deps.qemuStderr ?? ((chunk: string) => void process.stderr.write(chunk));
   // exec.sh sets the umask and execs qemu once past its gate: the child's pid is qemu's, as under a unit.
-  const { child } = await spawnOrGiveBack(vm, deps, (execa) =>
-    execa('/bin/sh', [vm.files.execScript, '--gate'], {
-      reject: false,
-      stdio: [vm.spec.console ? 'inherit' : 'ignore', 'inherit', ['pipe', { file: vm.logs.qemu, append: true }], 'pipe'],
-      // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
-      detached: !vm.spec.console,
-      cleanup: true,
+  const { child: qemuChild } = await spawnOrGiveBack(vm, deps, () => ({
+    child: spawnGated(vm, (text) => {
+      if (up) showStderr(text);
+      else heldBack += text;
     }),
-  );
+  }));
+  const { child } = qemuChild;
   let gateOpen = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     stopping += 1;
@@ -68,16 +66,8 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
     });
   };
   for (const s of signals) process.on(s, onSignal);
-  // Until qemu is up its stderr is held back: a qemu that fails to start has it all in the error, once.
   let exited = false;
-  child.once('exit', () => (exited = true));
-  let up = false;
-  let heldBack = '';
-  const showStderr = deps.qemuStderr ?? ((chunk: string) => void process.stderr.write(chunk));
-  child.stderr?.on('data', (d: Buffer) => {
-    if (up) showStderr(d.toString());
-    else heldBack += d.toString();
-  });
+  void qemuChild.exited.then(() => (exited = true));
   const ready = waitForQmp(vm.spec.qmpSocket, () => exited, 120_000).then(async (r) => {
     if (r !== 'ready') return;
     up = true;
@@ -96,12 +86,8 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
       child.kill('SIGKILL');
       if (child.pid !== undefined) throw err;
     }
-    // qemu's exit ends the VM even if something it started still holds its stderr open.
-    // (A qemu that never started has no exit event; the subprocess promise settles instead.)
-    await Promise.race([new Promise((resolve) => child.once('exit', resolve)), child]);
-    const drain = setTimeout(() => child.stderr?.destroy(), 1000);
-    const result = await child;
-    clearTimeout(drain);
+    // qemu's exit ends the VM even if something it started still holds its stderr open (cut after 1 s).
+    const result = await qemuChild.ended(1000);
     await ready;
     if (result.exitCode !== undefined) {
       if (result.exitCode !== 0) {
@@ -115,7 +101,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
       if (stopping > 0 && (result.signal === 'SIGTERM' || !gateOpen)) return 0;
       throw new UncloudError('QEMU_KILLED', `qemu was killed by ${result.signal}`, exitCodeOf(result.signal));
     }
-    throw notStarted(file, result as { code?: string; shortMessage?: string; message?: string });
+    throw notStarted(file, result);
   } catch (err) {
     failure = true;
     throw err;

@@ -13,6 +13,8 @@ export interface NicScriptInput {
   bridge: string;
   mac: string;
   addresses: NicAddresses;
+  /** The file ifup.sh creates before it installs the guard, ifdown.sh removes after (nic-guard.ts guardMarkPath). */
+  guardMark: string;
 }
 
 function values(nic: NicScriptInput): Record<string, string> {
@@ -27,6 +29,7 @@ function values(nic: NicScriptInput): Record<string, string> {
     filter: allowed ? 'on' : 'off',
     guard: allowed ? guardBatch(nic.iface, mac, allowed) : '',
     unguard: allowed ? unguardBatch(nic.iface, mac, allowed) : '',
+    guardMark: nic.guardMark,
   };
 }
 

@@ -8,7 +8,7 @@ import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../core/owner.js';
 import { freeTapNames } from '../core/tap-name.js';
 import type { VmRunFiles } from '../core/vm-files.js';
-import { listTaps, removeNicGuard } from './nic-guard.js';
+import { listTaps, removeStaleGuard } from './nic-guard.js';
 import { createRunDir, removeDir, type VmRecord, withRunDirLock } from './run-dir.js';
 import { observeAll, observeVm, type ObservedVm } from './vm-state.js';
 
@@ -50,8 +50,10 @@ export async function claimVm(
     }
     const reserved = new Set([...others.flatMap((v) => v.record?.taps ?? []), ...listTaps()]);
     const taps = freeTapNames(req.uuid, req.nicIndices, (t) => reserved.has(t));
-    // Rules left by an earlier qemu that was killed: its tap is gone, but a stale rule would drop the new guest's frames.
-    for (const tap of taps) removeNicGuard(tap);
+    // Rules left by an earlier qemu that was killed: its tap is gone, but a stale rule would drop the new guest's
+    // frames. Looked for only where ifup marked a guard, or the dead run of this VM had the tap.
+    const deadTaps = new Set(exists ? (mine.record?.taps ?? []) : []);
+    for (const tap of taps) removeStaleGuard(runDir, tap, deadTaps.has(tap));
     let dead: ObservedVm | null = null;
     if (exists) {
       dead = mine;

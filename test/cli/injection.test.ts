@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { shellQuote } from '../../src/core/quote.js';
 import { loadTemplate, render } from '../../src/system/templates.js';
@@ -63,11 +63,13 @@ describe('tap scripts', () => {
   const logged = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
   /** What the ip stub logs for these calls: each argument on a line of its own. */
   const argLines = (...calls: string[][]) => calls.flat().map((a) => `${a}\n`).join('');
+  /** Where the scripts mark the tap's guard: a hostile path too. */
+  const mark = (evil: string) => join(dir, 'marks', evil, 'tap0');
   const script = (name: string, evil: string, bridge: string) => {
     const path = join(dir, name);
     const text = render(
       loadTemplate(name),
-      { vm: evil, index: '0', iface: 'tap0', bridge, tapMac: evil, filter: 'on', guard: evil, unguard: evil },
+      { vm: evil, index: '0', iface: 'tap0', bridge, tapMac: evil, filter: 'on', guard: evil, unguard: evil, guardMark: mark(evil) },
       shellQuote,
       { afterDown: ':' },
     );
@@ -98,15 +100,20 @@ describe('tap scripts', () => {
     expect(logged(ipLog)).toBe(argLines(['link', 'set', 'dev', 'tap0', 'address', evil], ['link', 'set', 'dev', 'tap0', 'master', 'br0'], ['link', 'set', 'dev', 'tap0', 'up']));
     // nft read the batch from stdin, byte for byte; the unguard batch was never run (the tap came up).
     expect(logged(nftLog)).toBe(`-f\n-\n${evil}`);
+    // The guard was marked, at the path as given.
+    expect(existsSync(mark(evil))).toBe(true);
     expect(existsSync(pwned())).toBe(false);
   });
 
-  it.each(values())('ifdown: a hostile unguard batch %s reaches nft as it is', (_label, evil) => {
+  it.each(values())('ifdown: a hostile unguard batch %s reaches nft as it is, and the mark goes once nft took it', (_label, evil) => {
     const { bin, ipLog, nftLog } = stubs();
+    mkdirSync(dirname(mark(evil)), { recursive: true });
+    writeFileSync(mark(evil), '');
     const r = runScript(script('ifdown.sh', evil, evil), bin);
     expect(r.status, r.stderr).toBe(0);
     expect(logged(ipLog)).toBe(argLines(['link', 'set', 'dev', 'tap0', 'down'], ['link', 'set', 'dev', 'tap0', 'nomaster'], ['link', 'delete', 'dev', 'tap0']));
     expect(logged(nftLog)).toBe(`-f\n-\n${evil}`);
+    expect(existsSync(mark(evil))).toBe(false);
     expect(existsSync(pwned())).toBe(false);
   });
 });

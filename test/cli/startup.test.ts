@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, ROOT, sandbox } from '../helpers/cli.js';
+import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 
 const sb = sandbox({ NODE_OPTIONS: `-r ${join(ROOT, 'test/fixtures/loaded-packages.cjs')}` });
 afterAll(() => sb.cleanup());
@@ -78,10 +79,10 @@ describe('start-up', () => {
     expect({ code: r.code, packages: r.packages }).toEqual({ code, packages: ['commander', ...want].sort() });
   });
 
-  it('a start that would spawn qemu loads execa (and still no etcd3)', async () => {
+  it('a start that stops before qemu is spawned loads neither execa nor etcd3', async () => {
     const r = await loaded(['start', '--accel', 'tcg', '--memory', '64', '--qemu', '/bin/true', '--nic', 'bridge=uvmnobridge0']);
     expect(r.code).toBe(1);
-    expect(r.packages).toContain('execa');
+    expect(r.packages).not.toContain('execa');
     expect(r.packages).not.toContain('etcd3');
   });
 
@@ -90,5 +91,25 @@ describe('start-up', () => {
     expect(packages).toContain('etcd3');
     expect(packages).not.toContain('execa');
     expect(packages).not.toContain('proper-lockfile');
+  });
+});
+
+describe('start-up of a VM (fake qemu)', () => {
+  const fq = fakeQemuEnvironment({ env: { NODE_OPTIONS: `-r ${join(ROOT, 'test/fixtures/loaded-packages.cjs')}` } });
+  /** The launcher's lines: the last ones (the fake qemu, a node process too, prints its own before it). */
+  const last = (stderr: string, what: string): string[] => [...stderr.matchAll(new RegExp(`^${what}: (.*)$`, 'gm'))].at(-1)![1]!.split(',').filter(Boolean);
+
+  it('a foreground start spawns qemu with node:child_process: no execa (nor etcd3) until qemu is exec\'d or after', async () => {
+    const r = await fq.start([]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(last(r.stderr, 'loaded-packages')).toEqual(['commander', ...PROPER_LOCKFILE].sort());
+  });
+
+  it('a detached start spawns qemu with execa', async () => {
+    const r = await fq.start(['--name', 'bg', '--detach'], { FAKE_QEMU_QMP: '1', FAKE_QEMU_SLEEP: '30' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(last(r.stderr, 'loaded-packages')).toContain('execa');
+    expect(last(r.stderr, 'loaded-packages')).not.toContain('etcd3');
+    expect((await fq.run(['stop', 'bg'])).code).toBe(0);
   });
 });

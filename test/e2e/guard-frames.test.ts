@@ -62,7 +62,7 @@ afterEach(() => {
 function rogueScripts(guard: boolean): { up: () => void; down: () => void } {
   const nic = parseNic(guard ? `br0,ip4=${ROGUE.ip4}` : 'br0,filter=off', 0, 'br0');
   const addresses = nicAddresses(parseMac(ROGUE.mac), guardOptions(nic), { prefixes: ['fd66::/64'], source: 'config', ipv6Only: false });
-  const input = { vm: 'rogue', index: 0, iface: 'rh', bridge: 'br0', mac: ROGUE.mac, addresses };
+  const input = { vm: 'rogue', index: 0, iface: 'rh', bridge: 'br0', mac: ROGUE.mac, addresses, guardMark: join(w.dir, 'guards', 'rh') };
   const up = join(w.dir, 'ifup.sh');
   const down = join(w.dir, 'ifdown.sh');
   writeFileSync(up, renderIfup(input), { mode: 0o700 });

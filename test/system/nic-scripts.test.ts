@@ -14,6 +14,7 @@ const nic = (filter: boolean): NicScriptInput => ({
   bridge: 'br0',
   mac: '42:00:00:00:00:07',
   addresses: nicAddresses(parseMac('42:00:00:00:00:07'), { ...guardOn, filter }, none),
+  guardMark: '/run/uncloud-vm/.guards/uc0123456789n1',
 });
 
 const sh = (script: string) => spawnSync('sh', ['-n', '-c', script], { encoding: 'utf8' });
@@ -25,6 +26,9 @@ describe('renderIfup / renderIfdown', () => {
     expect(up.split('\n')).toEqual(expect.arrayContaining(['iface=uc0123456789n1', 'bridge=br0', 'filter=on']));
     expect(up).toContain('address fe:00:00:00:00:07');
     expect(up).toContain('add element bridge uncloud_vm guarded { "uc0123456789n1" }');
+    // The mark is made before the guard goes in.
+    expect(up.indexOf(": >\"$mark\"")).toBeGreaterThan(up.indexOf("mark=/run/uncloud-vm/.guards/uc0123456789n1"));
+    expect(up.indexOf(": >\"$mark\"")).toBeLessThan(up.indexOf('nft -f -'));
     expect(sh(up).status).toBe(0);
   });
 
@@ -38,6 +42,7 @@ describe('renderIfup / renderIfdown', () => {
   it('ifdown: the unguard batch and the command to run after the NIC is down', () => {
     const down = renderIfdown(nic(true), "'uncloud-vm' 'hook' 'nic-down' 'web1'");
     expect(down).toContain('delete element bridge uncloud_vm guarded { "uc0123456789n1" }');
+    expect(down).toContain('then rm -f /run/uncloud-vm/.guards/uc0123456789n1; fi');
     expect(down).toMatch(/^'uncloud-vm' 'hook' 'nic-down' 'web1'$/m);
     expect(renderIfdown(nic(true))).toMatch(/^:$/m);
     expect(sh(down).status).toBe(0);
