@@ -1,6 +1,6 @@
 /** `uncloud-vm start` through the built binary, with a fake qemu, inside a namespace with a bridge. */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, FAKE_QEMU, waitFor } from '../helpers/cli.js';
 import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
@@ -108,6 +108,38 @@ describe('start with a fake qemu', () => {
     expect(second.stderr).toMatch(/VM dup is already (starting|running) \(pid [0-9]+\); stop it first/);
     expect(await leases()).toHaveLength(1);
     expect((await first).code).toBe(0);
+  });
+});
+
+describe('the claim and stale guards', () => {
+  const UUID = '0b5f6a9e-3c1d-4e2f-8a7b-9c0d1e2f3a4b';
+  const TAP = 'uc0b5f6a9e3cn0';
+  /** An nft on PATH that logs each call, "before" or "after" the fake qemu was exec'd. */
+  const nftStub = () => {
+    const bin = join(fake.sb.runDir, '..', 'bin');
+    const log = join(bin, 'nft.log');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'nft'), `#!/bin/sh\nif [ -e "$FAKE_QEMU_STARTED" ]; then w=after; else w=before; fi\necho "$w $*" >> '${log}'\nexit 1\n`, { mode: 0o755 });
+    const started = join(bin, 'started');
+    return { env: { PATH: `${bin}:${process.env.PATH}`, FAKE_QEMU_STARTED: started }, log: () => (existsSync(log) ? readFileSync(log, 'utf8') : ''), started };
+  };
+
+  it('a start runs no nft before qemu when no guard of its taps is marked; a marked one is looked for, then unmarked', async () => {
+    const nft = nftStub();
+    const r1 = await start(['--uuid', UUID, '--nic', 'bridge=br0'], nft.env);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(existsSync(nft.started)).toBe(true);
+    expect(nft.log()).not.toMatch(/^before/m);
+    // ifup.sh's mark of a guard a killed qemu left (the fake qemu runs no ifup).
+    const mark = join(fake.sb.runDir, '.guards', TAP);
+    mkdirSync(dirname(mark), { recursive: true });
+    writeFileSync(mark, '');
+    rmSync(nft.started);
+    const r2 = await start(['--uuid', UUID, '--nic', 'bridge=br0'], nft.env);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(nft.log()).toMatch(/^before -j list table bridge uncloud_vm$/m);
+    // nft found no table (the stub fails): nothing is left to remove, and the mark goes.
+    expect(existsSync(mark)).toBe(false);
   });
 });
 
