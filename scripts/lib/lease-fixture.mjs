@@ -34,12 +34,17 @@ export function writeFileLeases(stateDir, count, opts) {
   }
 }
 
-/** `count` lease keys and their host index keys under an etcd store's prefix ("/name"), 50 leases per transaction, 8 transactions at a time. */
+/**
+ * `count` lease keys and their host index keys under an etcd store's prefix ("/name"), 50 leases per transaction,
+ * 8 transactions at a time, and their count (a base per counter group, as the store's count build writes it,
+ * src/store/etcd-held-count.ts). The prefix must be new: the count is written, not added to.
+ */
 export async function writeEtcdLeases(endpoint, prefix, count, opts) {
   const { Etcd3 } = await import('etcd3');
   const client = new Etcd3({ hosts: endpoint });
   try {
     const batches = [];
+    const counts = new Map();
     for (let i = 0; i < count; i += 50) batches.push(i);
     const worker = async () => {
       for (let b = batches.shift(); b !== undefined; b = batches.shift()) {
@@ -48,11 +53,15 @@ export async function writeEtcdLeases(endpoint, prefix, count, opts) {
           const { hex, lease } = leaseAt(i, opts);
           puts.push(client.put(`${prefix}/macs/${hex}`).value(JSON.stringify(lease)));
           puts.push(client.put(`${prefix}/held-by/${lease.host}/${hex}`).value(''));
+          const id = `${hex.slice(0, 6)}/${lease.host}/0`;
+          counts.set(id, (counts.get(id) ?? 0) + 1);
         }
         await client.if(`${prefix}/fixture`, 'Create', '!=', -1).then(...puts).commit();
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
+    for (const [id, n] of counts) await client.put(`${prefix}/counts/${id}/base`).value(String(n));
+    await client.put(`${prefix}/counts-complete`).value('1');
     await client.put(`${prefix}/held-by-index`).value('1');
   } finally {
     client.close();

@@ -17,13 +17,14 @@
 import { UncloudError } from '../core/errors.js';
 import { advance, formatMac, inPool, macAt, parseMac, type Pool, usableCount } from '../core/mac.js';
 import type { EtcdConn } from './etcd-client.js';
+import { CountDelta } from './etcd-held-count.js';
 import { conflictKeysOp, freeInRun, heldKeysOp, hexOfKeys, readCursor, readRun, runFrom, type RunView, skipHeld } from './etcd-free-scan.js';
 import { parseLease, serializeLease } from './lease.js';
 import { Exhausted, heldError, newLease } from './policy.js';
 import type { Lease, LeaseRequest } from './store.js';
 
-/** Addresses per transaction: two compares each, under etcd's 128 operations. */
-const TXN_CHUNK = 60;
+/** Addresses per transaction: two compares and two puts each, the cursor and the count puts (up to 5 per etcd lease) under etcd's 128 operations. */
+const TXN_CHUNK = 56;
 const MAX_ATTEMPTS = 1000;
 /** How long free addresses read ahead are trusted: after that, reading starts again at the shared cursor. */
 const FREE_AHEAD_MS = 2000;
@@ -204,12 +205,14 @@ export class EtcdAllocator {
     const leases = requests.map((req, i) => newLease(chosen[i]!.mac, req, c.host));
     let txn = c.client.if(c.macKey(chosen[0]!.mac), 'Create', '==', 0).and(c.conflictKey(chosen[0]!.mac), 'Create', '==', 0);
     for (const x of chosen.slice(1)) txn = txn.and(c.macKey(x.mac), 'Create', '==', 0).and(c.conflictKey(x.mac), 'Create', '==', 0);
-    // Each lease with its host index key, on the same etcd lease (etcd-host-index.ts).
-    const puts = leases.flatMap((l, i) =>
-      [c.client.put(c.macKey(l.mac)).value(serializeLease(l)), c.client.put(c.indexKey(c.host, l.mac)).value('')].map((put) =>
-        leaseId !== undefined && requests[i]!.owners.length > 0 ? put.lease(leaseId) : put,
-      ),
-    );
+    // Each lease with its host index key, on the same etcd lease (etcd-host-index.ts), and counted (etcd-held-count.ts).
+    const onLease = (i: number) => (leaseId !== undefined && requests[i]!.owners.length > 0 ? leaseId : undefined);
+    const count = new CountDelta();
+    const puts = leases.flatMap((l, i) => {
+      const id = onLease(i);
+      count.add(l.mac, c.host, id, 1);
+      return [c.client.put(c.macKey(l.mac)).value(serializeLease(l)), c.client.put(c.indexKey(c.host, l.mac)).value('')].map((put) => (id !== undefined ? put.lease(id) : put));
+    });
     // The cursor rides along as a shared hint (allocators side by side may leave it a step behind or ahead;
     // reading skips held addresses anyway).
     const last = chosen.filter((x) => x.kind === 'free').pop();
@@ -221,7 +224,7 @@ export class EtcdAllocator {
     // What the next attempt needs if this one fails is read by the failing transaction itself: one round trip
     // per attempt.
     const lostReads = [...chosen.map((x) => c.client.get(c.macKey(x.mac))), conflictKeysOp(c), ...(run ? [heldKeysOp(c, pool, run)] : [])];
-    const result = await c.call('allocation', () => txn.then(...puts, ...cursorPut).else(...lostReads).commit());
+    const result = await c.call('allocation', () => txn.then(...puts, ...count.ops(c), ...cursorPut).else(...lostReads).commit());
     if (result.succeeded) {
       const revision = BigInt(result.header.revision);
       const now = Date.now();

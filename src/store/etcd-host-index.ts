@@ -1,7 +1,7 @@
 /**
  * The etcd store's host index: <prefix>/held-by/<host>/<12 hex>, an empty key per lease of <host>, so gc and
  * `list` read what one host holds and `mac pool` counts per host with count-only requests, never reading every
- * lease of the pool.
+ * lease of the pool (when the held count, etcd-held-count.ts, cannot answer).
  *
  * It never hides a lease: every transaction that writes a lease key writes its index key too, on the same etcd
  * lease (so both expire together when a host's lease is lost), and every one that deletes it deletes both. A
@@ -11,6 +11,7 @@
  */
 import type { IKeyValue } from 'etcd3';
 import type { EtcdConn } from './etcd-client.js';
+import { DAMAGED_HOST } from './etcd-held-count.js';
 import { listConflicts, listLeases, prefixPages } from './etcd-read.js';
 import { parseLease } from './lease.js';
 import { byMac } from './policy.js';
@@ -137,7 +138,7 @@ export async function heldByHost(c: EtcdConn, prefixHex: string): Promise<Record
   const byHost: Record<string, number> = {};
   for await (const page of prefixPages(c, 'list', `${c.prefix}/macs/${prefixHex}`)) {
     for (const [k, v] of page) {
-      let host = 'damaged records';
+      let host = DAMAGED_HOST;
       try {
         host = parseLease(v, k).host;
       } catch {

@@ -7,12 +7,15 @@
  */
 import type { Etcd3, Lease as EtcdLease } from 'etcd3';
 import type { Conflict, Lease } from './store.js';
+import { CountDelta } from './etcd-held-count.js';
 import { parseLease, serializeLease } from './lease.js';
 
 /** What the protocol needs of the store: its client, its key layout, its error wrapping. */
 export interface EtcdAccess {
   client: Etcd3;
   host: string;
+  /** The key prefix every key of the store lives under. */
+  prefix: string;
   where: string;
   ttlS: number;
   macKey: (mac: string) => string;
@@ -75,19 +78,32 @@ export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: 
   return true;
 }
 
-/** Leases re-asserted per transaction pair (one read, one write): 40 compares and up to 120 operations (lease, its host index key, a conflict to clear), under etcd's 128. */
-const REASSERT_CHUNK = 40;
-/** Chunks in flight at once: a chunk's two round trips overlap with others', so 10,000 leases take well under a second. */
-const REASSERT_PARALLEL = 8;
+/** Leases whose state one transaction reads (or, where the last pass left them known, confirms): its compares and reads stay under etcd's 128. */
+const STATE_CHUNK = 120;
+/** Leases written per transaction: two puts each, a conflict to clear now and then, and the count puts, under etcd's 128 operations. */
+const WRITE_CHUNK = 56;
+/** etcd's limit on the operations of one transaction (--max-txn-ops). */
+const MAX_TXN_OPS = 128;
+/** Chunks in flight at once: their round trips overlap, so 10,000 leases take well under a second. */
+const REASSERT_PARALLEL = 12;
+
+/** What one pass left a key as (its revision, the etcd lease it hangs on, its record): the next pass only confirms it. */
+export interface Asserted {
+  mod: string;
+  lease: string;
+  holder: Lease;
+}
 
 /**
  * For each expected lease: the key is there and ours (same VM) → attach it to lease `id`; absent → create it
  * (compare: still absent); another VM's → a conflict, recorded and returned. Conflicts that no longer
- * stand (the key is ours again) are cleared. Leases go in chunks of one read and one transaction, several chunks
- * at once (10,000 in a few hundred round trips, overlapped); a chunk that loses a race to another writer is done
- * again one lease at a time.
+ * stand (the key is ours again) are cleared. Leases go in chunks, several at once: one transaction reads a
+ * chunk's keys, except those `known` from the last pass, which it only compares on their revision (a key that
+ * changed meanwhile is read by the same round trip); then the keys to write go in as few transactions as fit,
+ * each compared on what was read. A write that loses a race to another writer is done again one lease at a time.
+ * `known` is updated to what this pass leaves.
  */
-export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Promise<ReassertResult> {
+export async function reassert(a: EtcdAccess, id: string, expected: Lease[], known = new Map<string, Asserted>()): Promise<ReassertResult> {
   const out: ReassertResult = { kept: 0, recreated: [], conflicts: [] };
   // Conflicts are rare: one read of their range tells which MACs have one to clear. Only those this host
   // recorded: a conflict names a running VM of one host, and only that host can tell it no longer stands (the
@@ -105,9 +121,11 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[]): Pr
       .filter(([, v]) => recordedHere(v))
       .map(([k]) => k.slice(k.lastIndexOf('/') + 1)),
   );
-  const ctx: Reasserting = { a, id, out, standing };
+  const before = new Map(known);
+  known.clear(); // refilled with what this pass leaves: a VM no longer expected is forgotten
+  const ctx: Reasserting = { a, id, out, standing, before, known };
   const chunks: Lease[][] = [];
-  for (let i = 0; i < expected.length; i += REASSERT_CHUNK) chunks.push(expected.slice(i, i + REASSERT_CHUNK));
+  for (let i = 0; i < expected.length; i += STATE_CHUNK) chunks.push(expected.slice(i, i + STATE_CHUNK));
   // Each chunk's results in its own place, so they come out in the order expected, whatever order chunks end in.
   const results: { out: ReassertResult; left: Lease[] }[] = [];
   let next = 0;
@@ -133,6 +151,9 @@ interface Reasserting {
   out: ReassertResult;
   /** MACs (12 hex) with a conflict this host recorded. */
   standing: Set<string>;
+  /** What the last pass left, and what this one leaves. */
+  before: Map<string, Asserted>;
+  known: Map<string, Asserted>;
 }
 
 const sameOwners = (x: Lease, y: Lease) => JSON.stringify(x.owners) === JSON.stringify(y.owners);
@@ -146,90 +167,120 @@ function parseQuietly(text: string, key: string): Lease | null {
   }
 }
 
-/** Ours or absent keys of a chunk in one read and one transaction; returns the leases left for one by one. */
+/** A key as one read (or the last pass) saw it; null: absent. */
+type Seen = { mod: string; lease: string; holder: Lease | null } | null;
+
+/** The keys of a chunk: those known from the last pass compared on their revision, the rest read, in one round trip. */
+async function readChunk(c: Reasserting, chunk: Lease[]): Promise<Seen[]> {
+  const { a } = c;
+  const known = chunk.map((w) => c.before.get(w.mac));
+  const unknown = chunk.filter((_, i) => !known[i]);
+  const seen = (kv: { mod_revision: string; lease: string; value: Buffer; key: Buffer } | undefined): Seen =>
+    kv ? { mod: String(kv.mod_revision), lease: String(kv.lease), holder: parseQuietly(kv.value.toString(), kv.key.toString()) } : null;
+  // The compares: each known key unchanged since the last pass (none: a compare that always holds).
+  const cmps = chunk.flatMap((w, i): [string, 'Mod', '==', string][] => (known[i] ? [[a.macKey(w.mac), 'Mod', '==', known[i]!.mod]] : []));
+  const [first, ...rest] = cmps;
+  let txn = first ? a.client.if(...first) : a.client.if(a.hostKey(a.host), 'Create', '!=', -1);
+  for (const cmp of rest) txn = txn.and(...cmp);
+  const r = await a.call('re-assert', () =>
+    txn
+      .then(...unknown.map((w) => a.client.get(a.macKey(w.mac))))
+      .else(...chunk.map((w) => a.client.get(a.macKey(w.mac))))
+      .commit(),
+  );
+  const kvs = r.responses.map((x) => x.response_range.kvs[0]);
+  if (!r.succeeded) return kvs.map(seen);
+  let u = 0;
+  return chunk.map((_, i) => (known[i] ? { mod: known[i]!.mod, lease: known[i]!.lease, holder: known[i]!.holder } : seen(kvs[u++])));
+}
+
+/** Ours or absent keys of a chunk, read once and written in as few transactions as fit; returns the leases left for one by one. */
 async function reassertChunk(c: Reasserting, chunk: Lease[]): Promise<Lease[]> {
   const { a, id } = c;
-  // A compare that always holds (no key has create revision -1): the transaction is a batch of reads.
-  const read = await a.call('re-assert', () =>
-    a.client.if(a.hostKey(a.host), 'Create', '!=', -1).then(...chunk.map((w) => a.client.get(a.macKey(w.mac)))).commit(),
-  );
+  const state = await readChunk(c, chunk);
   const left: Lease[] = [];
-  const writes: { want: Lease; mod: string | null; next: Lease }[] = [];
-  let unchanged = 0;
+  const writes: Write[] = [];
   chunk.forEach((want, i) => {
-    const kv = read.responses[i]?.response_range.kvs[0];
+    const kv = state[i]!;
     if (!kv) {
-      writes.push({ want, mod: null, next: want });
+      writes.push({ want, from: null, next: want });
       return;
     }
-    const holder = parseQuietly(kv.value.toString(), a.macKey(want.mac));
+    const holder = kv.holder;
     if (!holder || holder.host !== a.host || holder.vm?.uuid !== want.vm?.uuid) left.push(want);
     // Already on this lease with these owners (the periodic pass, mostly): nothing to write.
-    else if (String(kv.lease) === id && sameOwners(holder, want) && !hasConflict(c, want.mac)) unchanged += 1;
-    else writes.push({ want, mod: String(kv.mod_revision), next: { ...holder, owners: want.owners } });
+    else if (kv.lease === id && sameOwners(holder, want) && !hasConflict(c, want.mac)) {
+      c.out.kept += 1;
+      c.known.set(want.mac, { mod: kv.mod, lease: kv.lease, holder });
+    } else writes.push({ want, from: { mod: kv.mod, lease: kv.lease, holder }, next: { ...holder, owners: want.owners } });
   });
-  c.out.kept += unchanged;
-  if (writes.length === 0) return left;
-  const cmp = (w: (typeof writes)[number]): [string, 'Mod' | 'Create', '==', string | number] =>
-    w.mod === null ? [a.macKey(w.want.mac), 'Create', '==', 0] : [a.macKey(w.want.mac), 'Mod', '==', w.mod];
-  const [first, ...rest] = writes;
+  // As few transactions as fit, of even size.
+  const size = Math.ceil(writes.length / Math.ceil(writes.length / WRITE_CHUNK));
+  const groups: Write[][] = [];
+  for (let i = 0; i < writes.length; i += size) groups.push(writes.slice(i, i + size));
+  const lost = await Promise.all(groups.map((g) => writeGroup(c, g)));
+  return [...left, ...lost.flat()];
+}
+
+/** A key to write: absent (from null) or ours as read, and the record it gets. */
+type Write = { want: Lease; from: { mod: string; lease: string; holder: Lease } | null; next: Lease };
+
+/** One transaction for a group of writes (halved until it fits etcd's limit); returns the leases of a group that lost a race. */
+async function writeGroup(c: Reasserting, group: Write[]): Promise<Lease[]> {
+  const { a, id } = c;
+  const count = new CountDelta();
+  const ops = group.flatMap((w) => {
+    const key = a.macKey(w.want.mac);
+    if (w.from) count.move(w.want.mac, { host: w.from.holder.host, lease: w.from.lease }, { host: a.host, lease: id });
+    else count.add(w.want.mac, a.host, id, 1);
+    // A record that stays as it is goes by its etcd lease alone (no need to send it again).
+    const same = w.from !== null && sameOwners(w.from.holder, w.next);
+    return [
+      same ? { request_put: { key: Buffer.from(key), lease: id, ignore_value: true } } : a.client.put(key).value(serializeLease(w.next)).lease(id),
+      a.client.put(a.indexKey(a.host, w.want.mac)).value('').lease(id),
+      ...(hasConflict(c, w.want.mac) ? [a.client.delete().key(a.conflictKey(w.want.mac))] : []),
+    ];
+  });
+  const all = [...ops, ...count.ops(a)];
+  if (all.length > MAX_TXN_OPS && group.length > 1) {
+    const half = Math.ceil(group.length / 2);
+    return (await Promise.all([writeGroup(c, group.slice(0, half)), writeGroup(c, group.slice(half))])).flat();
+  }
+  const cmp = (w: Write): [string, 'Mod' | 'Create', '==', string | number] => (w.from === null ? [a.macKey(w.want.mac), 'Create', '==', 0] : [a.macKey(w.want.mac), 'Mod', '==', w.from.mod]);
+  const [first, ...rest] = group;
   let txn = a.client.if(...cmp(first!));
   for (const w of rest) txn = txn.and(...cmp(w));
-  const ops = writes.flatMap((w) => [
-    a.client.put(a.macKey(w.want.mac)).value(serializeLease(w.next)).lease(id),
-    a.client.put(a.indexKey(a.host, w.want.mac)).value('').lease(id),
-    ...(hasConflict(c, w.want.mac) ? [a.client.delete().key(a.conflictKey(w.want.mac))] : []),
-  ]);
-  const r = await a.call('re-assert', () => txn.then(...ops).commit());
-  if (!r.succeeded) return [...left, ...writes.map((w) => w.want)];
-  c.out.kept += writes.length;
-  c.out.recreated.push(...writes.filter((w) => w.mod === null).map((w) => w.want));
-  return left;
+  const r = await a.call('re-assert', () => txn.then(...all).commit());
+  if (!r.succeeded) return group.map((w) => w.want);
+  const mod = String(r.header.revision);
+  for (const w of group) c.known.set(w.want.mac, { mod, lease: id, holder: w.next });
+  c.out.kept += group.length;
+  c.out.recreated.push(...group.filter((w) => w.from === null).map((w) => w.want));
+  return [];
 }
 
 /** One lease, as the chunk would do it; a key that changed under us is read again, a few times. */
 async function reassertOne(c: Reasserting, want: Lease, tries = 3): Promise<void> {
-  const { a, id, out } = c;
+  const { a, out } = c;
   const key = a.macKey(want.mac);
-  const clearConflict = async (): Promise<void> => {
-    if (hasConflict(c, want.mac)) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
-  };
   const kv = (await a.call('re-assert', () => a.client.get(key).exec())).kvs[0];
-  let holder = kv ? parseQuietly(kv.value.toString(), key) : null;
+  const holder = kv ? parseQuietly(kv.value.toString(), key) : null;
   const ours = !!kv && !!holder && holder.host === a.host && holder.vm?.uuid === want.vm?.uuid;
-  if (ours && kv && holder) {
-    let done = String(kv.lease) === id && sameOwners(holder, want);
-    if (!done) {
-      const next = { ...holder, owners: want.owners };
-      done = (
-        await a.call('re-assert', () =>
-          a.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(a.client.put(key).value(serializeLease(next)).lease(id), a.client.put(a.indexKey(a.host, want.mac)).value('').lease(id)).commit(),
-        )
-      ).succeeded;
-    }
-    if (done) {
-      await clearConflict();
+  if (kv && holder && ours) {
+    if (String(kv.lease) === c.id && sameOwners(holder, want)) {
+      if (hasConflict(c, want.mac)) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
+      c.known.set(want.mac, { mod: String(kv.mod_revision), lease: c.id, holder });
       out.kept += 1;
       return;
     }
-  } else if (!kv) {
-    const r = await a.call('re-assert', () =>
-      a.client.if(key, 'Create', '==', 0).then(a.client.put(key).value(serializeLease(want)).lease(id), a.client.put(a.indexKey(a.host, want.mac)).value('').lease(id)).commit(),
-    );
-    if (r.succeeded) {
-      await clearConflict();
-      out.kept += 1;
-      out.recreated.push(want);
-      return;
-    }
-  }
+    if ((await writeGroup(c, [{ want, from: { mod: String(kv.mod_revision), lease: String(kv.lease), holder }, next: { ...holder, owners: want.owners } }])).length === 0) return;
+  } else if (!kv && (await writeGroup(c, [{ want, from: null, next: want }])).length === 0) return;
   if ((ours || !kv) && tries > 1) {
     await reassertOne(c, want, tries - 1);
     return;
   }
   const again = await a.call('re-assert', () => a.client.get(key).string());
-  holder = again === null ? null : parseQuietly(again, key);
-  const conflict: Conflict = { version: 1, mac: want.mac, host: a.host, vm: want.vm ?? { name: '?' }, holder, detected: new Date().toISOString() };
+  const conflict: Conflict = { version: 1, mac: want.mac, host: a.host, vm: want.vm ?? { name: '?' }, holder: again === null ? null : parseQuietly(again, key), detected: new Date().toISOString() };
   await a.call('recording a conflict', () => a.client.put(a.conflictKey(want.mac)).value(JSON.stringify(conflict)).exec());
   out.conflicts.push(conflict);
 }

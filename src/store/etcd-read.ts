@@ -3,6 +3,7 @@
  * limit), the conflict records, and the pool's status from a count. This host's leases are read through the
  * host index (etcd-host-index.ts).
  */
+import type { IKeyValue } from 'etcd3';
 import { formatMac, macAt, parseMac, type Pool } from '../core/mac.js';
 import { type EtcdConn, macHex, prefixEnd } from './etcd-client.js';
 import { readCursor } from './etcd-free-scan.js';
@@ -18,16 +19,28 @@ const PAGE = 2000;
  * is read without meeting etcd's 4 MiB reply limit.
  */
 export async function* pages(c: EtcdConn, what: string, start: string, end: string): AsyncGenerator<[string, string][]> {
+  for await (const kvs of rangePages(c, what, start, end)) yield kvs.map((kv): [string, string] => [kv.key.toString(), kv.value.toString()]);
+}
+
+/** The same as whole key-values (revisions, version, etcd lease), optionally as the store was at `revision`. */
+async function* rangePages(c: EtcdConn, what: string, start: string, end: string, revision?: string): AsyncGenerator<IKeyValue[]> {
   let from = start;
   for (;;) {
     const range = { start: from, end };
     // In key order, as etcd keeps them (asking for a sort would make etcd read the whole range for every page).
-    const res = await c.call(what, () => c.client.getAll().inRange(range).limit(PAGE).exec());
-    const page = res.kvs.map((kv): [string, string] => [kv.key.toString(), kv.value.toString()]);
-    if (page.length > 0) yield page;
-    if (!res.more || page.length === 0) return;
-    from = `${page[page.length - 1]![0]}\u0000`;
+    const res = await c.call(what, () => {
+      const q = c.client.getAll().inRange(range).limit(PAGE);
+      return (revision === undefined ? q : q.revision(revision)).exec();
+    });
+    if (res.kvs.length > 0) yield res.kvs;
+    if (!res.more || res.kvs.length === 0) return;
+    from = `${res.kvs[res.kvs.length - 1]!.key.toString()}\u0000`;
   }
+}
+
+/** Every key-value under a prefix, a page at a time (at `revision`, if given). */
+export function kvPages(c: EtcdConn, what: string, prefix: string, revision?: string): AsyncGenerator<IKeyValue[]> {
+  return rangePages(c, what, prefix, prefixEnd(prefix), revision);
 }
 
 /** The same for every key under a prefix. */
@@ -95,9 +108,12 @@ export async function listConflicts(c: EtcdConn): Promise<{ conflicts: Conflict[
   return { conflicts: await readAll(c, `${c.prefix}/conflicts/`, parseConflict, damaged), damaged };
 }
 
-/** Held from one count-only request (etcd counts the keys; none is sent); the split per host is etcd-host-index.ts's. */
-export async function poolStatus(c: EtcdConn, pool: Pool): Promise<PoolStatus> {
-  const held = await c.call('count', () => c.client.getAll().prefix(`${c.prefix}/macs/${macHex(pool.prefix)}`).count());
+/**
+ * Held from the counter keys (etcd-held-count.ts) when they answer, else from one count-only request (etcd counts
+ * the keys; none is sent); the split per host is the caller's.
+ */
+export async function poolStatus(c: EtcdConn, pool: Pool, counted?: number): Promise<PoolStatus> {
+  const held = counted ?? (await c.call('count', () => c.client.getAll().prefix(`${c.prefix}/macs/${macHex(pool.prefix)}`).count()));
   const cursor = await readCursor(c, pool);
   return { prefix: pool.prefix, size: pool.size, held, cursor: formatMac(macAt(pool, cursor)) };
 }

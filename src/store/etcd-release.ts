@@ -6,6 +6,7 @@ import { UncloudError } from '../core/errors.js';
 import { formatMac, parseMac } from '../core/mac.js';
 import type { Owner } from '../core/owner.js';
 import type { EtcdConn } from './etcd-client.js';
+import { countIfNeeded, CountDelta, DAMAGED_HOST } from './etcd-held-count.js';
 import { dropIndexKey, hostLeaseKeys } from './etcd-host-index.js';
 import { parseLease, serializeLease } from './lease.js';
 import { isStale } from './policy.js';
@@ -26,8 +27,11 @@ export async function releaseLease(c: EtcdConn, mac: string, expectVm?: string):
   // A damaged lease can be released by its MAC (that is how an operator repairs it), never on a VM's behalf.
   if (expectVm !== undefined && (!lease || (lease.vm?.uuid !== expectVm && lease.vm?.name !== expectVm))) return false;
   // The lease and its host index key go together (etcd-host-index.ts).
-  const index = [...new Set([lease?.host ?? c.host, c.host])].map((h) => c.client.delete().key(c.indexKey(h, formatMac(parseMac(mac)))));
-  const r = await c.call('release', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(c.client.delete().key(key), ...index).commit());
+  const m = formatMac(parseMac(mac));
+  const index = [...new Set([lease?.host ?? c.host, c.host])].map((h) => c.client.delete().key(c.indexKey(h, m)));
+  // Counted off where it was counted (etcd-held-count.ts); the compare on the key's revision also says its etcd lease still stands.
+  const count = new CountDelta().add(m, lease?.host ?? DAMAGED_HOST, String(kv.lease), -1).ops(c);
+  const r = await c.call('release', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(c.client.delete().key(key), ...index, ...count).commit());
   return r.succeeded;
 }
 
@@ -47,7 +51,8 @@ export async function setLeaseOwners(c: EtcdConn, macs: string[], owners: Owner[
     // The host index key moves with the lease to this host, on the same etcd lease (etcd-host-index.ts).
     const puts = [c.client.put(key).value(serializeLease(next)), c.client.put(c.indexKey(c.host, mac)).value('')].map((put) => (leaseId !== undefined ? put.lease(leaseId) : put));
     const moved = lease.host !== c.host ? [c.client.delete().key(c.indexKey(lease.host, mac))] : [];
-    await c.call('update', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(...puts, ...moved).commit());
+    const count = new CountDelta().move(mac, { host: lease.host, lease: String(kv.lease) }, { host: c.host, lease: leaseId }).ops(c);
+    await c.call('update', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(...puts, ...moved, ...count).commit());
   }
 }
 
@@ -62,6 +67,7 @@ export async function gcLeases(
   keep?: KeepLease,
 ): Promise<Lease[]> {
   const freed: Lease[] = [];
+  await countIfNeeded(c);
   for (const { mac, kv } of await hostLeaseKeys(c)) {
     if (!kv) {
       await dropIndexKey(c, mac, kv);

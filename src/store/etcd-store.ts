@@ -16,7 +16,8 @@ import { isOwnerAlive } from '../system/proc.js';
 import { EtcdAllocator } from './etcd-allocate.js';
 import { EtcdConn, macHex } from './etcd-client.js';
 import { peekFree } from './etcd-free-scan.js';
-import { announce, ensureAnnounced, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
+import { countedHeld } from './etcd-held-count.js';
+import { announce, type Asserted, ensureAnnounced, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
 import { deleteIdentity, getIdentity, listIdentities, putIdentity } from './etcd-identity.js';
 import { HostLeaseSource, type OwnLeaseOptions } from './etcd-own-lease.js';
 import { heldByHost, listHostLeases } from './etcd-host-index.js';
@@ -41,6 +42,8 @@ export class EtcdStore implements Store, HostAgent {
   /** Leases this process took for running VMs: re-asserted if this process's own etcd lease is lost. */
   private readonly heldHere = new Map<string, Lease>();
   private readonly allocator: EtcdAllocator;
+  /** What the agent's last re-assert left each key as: the next pass confirms those with compares instead of reading them. */
+  private readonly asserted = new Map<string, Asserted>();
   private readonly hostLease: HostLeaseSource;
 
   constructor(opts: EtcdStoreOptions) {
@@ -114,7 +117,11 @@ export class EtcdStore implements Store, HostAgent {
   }
 
   async status(pool: Pool): Promise<PoolStatus> {
-    const [s, byHost] = await Promise.all([poolStatus(this.c, pool), heldByHost(this.c, macHex(pool.prefix))]);
+    const prefixHex = macHex(pool.prefix);
+    const counted = await countedHeld(this.c, prefixHex);
+    if (typeof counted === 'object') return { ...(await poolStatus(this.c, pool, counted.held)), byHost: counted.byHost };
+    // Not counted (yet), or a count that cannot be right: etcd counts the keys.
+    const [s, byHost] = await Promise.all([poolStatus(this.c, pool), heldByHost(this.c, prefixHex)]);
     return { ...s, byHost };
   }
 
@@ -158,7 +165,7 @@ export class EtcdStore implements Store, HostAgent {
   }
 
   reassert(id: string, expected: Lease[]): Promise<ReassertResult> {
-    return reassert(this.c, id, expected);
+    return reassert(this.c, id, expected, this.asserted);
   }
 
   async close(): Promise<void> {
