@@ -78,20 +78,34 @@ export async function stopVm(t: StopTarget, opts: StopOptions): Promise<StopResu
           opts.progress(`VM ${t.name} is paused; resuming it so the guest hears the power button`);
           await qmp.execute('cont').catch(() => undefined);
         }
-        await qmp.execute('system_powerdown');
-        opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
-        await waitUntil(() => !alive() || poweredOff(), opts.timeoutMs, {
-          every: opts.pressEveryMs ?? PRESS_EVERY_MS,
-          tick: (s) => {
-            void qmp!.execute('system_powerdown').catch(() => undefined);
-            opts.progress(`VM ${t.name}: waiting ${s} s / ${opts.timeoutMs / 1000} s; power button pressed again`);
+        // QMP closing or going silent at the press (qemu dying, or hung): as without QMP, SIGTERM below.
+        const pressed = await qmp.execute('system_powerdown').then(
+          () => true,
+          (err: Error) => {
+            opts.progress(`VM ${t.name}: ${err.message}; asking qemu to quit with SIGTERM`);
+            return false;
           },
-        });
+        );
+        if (pressed) {
+          opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
+          await waitUntil(() => !alive() || poweredOff(), opts.timeoutMs, {
+            every: opts.pressEveryMs ?? PRESS_EVERY_MS,
+            tick: (s) => {
+              void qmp!.execute('system_powerdown').catch(() => undefined);
+              opts.progress(`VM ${t.name}: waiting ${s} s / ${opts.timeoutMs / 1000} s; power button pressed again`);
+            },
+          });
+        } else {
+          qmp.close();
+          qmp = null;
+        }
         if (!alive()) return ended();
       }
-      // Powered off: qemu ends by itself in a moment.
-      if (poweredOff() && (await waitUntil(() => !alive(), QUIT_WAIT_MS))) return ended();
-      if (!poweredOff()) opts.progress(`VM ${t.name}: still running after ${opts.timeoutMs / 1000} s; quitting qemu`);
+      if (qmp) {
+        // Powered off: qemu ends by itself in a moment.
+        if (poweredOff() && (await waitUntil(() => !alive(), QUIT_WAIT_MS))) return ended();
+        if (!poweredOff()) opts.progress(`VM ${t.name}: still running after ${opts.timeoutMs / 1000} s; quitting qemu`);
+      }
     }
 
     if (qmp) await qmp.execute('quit').catch(() => undefined); // qemu may close the socket before it replies
