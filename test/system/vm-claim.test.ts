@@ -2,18 +2,18 @@
  * claimVm in a temp run dir: a live VM's name or UUID refused, a dead one's leftovers cleared, tap names no
  * live VM uses, the MACs other VMs use told, and of two claims of one name exactly one wins.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
-import type { Owner } from '../../src/core/owner.js';
 import { tapName } from '../../src/core/tap-name.js';
 import { vmRunFiles } from '../../src/core/vm-files.js';
 import { currentOwner } from '../../src/system/proc.js';
 import type { VmRecord } from '../../src/system/run-dir.js';
 import { type ClaimRequest, claimVm } from '../../src/system/vm-claim.js';
 import { killAndWait } from '../helpers/process.js';
+import { testUuid, writeRunDirVm } from '../helpers/run-dir-vm.js';
 import { tempDirEachTest } from '../helpers/temp-dir.js';
 
 const tmp = tempDirEachTest('uncloud-vm-claim-');
@@ -23,34 +23,14 @@ afterEach(async () => {
 });
 
 const me = currentOwner(process.pid)!;
-const dead: Owner = { pid: process.pid, startTime: -1 };
-let n = 0;
-/** A fresh UUID per call: its first ten hex digits make the tap name, so every test's taps are its own. */
-const uuid = (): string => `${(process.pid * 1000 + ++n).toString(16).padStart(8, '0')}-aaaa-4000-8000-${String(n).padStart(12, '0')}`;
+const uuid = testUuid;
 
 function request(name: string, over: Partial<ClaimRequest> = {}): ClaimRequest {
   const files = vmRunFiles(tmp.path, name);
   return { name, uuid: uuid(), nicIndices: [0], bridges: ['br0'], launcher: me, managedBy: 'launcher', files, qmpSocket: files.qmpSocket, serialLog: join(files.dir, 'serial.log'), ...over };
 }
 
-/** A VM already in the run dir: its record, and a process standing in for its qemu when `running`. */
-function existing(name: string, rec: Partial<VmRecord>, running = false): VmRecord {
-  const files = vmRunFiles(tmp.path, name);
-  mkdirSync(files.dir, { recursive: true });
-  let qemu: Owner | null = null;
-  if (running) {
-    // Its command line names a file in the run dir, as qemu's -pidfile does.
-    const child = spawn('sh', ['-c', 'sleep 1000; :', files.pidfile], { stdio: 'ignore' });
-    started.push(child);
-    qemu = currentOwner(child.pid!)!;
-  }
-  const full: VmRecord = {
-    version: 1, name, uuid: uuid(), launcher: dead, qemu, managedBy: 'launcher', taps: [], nics: [], started: new Date(0).toISOString(),
-    qmpSocket: files.qmpSocket, serialLog: join(files.dir, 'serial.log'), ...rec,
-  };
-  writeFileSync(files.record, JSON.stringify(full));
-  return full;
-}
+const existing = (name: string, rec: Partial<VmRecord>, running = false): VmRecord => writeRunDirVm(tmp.path, name, rec, running ? started : null);
 const recordOf = (name: string): VmRecord => JSON.parse(readFileSync(vmRunFiles(tmp.path, name).record, 'utf8')) as VmRecord;
 
 describe('claimVm', () => {
