@@ -4,13 +4,14 @@
  * every removal idempotent and quiet.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/core/mac.js';
 import { nicAddresses } from '../../src/core/nic-allowed.js';
 import { GUARD_TABLE, guardBatch } from '../../src/core/nic-guard-rules.js';
 import { guardOptions, parseNic } from '../../src/core/nic-request.js';
+import { guardMarkPath } from '../../src/system/nic-guard.js';
 import { callInNetns } from '../helpers/call-in-netns.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { tempDirEachTest } from '../helpers/temp-dir.js';
@@ -115,6 +116,29 @@ describe('removal', () => {
     expect(elementsOf('veth_other')).toBeGreaterThan(0);
     await call('removeGuard', 'veth_other');
     expect(elementsOf('veth_other')).toBe(0);
+  });
+
+  it('removeNicGuard says whether the guard is gone: true once removed, true when there was none, true for a name that is not a tap', async () => {
+    guard(TAP0, '42:00:00:00:00:01');
+    expect(await call('removeNicGuard', TAP0)).toBe(true);
+    expect(await call('removeNicGuard', TAP0)).toBe(true);
+    expect(await call('removeNicGuard', 'br0')).toBe(true);
+  });
+
+  it('removeStaleGuard: an unmarked tap is left alone; a marked one loses its guard and its mark; a known one without a mark too', async () => {
+    const runDir = tmp.path;
+    const mark = guardMarkPath(runDir, TAP0);
+    guard(TAP0, '42:00:00:00:00:01');
+    await call('removeStaleGuard', runDir, TAP0);
+    expect(elementsOf(TAP0)).toBeGreaterThan(0);
+    mkdirSync(dirname(mark));
+    writeFileSync(mark, '');
+    await call('removeStaleGuard', runDir, TAP0);
+    expect(elementsOf(TAP0)).toBe(0);
+    expect(existsSync(mark)).toBe(false);
+    guard(TAP1, '42:00:00:00:00:02');
+    await call('removeStaleGuard', runDir, TAP1, true);
+    expect(elementsOf(TAP1)).toBe(0);
   });
 
   it('with no guard table and no taps: every removal is quiet', async () => {
