@@ -38,11 +38,12 @@ describe('readPages', () => {
     writeFileSync(join(dir, 'big.json'), 'x'.repeat(40_000)); // past the shared buffer: read whole
     writeFileSync(join(dir, 'empty.json'), '');
     mkdirSync(join(dir, 'dir.json'));
-    const names = ['a.json', 'big.json', 'dir.json', 'empty.json', 'gone.json'];
+    writeFileSync(join(dir, 'new\nline.json'), 'n'); // a name may hold anything but '/' and NUL
+    const names = ['a.json', 'big.json', 'dir.json', 'empty.json', 'gone.json', 'new\nline.json'];
     const want = [
       { names: ['a.json', 'big.json'], texts: ['{"a":1}\n', 'x'.repeat(40_000)] },
       { names: ['dir.json', 'empty.json'], texts: [{ error: expect.stringMatching(/^EISDIR/) }, ''] },
-      { names: ['gone.json'], texts: [null] },
+      { names: ['gone.json', 'new\nline.json'], texts: [null, 'n'] },
     ];
     // Read here (fewer files than the threshold) and by the worker (threshold 1): the same pages.
     expect(await collect(() => names, 2, 100)).toEqual(want);
