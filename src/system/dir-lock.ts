@@ -14,22 +14,33 @@ export interface DirLockOptions {
   staleMs?: number;
 }
 
+/** Tries while another holds the lock: 2 ms, then 1.3 times longer each, at most 40 ms (times 1-2 at random): over a minute in all. */
+const LOCK_TRIES = 2000;
+
 export async function withDirLock<T>(dir: string, opts: DirLockOptions, fn: () => T | Promise<T>): Promise<T> {
   const { lock } = await import('proper-lockfile');
   let compromised: Error | undefined;
   let unlock: () => Promise<void>;
-  try {
-    unlock = await lock(dir, {
-      lockfilePath: join(dir, opts.name),
-      realpath: false,
-      stale: opts.staleMs ?? 10_000,
-      retries: { retries: 2000, factor: 1.3, minTimeout: 2, maxTimeout: 40, randomize: true },
-      onCompromised: (err) => {
-        compromised = err;
-      },
-    });
-  } catch (err) {
-    throw new UncloudError('LOCK_BUSY', `cannot lock ${opts.what}: ${(err as Error).message}`);
+  // Waited for only while another holds it (ELOCKED): the library would retry any error, so a directory
+  // that does not exist (or cannot be written) would take 2,000 tries, over a minute, to be reported.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      unlock = await lock(dir, {
+        lockfilePath: join(dir, opts.name),
+        realpath: false,
+        stale: opts.staleMs ?? 10_000,
+        retries: 0,
+        onCompromised: (err) => {
+          compromised = err;
+        },
+      });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED' || attempt >= LOCK_TRIES) {
+        throw new UncloudError('LOCK_BUSY', `cannot lock ${opts.what}: ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, Math.min(40, 2 * 1.3 ** attempt) * (1 + Math.random())));
+    }
   }
   try {
     const result = await fn();

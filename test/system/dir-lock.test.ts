@@ -115,6 +115,16 @@ describe('withDirLock', () => {
     expect((err as UncloudError).code).toBe('LOCK_LOST');
     expect((err as UncloudError).message).toMatch(/^lost the lock of the test dir: /);
   });
+
+  // Only a lock another holds is waited for; before, any error was tried 2,000 times (about 80 s).
+  it('a dir that does not exist: LOCK_BUSY naming what, at once, and the section never runs', { timeout: 10_000 }, async () => {
+    let ran = false;
+    const err = await withDirLock(join(tmp.path, 'missing'), opts, () => (ran = true)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UncloudError);
+    expect((err as UncloudError).code).toBe('LOCK_BUSY');
+    expect((err as UncloudError).message).toMatch(/^cannot lock the test dir: .*ENOENT/);
+    expect(ran).toBe(false);
+  });
 });
 
 describe('tryDirLock', () => {
