@@ -36,7 +36,8 @@ const BITS = 7;
 
 const markerKey = (c: { prefix: string }) => `${c.prefix}/counts-complete`;
 const countsRoot = (c: { prefix: string }) => `${c.prefix}/counts/`;
-const groupOf = (mac: string) => mac.replaceAll(':', '').slice(0, GROUP_HEX);
+/** The group of a MAC (as formatMac writes it): its first 3 octets, as hex. */
+const groupOf = (mac: string) => mac.slice(0, 8).replaceAll(':', '');
 const countPrefix = (c: { prefix: string }, group: string, host: string, lease: string) => `${countsRoot(c)}${group}/${host}/${lease}/`;
 
 /** Changes to counts made by one transaction, per (group, host, etcd lease); its puts come from ops(). */
