@@ -18,7 +18,7 @@ export interface VmRunFiles {
   /** The NoCloud seed image (--cloud-init), built at each start. */
   seed: string;
   record: string;
-  /** Who is rebooting the VM (its pid and start time) while qemu is told to pause on the guest's power-off. */
+  /** Who is rebooting (or, under -no-reboot, resetting) the VM, its pid and start time, while qemu's power actions are changed. */
   rebootMark: string;
   ifup: (index: number) => string;
   ifdown: (index: number) => string;

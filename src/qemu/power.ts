@@ -39,9 +39,12 @@ export function queryStatus(qmpSocket: string): Promise<string> {
   return withQmp(qmpSocket, statusOf);
 }
 
-/** What qemu does on the guest's power-off and reboot, as it was started. */
-function restoreActions(qmp: QmpClient, t: PowerTarget): Promise<unknown> {
-  return qmp.execute('set-action', { shutdown: 'poweroff', reboot: t.noReboot ? 'shutdown' : 'reset' }).catch(() => undefined);
+/** What qemu does on the guest's power-off and reboot, as it was started. False when qemu could not be told. */
+function restoreActions(qmp: QmpClient, t: PowerTarget): Promise<boolean> {
+  return qmp.execute('set-action', { shutdown: 'poweroff', reboot: t.noReboot ? 'shutdown' : 'reset' }).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -93,11 +96,14 @@ export function resetVm(t: PowerTarget): Promise<string> {
   return withQmp(t.qmpSocket, async (qmp) => {
     // Under -no-reboot a reset would end qemu: while it is carried out, a reset is a reset.
     const running = (await statusOf(qmp)) === 'running';
+    // Marked as a reboot is: a reset killed, or whose QMP went away, before the action is put back is found
+    // and put right by status, stop and gc (settleAbandonedReboot). Without -no-reboot nothing changes.
+    if (t.noReboot) writeRebootMark(t);
     await qmp.execute('set-action', { reboot: 'reset' });
     try {
       await systemReset(qmp, t, running);
     } finally {
-      await restoreActions(qmp, t);
+      if ((await restoreActions(qmp, t)) && t.noReboot) rmSync(t.rebootMark, { force: true });
     }
     return statusOf(qmp);
   });
@@ -163,10 +169,11 @@ export function rebootVm(t: PowerTarget, opts: RebootOptions): Promise<'power-cy
       }
       return 'guest-rebooted';
     } finally {
-      await restoreActions(qmp, t);
+      // The mark goes only once qemu's actions are back (QMP may have gone away): else status, stop or gc do it.
+      const back = await restoreActions(qmp, t);
       // A guest that powered off just as the wait was given up stays powered off: it ends as a power-off ends it.
       if ((await statusOf(qmp).catch(() => null)) === 'shutdown') await qmp.execute('quit').catch(() => undefined);
-      rmSync(t.rebootMark, { force: true });
+      if (back) rmSync(t.rebootMark, { force: true });
     }
   }).finally(() => held.release());
 }
@@ -208,7 +215,7 @@ export async function settleAbandonedReboot(t: PowerTarget, qemuStatus?: string 
       await qmp.execute('quit');
       how = 'ended';
     } else if (mark !== null) {
-      await restoreActions(qmp, t);
+      if (!(await restoreActions(qmp, t))) return 'none';
       how = 'restored';
     }
     rmSync(t.rebootMark, { force: true });

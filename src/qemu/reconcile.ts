@@ -36,7 +36,7 @@ export interface ReconcileReport {
   damaged: DamagedRecord[];
   /** VMs whose guest had powered off while an interrupted reboot kept qemu paused: ended now. */
   endedVms: string[];
-  /** VMs whose qemu actions an interrupted reboot had left changed: put back. */
+  /** VMs whose qemu actions an interrupted reboot or reset had left changed: put back. */
   restoredActions: string[];
   /** Dead VMs whose leases the store would not take back: their run dirs stay for the next gc. */
   failed: string[];

@@ -73,7 +73,7 @@ describe('an interrupted reboot leaves a VM that ends on its guest power-off', (
     await rebootThenSignal('rb', 'SIGKILL');
     const gc = await run(['gc']);
     // (On a loaded machine the power-off may come first: then gc ends the VM at once, as the test above.)
-    expect(gc.stdout).toMatch(/put back VM rb's power-off action|ended VM rb/);
+    expect(gc.stdout).toMatch(/put back VM rb's power-off and reboot actions|ended VM rb/);
     expect(existsSync(join(fake.sb.runDir, 'rb', 'reboot.json'))).toBe(false);
     await waitFor('qemu gone after the power-off', () => liveQemus(fake.sb.runDir).length === 0);
     await run(['gc']);

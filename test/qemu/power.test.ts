@@ -70,11 +70,25 @@ describe('resetVm', () => {
     expect(actions()).toEqual([{ reboot: 'reset' }, restored(false)]);
   });
 
-  it('QMP hangs up mid-reply to the reset: a QMP error, not a hang', async () => {
+  it('QMP hangs up mid-reply to the reset: a QMP error, not a hang; under -no-reboot the mark stays, and settling it puts the actions back', async () => {
     const t = await target({ on: { system_reset: () => 'hangup' } });
     const err = await resetVm(t).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UncloudError);
     expect((err as UncloudError).code).toBe('QMP_CLOSED');
+    // qemu still resets on a reboot: the mark says so, and names this (live) process.
+    expect(actions()).toEqual([{ reboot: 'reset' }]);
+    expect(JSON.parse(readFileSync(t.rebootMark, 'utf8'))).toEqual(currentOwner(process.pid));
+    // Its owner gone (as after a kill), status, stop or gc settle it.
+    writeFileSync(t.rebootMark, JSON.stringify({ pid: 999_999_999, startTime: 1 }));
+    expect(await settleAbandonedReboot(t)).toBe('restored');
+    expect(actions()).toEqual([{ reboot: 'reset' }, restored(true)]);
+    expect(existsSync(t.rebootMark)).toBe(false);
+  });
+
+  it('without -no-reboot a reset changes nothing that could be left behind: no mark', async () => {
+    const t = await target({ on: { system_reset: () => 'hangup' } }, false);
+    await resetVm(t).catch(() => undefined);
+    expect(existsSync(t.rebootMark)).toBe(false);
   });
 });
 
@@ -130,6 +144,14 @@ describe('rebootVm', () => {
     expect(await rebootVm(t, { ...opts, progress: (m) => progress.push(m) })).toBe('guest-rebooted');
     expect(server!.names().slice(0, 2)).toEqual(['query-status', 'cont']);
     expect(progress[0]).toMatch(/VM vm1 is paused; resuming it/);
+  });
+
+  it('QMP hangs up at the power button: qemu still pauses on a power-off, so the mark stays for status, stop and gc', async () => {
+    const t = await target({ on: { system_powerdown: () => 'hangup' } });
+    const err = await rebootVm(t, opts).catch((e: unknown) => e);
+    expect((err as UncloudError).code).toBe('QMP_CLOSED');
+    expect(actions()).toEqual([{ shutdown: 'pause', reboot: 'reset' }]);
+    expect(existsSync(t.rebootMark)).toBe(true);
   });
 
   it('a deaf guest: GUEST_DEAF after the timeout, pressed more than once, actions put back, mark gone, qemu left running', async () => {

@@ -19,7 +19,7 @@ export async function gc(_flags: object, ctx: Context): Promise<number> {
   });
   const vmOf = (l: Lease) => (l.vm ? ` (VM ${l.vm.name}${l.nic !== null ? ` nic${l.nic}` : ''})` : '');
   for (const n of r.endedVms) ctx.out(`ended VM ${n}: its guest had powered off, but an interrupted reboot had kept qemu paused`);
-  for (const n of r.restoredActions) ctx.out(`put back VM ${n}'s power-off action, left changed by an interrupted reboot`);
+  for (const n of r.restoredActions) ctx.out(`put back VM ${n}'s power-off and reboot actions, left changed by an interrupted reboot or reset`);
   for (const l of r.freed) ctx.out(`freed ${l.mac}${vmOf(l)}`);
   for (const l of r.adopted) ctx.out(`adopted ${l.mac}${vmOf(l)}: owned by its running qemu now`);
   for (const l of r.recreated) ctx.out(`restored ${l.mac}${vmOf(l)}: its running qemu uses it`);

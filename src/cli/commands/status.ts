@@ -56,7 +56,7 @@ export async function status(target: string, flags: { json?: boolean }, ctx: Con
     const { settleAbandonedReboot } = await import('../../qemu/power.js');
     const power = { name: rec.name, qmpSocket: rec.qmpSocket, noReboot: rec.noReboot ?? false, rebootMark: vm.files.rebootMark };
     const settled = await settleAbandonedReboot(power, qemuStatus).catch(() => 'none' as const);
-    if (settled === 'restored') ctx.err(`note: VM ${rec.name}: an interrupted reboot had left qemu set to pause on the guest's power-off; put back`);
+    if (settled === 'restored') ctx.err(`note: VM ${rec.name}: an interrupted reboot or reset had left qemu's power-off and reboot actions changed; put back`);
     if (settled === 'ended') {
       ctx.err(`note: VM ${rec.name}: its guest had powered off, but an interrupted reboot had kept qemu paused; qemu is told to quit, as a power-off ends a VM`);
       const { waitUntil } = await import('../../qemu/poll.js');
