@@ -50,8 +50,16 @@ export class HostLeaseSource {
       const trouble = (msg: string) => this.opts.onLeaseTrouble?.(`${c.where}: ${msg}`);
       const lease = c.client.lease(c.ttlS, { deadline: Date.now() + grantDeadlineMs(c.ttlS) });
       this.ownLease = lease;
-      lease.on('keepaliveFailed', () => trouble('keep-alive failed; retrying (the VM keeps running)'));
-      lease.on('keepaliveSucceeded', () => undefined);
+      // Once per outage: the client retries every 0.1 s, and a line per try would flood the launcher's log.
+      let failing = false;
+      lease.on('keepaliveFailed', () => {
+        if (!failing) trouble('keep-alive failed; retrying (the VM keeps running)');
+        failing = true;
+      });
+      lease.on('keepaliveSucceeded', () => {
+        if (failing) trouble('keep-alive resumed');
+        failing = false;
+      });
       lease.on('lost', (err) => {
         if (this.closed || this.ownLease !== lease) return;
         trouble(`lease lost (${err.message}); taking a new one`);

@@ -144,7 +144,8 @@ describe('etcd going away', () => {
 
   it('a foreground VM survives an etcd restart: the VM keeps running, the keep-alive resumes, the lease is still held', async () => {
     sb = sandbox({ UNCLOUD_VM_STORE: etcd.url('cluster-c', 4), UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_SLEEP: '30' });
-    const run = cli(['start', '--name', 'keep', '--accel', 'tcg', '--memory', '64'], { env: sb.env, netns: ns.name });
+    let launcherErr = '';
+    const run = cli(['start', '--name', 'keep', '--accel', 'tcg', '--memory', '64'], { env: sb.env, netns: ns.name, onSpawn: (c) => c.stderr!.on('data', (d) => (launcherErr += d)) });
     const list = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string }[];
     await waitFor('lease', async () => (await list().catch(() => [])).length === 1, 20_000);
     const [held] = await list();
@@ -157,6 +158,9 @@ describe('etcd going away', () => {
     // Nobody else gets that address meanwhile.
     const other = await cli(['mac', 'allocate'], { env: sb.env });
     expect(other.stdout.trim()).not.toBe(held!.mac);
+    // The outage is told once and its end once, not a line per keep-alive retry (every 0.1 s).
+    expect(launcherErr.match(/keep-alive failed/g)).toHaveLength(1);
+    expect(launcherErr.match(/keep-alive resumed/g)).toHaveLength(1);
     const stop = await cli(['stop', 'keep', '--force'], { env: sb.env, netns: ns.name });
     expect(stop.code, stop.stderr).toBe(0);
     const r = await run;
