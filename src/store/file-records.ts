@@ -167,7 +167,8 @@ export function namesIn(dir: string): string[] {
 export function leaseOfText(path: string, text: FileText, leases: Lease[], damagedRecords: DamagedRecord[]): void {
   if (text === null) return;
   if (typeof text !== 'string') {
-    damagedRecords.push({ key: path, why: text.error });
+    // The error of a read (EISDIR, EIO) does not name the file: the line must, or the operator cannot find it.
+    damagedRecords.push({ key: path, why: damaged('lease', path, `cannot be read: ${text.error}`).message });
     return;
   }
   try {

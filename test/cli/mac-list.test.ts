@@ -65,7 +65,7 @@ describe(`mac list at ${N.toLocaleString('en-US')} leases (read ahead by a worke
     const why = [
       `lease ${leaseDir}/${hexAt(damagedAt[0]!)}.json is damaged (not valid JSON); it was left untouched: repair or remove it`,
       `lease ${leaseDir}/${hexAt(damagedAt[1]!)}.json is damaged (its mac ${macOf(0)} is not the one its name holds); it was left untouched: repair or remove it`,
-      'EISDIR: illegal operation on a directory, read',
+      `lease ${leaseDir}/${hexAt(N + 5)}.json is damaged (cannot be read: EISDIR: illegal operation on a directory, read); it was left untouched: repair or remove it`,
     ];
     const keys = [damagedAt[0]!, damagedAt[1]!, N + 5].map((i) => `${leaseDir}/${hexAt(i)}.json`);
     rows.push(...keys.map((key, i) => ({ key, state: 'damaged', why: why[i] })));
