@@ -36,6 +36,14 @@ const SYSTEMD_SAFE = /^[A-Za-z0-9_@+=:,./-]+$/;
 /** Control characters: refused in every value that reaches a unit, a script, a record or the terminal. */
 export const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
+/** The longest VM name a lease may carry (`mac allocate --vm`): a record is printed in one table row. */
+export const LEASE_NAME_MAX = 128;
+
+/** 1 to `max` characters, none of them a control character: text a record may carry and a table may print. */
+export function isPrintableText(text: unknown, max: number): text is string {
+  return typeof text === 'string' && text.length > 0 && text.length <= max && !CONTROL_RE.test(text);
+}
+
 /**
  * Quote one word of a systemd Exec*= command line: double quotes with C escapes for \ and ",
  * and % and $ doubled so systemd expands no specifier or variable. Control characters cannot be

@@ -1,9 +1,12 @@
 /** Lease records on disk: JSON, checked field by field so a damaged file is named, never trusted. */
 import { UncloudError } from '../core/errors.js';
 import { MAC_TEXT_RE } from '../core/mac.js';
-import { CONTROL_RE } from '../core/quote.js';
+import { isPrintableText, LEASE_NAME_MAX } from '../core/quote.js';
 import { NAME_RE, UUID_RE } from '../core/vm-identity.js';
 import type { Conflict, Lease, VmIdentity } from './store.js';
+
+/** The longest host name a lease may carry (DNS allows 253 characters). */
+const HOST_MAX = 253;
 
 export function serializeLease(lease: Lease): string {
   return `${JSON.stringify(lease)}\n`;
@@ -52,16 +55,15 @@ export function parseLease(text: string, where: string): Lease {
   const damagedLease = (w: string, why: string) => damaged('lease', w, why);
   if (typeof l.mac !== 'string' || !MAC_TEXT_RE.test(l.mac)) throw damagedLease(where, 'bad mac');
   if (!keyHolds(where, l.mac)) throw damagedLease(where, `its mac ${l.mac} is not the one its name holds`);
-  if (l.vm !== null && (typeof l.vm !== 'object' || typeof l.vm?.name !== 'string' || CONTROL_RE.test(l.vm.name))) {
-    // A hand-edited name with control characters could move the operator's terminal when printed.
-    throw damagedLease(where, 'bad vm');
-  }
+  // Text that is printed: a hand-edited name with control characters could move the operator's terminal, a
+  // huge one would widen every row of `mac list`'s table to its width.
+  if (l.vm !== null && (typeof l.vm !== 'object' || !isPrintableText(l.vm?.name, LEASE_NAME_MAX))) throw damagedLease(where, 'bad vm');
   if (l.nic !== null && typeof l.nic !== 'number') throw damagedLease(where, 'bad nic');
-  if (typeof l.host !== 'string') throw damagedLease(where, 'bad host');
+  if (!isPrintableText(l.host, HOST_MAX)) throw damagedLease(where, 'bad host');
   if (!Array.isArray(l.owners) || !l.owners.every((o) => Number.isInteger(o?.pid) && typeof o?.startTime === 'number')) {
     throw damagedLease(where, 'bad owners');
   }
-  if (typeof l.created !== 'string') throw damagedLease(where, 'bad created');
+  if (!isPrintableText(l.created, 64)) throw damagedLease(where, 'bad created');
   return l as Lease;
 }
 

@@ -185,6 +185,19 @@ export function storeContract(label: string, factory: () => StoreFactory): void 
       expect(listed.damaged).toEqual([{ key: expect.stringContaining(got[1]!.mac.replaceAll(':', '')), why: expect.stringMatching(/is not the one its name holds/) }]);
     });
 
+    it.each([
+      ['a VM name longer than mac allocate --vm takes', { vm: { name: 'x'.repeat(129) } }, /bad vm/],
+      ['a VM name with a control character', { vm: { name: 'a\u001b[2Jb' } }, /bad vm/],
+      ['a huge host name', { host: 'h'.repeat(20_000) }, /bad host/],
+      ['a huge created', { created: '2026'.repeat(5_000) }, /bad created/],
+    ])('a lease with %s is damaged (a table would print it), the others are listed', async (_what, change, why) => {
+      const got = await store.allocate(big, [manual, manual]);
+      await f.corrupt(got[1]!.mac, JSON.stringify({ ...got[1], ...change }));
+      const listed = await store.list();
+      expect(listed.leases.map((l) => l.mac)).toEqual([got[0]!.mac]);
+      expect(listed.damaged).toEqual([{ key: expect.stringContaining(got[1]!.mac.replaceAll(':', '')), why: expect.stringMatching(why) }]);
+    });
+
     it('get: the lease of one MAC, null when it is free', async () => {
       const [l] = await store.allocate(big, [{ vm: vm('3'), nic: 1, owners: [] }]);
       expect(await store.get(l!.mac)).toEqual(l);

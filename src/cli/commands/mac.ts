@@ -11,14 +11,14 @@ import { type Context, table } from '../context.js';
 import type { Command } from 'commander';
 import type { Action } from './shared/action.js';
 import { examples } from './shared/help.js';
-import { CONTROL_RE } from '../../core/quote.js';
+import { isPrintableText, LEASE_NAME_MAX } from '../../core/quote.js';
 
 
 export async function macAllocate(flags: { vm?: string }, ctx: Context): Promise<number> {
   let vm: Lease['vm'] = null;
   if (flags.vm !== undefined) {
-    if (flags.vm === '' || CONTROL_RE.test(flags.vm) || flags.vm.length > 128) {
-      throw usageError('--vm must be 1 to 128 printable characters');
+    if (!isPrintableText(flags.vm, LEASE_NAME_MAX)) {
+      throw usageError(`--vm must be 1 to ${LEASE_NAME_MAX} printable characters`);
     }
     vm = UUID_RE.test(flags.vm) ? { uuid: flags.vm.toLowerCase(), name: flags.vm } : { name: flags.vm };
   }
