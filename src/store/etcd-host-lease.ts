@@ -40,7 +40,7 @@ export interface HostAgent {
   /** Grant a lease with the store's TTL and announce it under hosts/<host> for this host's VMs. */
   takeLease(): Promise<{ id: string; lease: EtcdLease }>;
   /** Put this host's agent key back if it is missing or not this lease's; true when it had to. */
-  ensureAnnounced(held: { id: string; lease: EtcdLease }): Promise<boolean>;
+  ensureAnnounced(held: { id: string; lease: EtcdLease }): Promise<Reannounced>;
   /** Hang `expected` (the leases of VMs running on this host) on lease `id`, creating missing keys. */
   reassert(id: string, expected: Lease[]): Promise<ReassertResult>;
   close(): Promise<void>;
@@ -67,16 +67,27 @@ async function putHostKey(a: EtcdAccess, id: string, lease: EtcdLease): Promise<
 }
 
 /** Put hosts/<host> back if someone deleted or damaged it (units and detached VMs look the agent up there). */
-export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: EtcdLease }): Promise<boolean> {
+export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: EtcdLease }): Promise<Reannounced> {
   const text = await a.call('agent lookup', () => a.client.get(a.hostKey(a.host)).string());
+  let why: Reannounced = text === null ? { why: 'missing' } : { why: 'damaged' };
   try {
-    if (text !== null && (JSON.parse(text) as { leaseId?: unknown }).leaseId === held.id) return false;
+    const other = text === null ? null : (JSON.parse(text) as { leaseId?: unknown; pid?: unknown; started?: unknown });
+    if (other?.leaseId === held.id) return null;
+    if (typeof other?.leaseId === 'string' && other.leaseId !== '') {
+      why = { why: 'another agent', pid: typeof other.pid === 'number' ? other.pid : null, started: typeof other.started === 'string' ? other.started : null, leaseId: other.leaseId };
+    }
   } catch {
     // damaged: written again below
   }
   await putHostKey(a, held.id, held.lease);
-  return true;
+  return why;
 }
+
+/**
+ * Why the host key was written again: it was gone or damaged, or another agent announced the same host since
+ * this one's last pass (two agents for one host take its VMs' keys from each other, pass after pass).
+ */
+export type Reannounced = null | { why: 'missing' | 'damaged' } | { why: 'another agent'; pid: number | null; started: string | null; leaseId: string };
 
 /** Leases whose state one transaction reads (or, where the last pass left them known, confirms): its compares and reads stay under etcd's 128. */
 const STATE_CHUNK = 120;

@@ -17,7 +17,7 @@ import { EtcdAllocator } from './etcd-allocate.js';
 import { EtcdConn, macHex } from './etcd-client.js';
 import { peekFree } from './etcd-free-scan.js';
 import { countedHeld } from './etcd-held-count.js';
-import { announce, type Asserted, ensureAnnounced, type HostAgent, reassert, type ReassertResult } from './etcd-host-lease.js';
+import { announce, type Asserted, ensureAnnounced, type HostAgent, reassert, type ReassertResult, type Reannounced } from './etcd-host-lease.js';
 import { deleteIdentity, getIdentity, listIdentities, putIdentity } from './etcd-identity.js';
 import { HostLeaseSource, type OwnLeaseOptions } from './etcd-own-lease.js';
 import { heldByHost, listHostLeases } from './etcd-host-index.js';
@@ -160,7 +160,7 @@ export class EtcdStore implements Store, HostAgent {
     return announce(this.c);
   }
 
-  ensureAnnounced(held: { id: string; lease: EtcdLease }): Promise<boolean> {
+  ensureAnnounced(held: { id: string; lease: EtcdLease }): Promise<Reannounced> {
     return ensureAnnounced(this.c, held);
   }
 

@@ -125,6 +125,21 @@ describe('etcd: running VMs keep their keys', () => {
     expect((await run(['start', '--name', 'a1', '--accel', 'tcg', '--memory', '64', '--detach'])).code).toBe(0);
   });
 
+  it('a second agent for the same host: each says the other announced the host, naming its pid; the VM keeps its key', async () => {
+    await startAgent();
+    const first = agent!;
+    await startVms(['two1']);
+    await startAgent();
+    const second = agent!;
+    try {
+      await waitFor('the first agent names the second', () => new RegExp(`another agent announced host h1 \\(pid ${second.child.pid}, started `).test(first.stderr()), (TTL + 10) * 1000);
+      expect(first.stderr()).not.toMatch(/missing or damaged/);
+      expect(await leases()).toEqual([expect.objectContaining({ vm: expect.objectContaining({ name: 'two1' }), state: 'live' })]);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+  });
+
   it('one garbage key under the prefix does not stop the agent', async () => {
     etcdctl('put', `/${prefix}/macs/420000000077`, 'garbage');
     await startAgent();

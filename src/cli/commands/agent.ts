@@ -107,8 +107,12 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
       current?.lease.removeAllListeners();
       current = next;
       watch(next.lease);
-    } else if (await host.ensureAnnounced(current)) {
-      ctx.err(`agent: the key of host ${host.host} was missing or damaged; announced again`);
+    } else {
+      const again = await host.ensureAnnounced(current);
+      if (again?.why === 'another agent') {
+        const who = `pid ${again.pid ?? '?'}${again.started ? `, started ${again.started}` : ''}, etcd lease ${again.leaseId}`;
+        ctx.err(`agent: another agent announced host ${host.host} (${who}); one agent runs per host, two take its VMs' keys from each other: stop one (one on another machine needs a host name of its own: UNCLOUD_VM_HOST or "host" in the config). Announced again`);
+      } else if (again) ctx.err(`agent: the key of host ${host.host} was missing or damaged; announced again`);
     }
     await assert(current.id, why);
   };
