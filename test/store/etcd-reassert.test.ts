@@ -140,6 +140,24 @@ describe('etcd: running VMs keep their keys', () => {
     }
   });
 
+  it('etcd away longer than the lease: the agent says each kind of failure once, not every retry, and is back on a new lease after', async () => {
+    await startAgent();
+    await startVms(['away1']);
+    await etcd.stop();
+    try {
+      await waitFor('lease given up', () => /lease lost/.test(agent!.stderr()), (3 * TTL + 10) * 1000);
+      // Several retries (every 0.5 s) while etcd is still away.
+      await new Promise((r) => setTimeout(r, 3000));
+    } finally {
+      await etcd.start();
+    }
+    await waitFor('back on a new lease', () => /after a lost lease/.test(agent!.stderr()), 30_000);
+    const failures = agent!.stderr().split('\n').filter((l) => /failed: /.test(l));
+    expect(failures.length).toBeGreaterThan(0);
+    expect(failures.length).toBeLessThanOrEqual(3);
+    await waitFor('key live', async () => (await leases()).some((l) => l.vm?.name === 'away1' && l.state === 'live'), (TTL + 10) * 1000);
+  });
+
   it('one garbage key under the prefix does not stop the agent', async () => {
     etcdctl('put', `/${prefix}/macs/420000000077`, 'garbage');
     await startAgent();

@@ -4,7 +4,7 @@
  * addresses return to the pool. If the lease is lost (etcd gone longer than the TTL), it takes a new one
  * and hangs the live leases on it again.
  */
-import { usageError } from '../../core/errors.js';
+import { UncloudError, usageError } from '../../core/errors.js';
 import { parseStore } from '../../core/store-url.js';
 import type { Lease as EtcdLease } from 'etcd3';
 import type { HostAgent } from '../../store/etcd-host-lease.js';
@@ -135,9 +135,12 @@ export async function agent(flags: AgentFlags, ctx: Context): Promise<number> {
         // Without a live lease, soon again: the lost lease's keys outlive it by about one TTL once etcd is back.
         const leaseless = !current || current.lease.revoked();
         waitMs = leaseless ? 500 : 2000;
+        // Said once per kind of failure until a pass works again: while etcd is away the cause in the message
+        // changes from try to try (which endpoint refused), and a line every half second would flood the journal.
         const msg = (e as Error).message;
-        if (msg !== lastError) ctx.err(`agent: ${msg}; retrying every ${waitMs / 1000} s`);
-        lastError = msg;
+        const kind = e instanceof UncloudError ? e.code : msg;
+        if (kind !== lastError) ctx.err(`agent: ${msg}; retrying every ${waitMs / 1000} s`);
+        lastError = kind;
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, waitMs);
