@@ -115,6 +115,17 @@ describe('etcd going away', () => {
     sb?.cleanup();
   });
 
+  /** A foreground VM (fake qemu sleeping `sleepS`) on the etcd store under `prefix` with lease TTL `ttlS`, once its lease is there. */
+  async function foregroundVm(name: string, prefix: string, ttlS: number, sleepS: string) {
+    sb = sandbox({ UNCLOUD_VM_STORE: etcd.url(prefix, ttlS), UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_SLEEP: sleepS });
+    let err = '';
+    const run = cli(['start', '--name', name, '--accel', 'tcg', '--memory', '64'], { env: sb.env, netns: ns.name, onSpawn: (c) => c.stderr!.on('data', (d) => (err += d)) });
+    const list = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string }[];
+    await waitFor('lease', async () => (await list().catch(() => [])).length === 1, 20_000);
+    const [held] = await list();
+    return { run, list, held: held!, stderr: () => err };
+  }
+
   it('etcd stopped: start fails naming the endpoints and starts no qemu; etcd back: allocation works again', async () => {
     const log = join('/tmp', `uncloud-vm-fakeqemu-${process.pid}.log`);
     sb = sandbox({ UNCLOUD_VM_STORE: etcd.url('cluster-b'), UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_LOG: log });
@@ -143,48 +154,38 @@ describe('etcd going away', () => {
   });
 
   it('a foreground VM survives an etcd restart: the VM keeps running, the keep-alive resumes, the lease is still held', async () => {
-    sb = sandbox({ UNCLOUD_VM_STORE: etcd.url('cluster-c', 4), UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_SLEEP: '30' });
-    let launcherErr = '';
-    const run = cli(['start', '--name', 'keep', '--accel', 'tcg', '--memory', '64'], { env: sb.env, netns: ns.name, onSpawn: (c) => c.stderr!.on('data', (d) => (launcherErr += d)) });
-    const list = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string }[];
-    await waitFor('lease', async () => (await list().catch(() => [])).length === 1, 20_000);
-    const [held] = await list();
+    const { run, list, held, stderr } = await foregroundVm('keep', 'cluster-c', 4, '30');
     await etcd.stop();
     await new Promise((r) => setTimeout(r, 2000));
     await etcd.start();
     // Longer than the TTL: the lease survived because the keep-alive resumed.
     await new Promise((r) => setTimeout(r, 6000));
-    expect(await list()).toEqual([expect.objectContaining({ mac: held!.mac, state: 'live' })]);
+    expect(await list()).toEqual([expect.objectContaining({ mac: held.mac, state: 'live' })]);
     // Nobody else gets that address meanwhile.
     const other = await cli(['mac', 'allocate'], { env: sb.env });
-    expect(other.stdout.trim()).not.toBe(held!.mac);
+    expect(other.stdout.trim()).not.toBe(held.mac);
     // The outage is told once and its end once, not a line per keep-alive retry (every 0.1 s).
-    expect(launcherErr.match(/keep-alive failed/g)).toHaveLength(1);
-    expect(launcherErr.match(/keep-alive resumed/g)).toHaveLength(1);
+    expect(stderr().match(/keep-alive failed/g)).toHaveLength(1);
+    expect(stderr().match(/keep-alive resumed/g)).toHaveLength(1);
     const stop = await cli(['stop', 'keep', '--force'], { env: sb.env, netns: ns.name });
     expect(stop.code, stop.stderr).toBe(0);
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
-    expect((await list()).map((l) => l.mac)).not.toContain(held!.mac);
+    expect((await list()).map((l) => l.mac)).not.toContain(held.mac);
   });
 
   it('a foreground VM whose lease is lost while etcd is still away takes a new one once etcd is back: the key stands', async () => {
     const ttl = 3;
-    sb = sandbox({ UNCLOUD_VM_STORE: etcd.url('cluster-e', ttl), UNCLOUD_VM_QEMU: FAKE_QEMU, FAKE_QEMU_SLEEP: '60' });
-    let launcherErr = '';
-    const run = cli(['start', '--name', 'away', '--accel', 'tcg', '--memory', '64'], { env: sb.env, netns: ns.name, onSpawn: (c) => c.stderr!.on('data', (d) => (launcherErr += d)) });
-    const list = async () => JSON.parse((await cli(['mac', 'list', '--json'], { env: sb.env })).stdout) as { mac: string; state: string }[];
-    await waitFor('lease', async () => (await list().catch(() => [])).length === 1, 20_000);
-    const [held] = await list();
+    const { run, list, held, stderr } = await foregroundVm('away', 'cluster-e', ttl, '60');
     await etcd.stop();
     // Away longer than twice the TTL: the client gives the lease up while etcd cannot be asked for a new one.
-    await waitFor('lease given up', () => /lease lost/.test(launcherErr), (3 * ttl + 10) * 1000);
+    await waitFor('lease given up', () => /lease lost/.test(stderr()), (3 * ttl + 10) * 1000);
     await new Promise((r) => setTimeout(r, 1000));
     await etcd.start();
-    await waitFor('leases re-asserted', () => /leases re-asserted/.test(launcherErr), 20_000);
+    await waitFor('leases re-asserted', () => /leases re-asserted/.test(stderr()), 20_000);
     // Longer than the TTL: a key left on the lost lease would have expired with it.
     await new Promise((r) => setTimeout(r, (ttl + 2) * 1000));
-    expect(await list()).toEqual([expect.objectContaining({ mac: held!.mac, state: 'live' })]);
+    expect(await list()).toEqual([expect.objectContaining({ mac: held.mac, state: 'live' })]);
     const stop = await cli(['stop', 'away', '--force'], { env: sb.env, netns: ns.name });
     expect(stop.code, stop.stderr).toBe(0);
     expect((await run).code).toBe(0);
