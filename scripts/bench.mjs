@@ -16,6 +16,7 @@ import { BIN } from './lib/cluster.mjs';
 const FAKE_QEMU = join(ROOT, 'test/fixtures/fake-qemu');
 const QUICK = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const RUNS = Number(process.argv.find((a) => a.startsWith('--runs='))?.slice(7)) || undefined;
 const rows = [];
 const temps = [];
 
@@ -271,13 +272,16 @@ async function allocationEtcd() {
 }
 
 // 3. Scaling: every verb with 0, 10k, 100k and 200k leases held, on both stores, through the CLI as users run
-// it; each beside the same verb at 0 held. The leases are written straight into the store (scripts/lib/lease-fixture.mjs).
+// it; each beside the same verb at 0 held. The leases are written straight into the store
+// (scripts/lib/lease-fixture.mjs), all sizes first; then, once the machine is quiet again (etcd done with the
+// writes, the page cache flushed), rounds run every verb at every size side by side, the sizes in a rotating
+// order, so that a slow moment of the machine lands on all sizes alike rather than on one.
 async function scaling() {
   const { parsePool } = await import(join(ROOT, 'dist/core/mac.js'));
   const pool = parsePool('42:00:00');
   const given = process.argv.find((a) => a.startsWith('--sizes='))?.slice(8).split(',').map(Number);
   const sizes = given ?? (QUICK ? [0, 10000] : [0, 10000, 100000, 200000]);
-  const runs = QUICK ? 3 : 5;
+  const runs = RUNS ?? (QUICK ? 3 : 11);
   const verbs = [
     ['mac allocate', ['mac', 'allocate']],
     ['start --dry-run', ['start', '--dry-run', '--memory', '1024', '--cores', '2']],
@@ -289,7 +293,7 @@ async function scaling() {
   const etcd = await startEtcd();
   try {
     for (const store of ['file', 'etcd']) {
-      const zero = {};
+      const envs = [];
       for (const held of sizes) {
         const dir = tmp(`scale-${store}${held}`);
         const fixture = { base: pool.base, prefix: pool.prefix, first: 0x100000, stride: 7, host: 'bench-other-host' };
@@ -299,21 +303,58 @@ async function scaling() {
           await writeEtcdLeases(etcd.endpoint, `/scale${held}`, held, fixture);
           extra.UNCLOUD_VM_STORE = etcd.url(`scale${held}`);
         }
-        const env = envFor(dir, extra);
+        envs.push({ held, env: envFor(dir, extra) });
+      }
+      await settle(store === 'etcd' ? etcd.pid() : undefined);
+      const samples = new Map(verbs.map(([name]) => [name, sizes.map(() => [])]));
+      for (let round = 0; round < runs; round++) {
         for (const [name, args] of verbs) {
-          const samples = [];
-          for (let i = 0; i < runs; i++) samples.push(timeSync(process.execPath, [BIN, ...args], env));
-          const row = record(`scaling (${store})`, `${name}, ${held.toLocaleString('en-US')} held`, 'ms', samples);
-          if (held === 0) zero[name] = row;
-          else row.ratio = row.median / zero[name].median;
+          for (let k = 0; k < envs.length; k++) {
+            const at = (k + round) % envs.length;
+            samples.get(name)[at].push(timeSync(process.execPath, [BIN, ...args], envs[at].env));
+          }
         }
       }
-      if (store === 'file') macListOwned(pool, runs, zero['mac list --json']);
+      for (let at = 0; at < envs.length; at++) {
+        for (const [name] of verbs) {
+          const mine = samples.get(name)[at];
+          const row = record(`scaling (${store})`, `${name}, ${envs[at].held.toLocaleString('en-US')} held`, 'ms', mine);
+          if (at === 0) continue;
+          const zero = samples.get(name)[0];
+          row.ratio = row.median / stats(zero).median;
+          // The same ratio taken round by round (each beside the 0-held run of its own round).
+          row.note = `per round: ${stats(mine.map((v, r) => v / zero[r])).median.toFixed(2)}x`;
+        }
+      }
+      if (store === 'file') macListOwned(pool, runs, stats(samples.get('mac list --json')[0]));
       await allocationDuringGc(store, etcd, pool, runs);
     }
   } finally {
     await etcd.remove();
   }
+}
+
+/** CPU time (ms) a process has used so far, from /proc/<pid>/stat (utime + stime). */
+function cpuMs(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks at 100 Hz
+}
+
+/**
+ * Waits until the machine is quiet after a fixture: dirty pages written out, and etcd (when given) using under
+ * 2% of a core for 2 s in a row (it snapshots and commits in the background after a large write). At most 120 s.
+ */
+async function settle(etcdPid) {
+  spawnSync('sync');
+  if (!etcdPid) return;
+  const deadline = Date.now() + 120_000;
+  let quiet = 0;
+  while (quiet < 4 && Date.now() < deadline) {
+    const before = cpuMs(etcdPid);
+    await new Promise((r) => setTimeout(r, 500));
+    quiet = cpuMs(etcdPid) - before < 10 ? quiet + 1 : 0;
+  }
+  if (quiet < 4) console.log('scaling: etcd still busy after 120 s; measuring anyway');
 }
 
 // 3. (file store) `mac list` over this host's leases, whose states need their owners' liveness from /proc: two NICs per VM,

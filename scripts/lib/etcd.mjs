@@ -84,6 +84,7 @@ export async function startEtcd({ netns } = {}) {
   await m.start();
   return {
     endpoint: m.endpoint,
+    pid: () => m.pid(),
     url: (prefix, ttlS) => `etcd://${m.endpoint}/${prefix}${ttlS ? `?ttl=${ttlS}` : ''}`,
     stop: () => m.stop(),
     start: () => m.start(),
