@@ -1,0 +1,240 @@
+/**
+ * superviseVm (the foreground start) with VMs prepared in a temp store and run dir, and a stand-in qemu: the
+ * fake qemu (test/fixtures/fake-qemu, QMP and the power button) or a few lines of sh with a scripted QMP
+ * socket (test/helpers/fake-qmp.ts) once it runs. Whatever way qemu ends — cleanly, failing to start, failing
+ * later, killed, never past its gate — its leases are given back and its run dir removed; the exit code is
+ * qemu's; a stop signal at each stage (while prepared, at the gate, while qemu runs, twice) ends it in order;
+ * a store that refuses a give-back is this run's error (or said, when it already has one), and the run dir
+ * stays for gc. Signals are real ones, sent to this process while superviseVm handles them.
+ */
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UncloudError } from '../../src/core/errors.js';
+import type { HeldSignals } from '../../src/qemu/held-signals.js';
+import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
+import { superviseVm } from '../../src/qemu/supervise-vm.js';
+import type { FileStore } from '../../src/store/file-store.js';
+import { readFrom } from '../../src/system/vm-logs.js';
+import { waitFor } from '../helpers/cli.js';
+import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
+import { launchFrame } from '../helpers/launch.js';
+import { alive } from '../helpers/process.js';
+import { testUuid } from '../helpers/run-dir-vm.js';
+
+const f = launchFrame('uncloud-vm-supervise-');
+let qmp: FakeQmp | undefined;
+afterEach(async () => {
+  await qmp?.close();
+  qmp = undefined;
+});
+
+const MAC1 = '42:00:00:00:00:01';
+const storeWith = (over: Partial<FileStore>): FileStore => Object.assign(Object.create(f.store) as FileStore, over);
+const refused = () => Promise.reject(new UncloudError('WRITE_FAILED', 'disk full'));
+
+/** How superviseVm ended: its exit code, or its error. */
+type Outcome = { code: number } | { err: UncloudError | NodeJS.ErrnoException };
+function supervise(vm: PreparedVm, deps: Partial<LaunchDeps> = {}, held?: HeldSignals): Promise<Outcome> {
+  return superviseVm(vm, { ...f.deps, ...deps }, held).then(
+    (code) => ({ code }),
+    (err: UncloudError) => ({ err }),
+  );
+}
+const failed = (o: Outcome): UncloudError => {
+  if (!('err' in o)) throw new Error(`expected a failure, got exit ${o.code}`);
+  return o.err as UncloudError;
+};
+
+/** What a VM's end left: leases, run dirs, and whether qemu ever ran. */
+const left = async () => ({ held: await f.held(), runDirs: f.runDirs(), qemuRan: existsSync(f.qemuRan) });
+const nothingLeft = { held: [], runDirs: [], qemuRan: true };
+
+/** The fake qemu's pid once it is up (its -pidfile). */
+const qemuPid = (vm: PreparedVm): number => Number(readFileSync(vm.files.pidfile, 'utf8'));
+
+/** A signal to this process, once it has been handled. */
+async function signal(sig: NodeJS.Signals): Promise<void> {
+  const handled = new Promise((r) => process.once(sig, r));
+  process.kill(process.pid, sig);
+  await handled;
+}
+
+/** The fake qemu with QMP, running until told otherwise; `up` once superviseVm has seen its QMP answer. */
+async function upVm(opts: { name?: string; powerdownMs?: number } = {}) {
+  const plan = f.plan(f.fakeQemu({ sleep: 1000, stderr: 'qemu: up', ...(opts.powerdownMs !== undefined ? { powerdownMs: opts.powerdownMs } : {}) }), opts.name ? { name: opts.name, uuid: testUuid() } : {});
+  return f.prepare(plan);
+}
+const untilUp = () => waitFor('qemu up (its stderr shown)', () => f.shown.length > 0);
+
+describe('superviseVm: how qemu ended', () => {
+  it('qemu ends cleanly: exit 0, its stderr shown once it was up, the identity remembered, its lease and run dir given back', async () => {
+    const vm = await upVm({ name: 'web1' });
+    const run = supervise(vm);
+    await untilUp();
+    expect((await f.store.getIdentity('web1'))?.macs).toEqual([MAC1]);
+    expect(await f.ownerPids(MAC1)).toEqual([process.pid, qemuPid(vm)]);
+    process.kill(qemuPid(vm), 'SIGTERM'); // the fake qemu ends with 0 on SIGTERM, as qemu does
+    expect(await run).toEqual({ code: 0 });
+    expect(f.shown).toEqual(['qemu: up\n']);
+    expect(await left()).toEqual(nothingLeft);
+    expect((await f.store.getIdentity('web1'))?.macs).toEqual([MAC1]);
+  });
+
+  it("qemu fails to start: its exit code, its whole stderr in the error (not shown besides), a new name forgotten, the log kept", async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('echo "qemu: -machine foo: unsupported machine type" >&2\necho "qemu: see -machine help" >&2\nexit 1'), { name: 'web1', uuid: testUuid() }));
+    const err = failed(await supervise(vm));
+    expect([err.code, err.exitCode]).toEqual(['QEMU_FAILED', 1]);
+    expect(err.message).toBe('qemu failed to start (exit code 1); qemu said:\n  qemu: -machine foo: unsupported machine type\n  qemu: see -machine help');
+    expect(f.shown).toEqual([]);
+    expect(await left()).toEqual(nothingLeft);
+    expect(await f.store.getIdentity('web1')).toBeNull();
+    expect(readFrom(vm.logs.qemu, vm.qemuLogStart)).toContain('unsupported machine type');
+  });
+
+  it('qemu fails to start for a name known before: it is remembered as before', async () => {
+    const uuid = testUuid();
+    const before = { version: 1 as const, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
+    await f.store.putIdentity(before);
+    await f.store.allocate(f.deps.pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
+    const vm = await f.prepare(f.plan(f.shQemu('exit 1'), { name: 'web1', uuid }));
+    expect(vm.leases[0]!.mac).toBe(MAC1);
+    failed(await supervise(vm));
+    expect(await f.store.getIdentity('web1')).toEqual(before);
+  });
+
+  it('qemu fails once it was up: "exited with code N", its exit code, the identity kept, everything given back', async () => {
+    const end = join(f.dir, 'end');
+    const vm = await f.prepare(f.plan(f.shQemu(`echo "qemu: warning: up" >&2\nwhile [ ! -e '${end}' ]; do sleep 0.05; done\nexit 3`), { name: 'web1', uuid: testUuid() }));
+    const run = supervise(vm);
+    await waitFor('qemu running', () => existsSync(f.qemuRan));
+    qmp = await fakeQmp(vm.spec.qmpSocket); // its QMP socket, as qemu makes it once it runs
+    await untilUp();
+    writeFileSync(end, '');
+    const err = failed(await run);
+    expect([err.code, err.exitCode, err.message]).toEqual(['QEMU_FAILED', 3, 'qemu exited with code 3']);
+    expect(f.shown).toEqual(['qemu: warning: up\n']);
+    expect(await left()).toEqual(nothingLeft);
+    expect((await f.store.getIdentity('web1'))?.macs).toEqual([MAC1]);
+  });
+
+  it.each([
+    { sig: 'SIGKILL' as const, exit: 137 },
+    { sig: 'SIGTERM' as const, exit: 143 },
+  ])('qemu killed from outside by $sig: QEMU_KILLED, exit $exit, everything given back', async ({ sig, exit }) => {
+    const vm = await f.prepare(f.plan(f.shQemu('exec sleep 1000')));
+    const run = supervise(vm);
+    await waitFor('qemu running', () => existsSync(f.qemuRan));
+    const pid = (await f.ownerPids(MAC1))!.at(-1)!;
+    process.kill(pid, sig);
+    const err = failed(await run);
+    expect([err.code, err.exitCode, err.message]).toEqual(['QEMU_KILLED', exit, `qemu was killed by ${sig}`]);
+    expect(await left()).toEqual(nothingLeft);
+  });
+
+  it('the qemu binary is gone by the time exec.sh runs it: QEMU_FAILED with the shell\'s exit code and words', async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
+    rmSync(vm.argv[0]!);
+    const err = failed(await supervise(vm));
+    expect([err.code, err.exitCode]).toEqual(['QEMU_FAILED', 127]);
+    expect(err.message).toMatch(/^qemu failed to start \(exit code 127\); qemu said:\n .*not found/);
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+  });
+});
+
+describe('superviseVm: failures before qemu runs give back what the VM took', () => {
+  it("qemu cannot be spawned (its log cannot be opened): the error, the lease and run dir given back", async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
+    rmSync(vm.logs.dir, { recursive: true });
+    const err = failed(await supervise(vm));
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+  });
+
+  it('the store refuses qemu as the owner: qemu is killed at its gate and never runs, nothing is remembered, everything given back', async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    const err = failed(await supervise(vm, { store: storeWith({ setOwners: refused }) }));
+    expect(err.message).toBe('disk full');
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+    expect(await f.store.getIdentity('web1')).toBeNull();
+  });
+});
+
+describe('superviseVm: a stop signal at each stage', () => {
+  it('one held while the VM was prepared: qemu is never started, exit 0, everything given back, nothing remembered', async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    let released = 0;
+    const held: HeldSignals = { signal: 'SIGHUP', release: () => void released++ };
+    expect(await supervise(vm, {}, held)).toEqual({ code: 0 });
+    expect(released).toBe(1);
+    expect(f.notes).toEqual(['SIGHUP: stopping VM web1 before qemu started']);
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+    expect(await f.store.getIdentity('web1')).toBeNull();
+  });
+
+  it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s while qemu waits at its gate: qemu never runs, exit 0, everything given back', async (sig) => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    // The signal comes while qemu is being recorded as the leases' owner, before the gate opens.
+    const store = storeWith({
+      setOwners: async (macs, owners) => {
+        await signal(sig);
+        return f.store.setOwners(macs, owners);
+      },
+    });
+    expect(await supervise(vm, { store })).toEqual({ code: 0 });
+    expect(f.notes).toEqual([`${sig}: stopping VM web1 before qemu started`]);
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+  });
+
+  it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s while qemu runs: the power button over QMP, the guest powers off, exit 0, everything given back', async (sig) => {
+    const vm = await upVm({ name: 'web1' });
+    const run = supervise(vm);
+    await untilUp();
+    await signal(sig);
+    expect(await run).toEqual({ code: 0 });
+    expect(f.notes[0]).toBe(`${sig}: stopping VM web1`);
+    expect(await left()).toEqual(nothingLeft);
+  });
+
+  it('a second signal while a deaf guest is asked to power off: qemu is killed, exit 137, everything given back', async () => {
+    const vm = await upVm({ name: 'web1', powerdownMs: 600_000 });
+    const run = supervise(vm);
+    await untilUp();
+    const pid = qemuPid(vm);
+    await signal('SIGTERM');
+    await signal('SIGINT');
+    const err = failed(await run);
+    expect([err.code, err.exitCode]).toEqual(['QEMU_KILLED', 137]);
+    expect(alive(pid)).toBe(false);
+    expect(await left()).toEqual(nothingLeft);
+  });
+
+  it('its handlers are gone once it returned', async () => {
+    const before = ['SIGTERM', 'SIGINT', 'SIGHUP'].map((s) => process.listenerCount(s));
+    const vm = await f.prepare(f.plan(f.shQemu('exit 1')));
+    failed(await supervise(vm));
+    expect(['SIGTERM', 'SIGINT', 'SIGHUP'].map((s) => process.listenerCount(s))).toEqual(before);
+  });
+});
+
+describe('superviseVm: a store that will not take a lease back (GIVE_BACK_FAILED)', () => {
+  it('after a clean end: the run\'s error, exit 1; the lease stays held and the run dir stays for gc', async () => {
+    const vm = await upVm();
+    const run = supervise(vm, { store: storeWith({ release: refused }) });
+    await untilUp();
+    process.kill(qemuPid(vm), 'SIGTERM');
+    const err = failed(await run);
+    expect([err.code, err.exitCode]).toEqual(['GIVE_BACK_FAILED', 1]);
+    expect(err.message).toMatch(new RegExp(`^VM ${vm.spec.name} has ended, but the store did not take back ${MAC1} \\(disk full\\); its run dir stays`));
+    expect(await left()).toEqual({ held: [`${MAC1} ${vm.spec.name}`], runDirs: [vm.spec.name], qemuRan: true });
+  });
+
+  it("after a failed start: qemu's error stands, the refusal is said once, the run dir stays", async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 2')));
+    const err = failed(await supervise(vm, { store: storeWith({ release: refused }) }));
+    expect([err.code, err.exitCode]).toEqual(['QEMU_FAILED', 2]);
+    expect(f.notes).toHaveLength(1);
+    expect(f.notes[0]).toMatch(/did not take back 42:00:00:00:00:01 \(disk full\)/);
+    expect(await left()).toEqual({ held: [`${MAC1} ${vm.spec.name}`], runDirs: [vm.spec.name], qemuRan: true });
+  });
+});
