@@ -107,6 +107,9 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
     throw err;
   } finally {
     for (const s of signals) process.off(s, onSignal);
+    // A qemu that never got past its gate never ran (a signal came while it was recorded): the VM is
+    // remembered as before, as after any start that failed.
+    if (!gateOpen) await forgetFailedStart(vm, deps);
     // qemu has ended: what it held goes back (its ifdown scripts ran unless it was killed). A store that will
     // not take it back is this run's error, unless it already has one.
     if (failure) await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);

@@ -67,6 +67,26 @@ async function upVm(opts: { name?: string; powerdownMs?: number } = {}) {
 }
 const untilUp = () => waitFor('qemu up (its stderr shown)', () => f.shown.length > 0);
 
+/** web1, remembered with a MAC another VM holds now: prepared, it leases another one. */
+async function knownVm(qemu: string) {
+  const uuid = testUuid();
+  const before = { version: 1 as const, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
+  await f.store.putIdentity(before);
+  await f.store.allocate(f.deps.pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
+  const vm = await f.prepare(f.plan(qemu, { name: 'web1', uuid }));
+  expect(vm.leases[0]!.mac).toBe(MAC1);
+  return { vm, before };
+}
+
+/** A store through which `sig` comes while qemu is recorded as the leases' owner, before the gate opens. */
+const signalAtGate = (sig: NodeJS.Signals): FileStore =>
+  storeWith({
+    setOwners: async (macs, owners) => {
+      await signal(sig);
+      return f.store.setOwners(macs, owners);
+    },
+  });
+
 describe('superviseVm: how qemu ended', () => {
   it('qemu ends cleanly: exit 0, its stderr shown once it was up, the identity remembered, its lease and run dir given back', async () => {
     const vm = await upVm({ name: 'web1' });
@@ -93,12 +113,7 @@ describe('superviseVm: how qemu ended', () => {
   });
 
   it('qemu fails to start for a name known before: it is remembered as before', async () => {
-    const uuid = testUuid();
-    const before = { version: 1 as const, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
-    await f.store.putIdentity(before);
-    await f.store.allocate(f.deps.pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
-    const vm = await f.prepare(f.plan(f.shQemu('exit 1'), { name: 'web1', uuid }));
-    expect(vm.leases[0]!.mac).toBe(MAC1);
+    const { vm, before } = await knownVm(f.shQemu('exit 1'));
     failed(await supervise(vm));
     expect(await f.store.getIdentity('web1')).toEqual(before);
   });
@@ -172,18 +187,18 @@ describe('superviseVm: a stop signal at each stage', () => {
     expect(await f.store.getIdentity('web1')).toBeNull();
   });
 
-  it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s while qemu waits at its gate: qemu never runs, exit 0, everything given back', async (sig) => {
+  it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s while qemu waits at its gate: qemu never runs, exit 0, everything given back, nothing remembered', async (sig) => {
     const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
-    // The signal comes while qemu is being recorded as the leases' owner, before the gate opens.
-    const store = storeWith({
-      setOwners: async (macs, owners) => {
-        await signal(sig);
-        return f.store.setOwners(macs, owners);
-      },
-    });
-    expect(await supervise(vm, { store })).toEqual({ code: 0 });
+    expect(await supervise(vm, { store: signalAtGate(sig) })).toEqual({ code: 0 });
     expect(f.notes).toEqual([`${sig}: stopping VM web1 before qemu started`]);
     expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+    expect(await f.store.getIdentity('web1')).toBeNull();
+  });
+
+  it('a signal at the gate of a name known before: it is remembered as before, not with the MACs of a start that never ran', async () => {
+    const { vm, before } = await knownVm(f.shQemu('exit 0'));
+    expect(await supervise(vm, { store: signalAtGate('SIGTERM') })).toEqual({ code: 0 });
+    expect(await f.store.getIdentity('web1')).toEqual(before);
   });
 
   it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s while qemu runs: the power button over QMP, the guest powers off, exit 0, everything given back', async (sig) => {
