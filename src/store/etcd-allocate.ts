@@ -205,13 +205,14 @@ export class EtcdAllocator {
     const leases = requests.map((req, i) => newLease(chosen[i]!.mac, req, c.host));
     let txn = c.client.if(c.macKey(chosen[0]!.mac), 'Create', '==', 0).and(c.conflictKey(chosen[0]!.mac), 'Create', '==', 0);
     for (const x of chosen.slice(1)) txn = txn.and(c.macKey(x.mac), 'Create', '==', 0).and(c.conflictKey(x.mac), 'Create', '==', 0);
-    // Each lease with its host index key, on the same etcd lease (etcd-host-index.ts), and counted (etcd-held-count.ts).
+    // Each lease with its host index key, on no etcd lease (etcd-host-index.ts), and counted (etcd-held-count.ts).
     const onLease = (i: number) => (leaseId !== undefined && requests[i]!.owners.length > 0 ? leaseId : undefined);
     const count = new CountDelta();
     const puts = leases.flatMap((l, i) => {
       const id = onLease(i);
       count.add(l.mac, c.host, id, 1);
-      return [c.client.put(c.macKey(l.mac)).value(serializeLease(l)), c.client.put(c.indexKey(c.host, l.mac)).value('')].map((put) => (id !== undefined ? put.lease(id) : put));
+      const put = c.client.put(c.macKey(l.mac)).value(serializeLease(l));
+      return [id !== undefined ? put.lease(id) : put, c.client.put(c.indexKey(c.host, l.mac)).value('')];
     });
     // The cursor rides along as a shared hint (allocators side by side may leave it a step behind or ahead;
     // reading skips held addresses anyway).

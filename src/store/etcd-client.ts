@@ -8,7 +8,7 @@
  *   <prefix>/hosts/<host>       the host agent's etcd lease id, attached to that lease
  *   <prefix>/conflicts/<12 hex> a MAC a running VM uses while another holds its key (etcd-host-lease.ts)
  *   <prefix>/held-by/<host>/<12 hex>  the host index: an empty key per lease of <host>, written and deleted in the
- *                               transaction that writes or deletes the lease, on the same etcd lease (etcd-host-index.ts)
+ *                               transaction that writes or deletes the lease, on no etcd lease (etcd-host-index.ts)
  *   <prefix>/held-by-index      there since every lease has its index key
  *   <prefix>/counts/<6 hex>/<host>/<etcd lease>/…  the held count (etcd-held-count.ts), written with the leases
  *   <prefix>/counts-complete    there since every lease is counted

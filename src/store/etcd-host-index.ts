@@ -3,11 +3,14 @@
  * `list` read what one host holds and `mac pool` counts per host with count-only requests, never reading every
  * lease of the pool (when the held count, etcd-held-count.ts, cannot answer).
  *
- * It never hides a lease: every transaction that writes a lease key writes its index key too, on the same etcd
- * lease (so both expire together when a host's lease is lost), and every one that deletes it deletes both. A
- * kill cannot split a transaction. An index key whose lease is gone or is another host's now is skipped by
- * readers and deleted by gc. <prefix>/held-by-index says every lease has its key: until it is there (a store
- * written before the index existed) readers read every lease instead, and the first gc builds the index.
+ * It never hides a lease: every transaction that writes a lease key writes its index key too, and every one that
+ * deletes it deletes both; a kill cannot split a transaction. The index key hangs on no etcd lease (one that an
+ * earlier uncloud-vm wrote may hang on its lease key's), so a lease key can move to another etcd lease without
+ * it: the agent's re-assert writes one key per lease, not two (etcd-host-lease.ts). When a host's etcd lease
+ * expires, its lease keys go and their index keys stay: an index key whose lease is gone or is another host's
+ * now is skipped by readers and deleted by gc. <prefix>/held-by-index says every lease has its key: until it is
+ * there (a store written before the index existed) readers read every lease instead, and the first gc builds
+ * the index.
  */
 import type { IKeyValue } from 'etcd3';
 import type { EtcdConn } from './etcd-client.js';
@@ -52,8 +55,8 @@ export async function readLeaseKeys(c: EtcdConn, macs: string[]): Promise<(IKeyV
 
 /**
  * Every lease key gets its index key (a damaged one under this host: it cannot say whose it is, and this
- * host's gc reports it), on the lease key's etcd lease and only if the lease key is unchanged meanwhile (a
- * changed one was written with its index key); then the marker.
+ * host's gc reports it), only if the lease key is unchanged meanwhile (a changed one was written with its index
+ * key); then the marker.
  */
 export async function buildIndex(c: EtcdConn): Promise<void> {
   for await (const page of prefixPages(c, 'index build', `${c.prefix}/macs/`)) {
@@ -68,9 +71,8 @@ export async function buildIndex(c: EtcdConn): Promise<void> {
       } catch {
         // damaged: under this host
       }
-      const put = c.client.put(c.indexKey(host, mac)).value('');
       await c.call('index build', () =>
-        c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(String(kv.lease) !== '0' ? put.lease(String(kv.lease)) : put).commit(),
+        c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(c.client.put(c.indexKey(host, mac)).value('')).commit(),
       );
     }
   }
@@ -132,9 +134,19 @@ export async function listHostLeases(c: EtcdConn): Promise<LeaseList> {
   return { leases: leases.sort(byMac), damaged: [...damaged, ...conflicts.damaged], conflicts: conflicts.conflicts };
 }
 
-/** Held per host under a pool prefix: count-only requests on the index, or (until it is whole) every lease read. */
+/**
+ * Held per host under a pool prefix: count-only requests on the index, or (until it is whole, or while index
+ * keys of expired leases are left, which the per-host counts cannot tell) every lease read.
+ */
 export async function heldByHost(c: EtcdConn, prefixHex: string): Promise<Record<string, number>> {
-  if (await indexComplete(c)) return countByHost(c, prefixHex);
+  if (await indexComplete(c)) {
+    // Every lease key has an index key: as many of them as lease keys means none is left over.
+    const [byHost, held] = await Promise.all([
+      countByHost(c, prefixHex),
+      c.call('count', () => c.client.getAll().prefix(`${c.prefix}/macs/${prefixHex}`).count()),
+    ]);
+    if (Object.values(byHost).reduce((x, y) => x + y, 0) === held) return byHost;
+  }
   const byHost: Record<string, number> = {};
   for await (const page of prefixPages(c, 'list', `${c.prefix}/macs/${prefixHex}`)) {
     for (const [k, v] of page) {

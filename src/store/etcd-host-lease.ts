@@ -89,30 +89,41 @@ export async function ensureAnnounced(a: EtcdAccess, held: { id: string; lease: 
  */
 export type Reannounced = null | { why: 'missing' | 'damaged' } | { why: 'another agent'; pid: number | null; started: string | null; leaseId: string };
 
-/** Leases whose state one transaction reads (or, where the last pass left them known, confirms): its compares and reads stay under etcd's 128. */
-const STATE_CHUNK = 120;
-/** Leases written per transaction: two puts each, a conflict to clear now and then, and the count puts, under etcd's 128 operations. */
-const WRITE_CHUNK = 56;
-/** etcd's limit on the operations of one transaction (--max-txn-ops). */
+/**
+ * Leases per chunk: one transaction reads their keys (or, where the last pass left them known, confirms them),
+ * and one writes them: a put each, the count puts (at most 14 for a chunk moved from one etcd lease), and now
+ * and then an index key or a conflict to clear (then the write is halved), under etcd's 128 operations.
+ */
+const CHUNK = 112;
+/** etcd's limit on the operations of one list of a transaction (--max-txn-ops). */
 const MAX_TXN_OPS = 128;
-/** Chunks in flight at once: their round trips overlap, so 10,000 leases take well under a second. */
+/** Chunks in flight at once: their round trips overlap, and etcd writes several in one sync of its log. */
 const REASSERT_PARALLEL = 12;
+/** Index keys one chunk's read returns at most (a host's other leases may lie between its running VMs' MACs). */
+const INDEX_READ_LIMIT = 1000;
+/** A group that lost a race is written again without the leases that changed, at most this many times. */
+const WRITE_TRIES = 3;
 
-/** What one pass left a key as (its revision, the etcd lease it hangs on, its record): the next pass only confirms it. */
+/** What one pass left a key as (its revision, the etcd lease it hangs on, its record, whether its index key is on no etcd lease): the next pass only confirms it. */
 export interface Asserted {
   mod: string;
   lease: string;
   holder: Lease;
+  indexFree: boolean;
 }
 
 /**
  * For each expected lease: the key is there and ours (same VM) → attach it to lease `id`; absent → create it
  * (compare: still absent); another VM's → a conflict, recorded and returned. Conflicts that no longer
- * stand (the key is ours again) are cleared. Leases go in chunks, several at once: one transaction reads a
- * chunk's keys, except those `known` from the last pass, which it only compares on their revision (a key that
- * changed meanwhile is read by the same round trip); then the keys to write go in as few transactions as fit,
- * each compared on what was read. A write that loses a race to another writer is done again one lease at a time.
- * `known` is updated to what this pass leaves.
+ * stand (the key is ours again) are cleared. Leases go in chunks of neighbouring MACs, several at once: one
+ * transaction reads a chunk's keys (except those `known` from the last pass, which it only compares on their
+ * revision; a key that changed meanwhile is read by the same round trip) and this host's index keys between
+ * them; then one transaction writes what must change, compared on what was read. A lease whose key changed
+ * meanwhile is done again one at a time. `known` is updated to what this pass leaves.
+ *
+ * A key that moves to lease `id` leaves its host index key where it is when the read saw it on no etcd lease: one
+ * put per lease, not two (etcd-host-index.ts). An index key on an etcd lease (as an earlier uncloud-vm wrote
+ * them) or missing is put, on no etcd lease, in the transaction that moves its lease key.
  */
 export async function reassert(a: EtcdAccess, id: string, expected: Lease[], known = new Map<string, Asserted>()): Promise<ReassertResult> {
   const out: ReassertResult = { kept: 0, recreated: [], conflicts: [] };
@@ -134,11 +145,17 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[], kno
   );
   const before = new Map(known);
   known.clear(); // refilled with what this pass leaves: a VM no longer expected is forgotten
-  const ctx: Reasserting = { a, id, out, standing, before, known };
-  const chunks: Lease[][] = [];
-  for (let i = 0; i < expected.length; i += STATE_CHUNK) chunks.push(expected.slice(i, i + STATE_CHUNK));
-  // Each chunk's results in its own place, so they come out in the order expected, whatever order chunks end in.
-  const results: { out: ReassertResult; left: Lease[] }[] = [];
+  const ctx: Reasserting = { a, id, out, before, known };
+  // Each lease's keys once; in MAC order, so a chunk's index keys lie in one short range of this host's.
+  const wants = expected
+    .map((lease, pos): Want => {
+      const hex = lease.mac.replaceAll(':', '');
+      return { lease, pos, hex, key: Buffer.from(a.macKey(lease.mac)), index: Buffer.from(a.indexKey(a.host, lease.mac)), conflict: standing.has(hex), owners: JSON.stringify(lease.owners) };
+    })
+    .sort((x, y) => (x.hex < y.hex ? -1 : x.hex > y.hex ? 1 : 0));
+  const chunks: Want[][] = [];
+  for (let i = 0; i < wants.length; i += CHUNK) chunks.push(wants.slice(i, i + CHUNK));
+  const results: { out: ReassertResult; left: Want[] }[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     for (let k = next++; k < chunks.length; k = next++) {
@@ -147,12 +164,12 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[], kno
     }
   };
   await Promise.all(Array.from({ length: Math.min(REASSERT_PARALLEL, chunks.length) }, worker));
-  for (const r of results) {
-    out.kept += r.out.kept;
-    out.recreated.push(...r.out.recreated);
-  }
+  const byPos = (x: Want, y: Want) => x.pos - y.pos;
+  const created = new Set(results.flatMap((r) => r.out.recreated));
+  out.kept += results.reduce((n, r) => n + r.out.kept, 0);
+  out.recreated.push(...wants.filter((w) => created.has(w.lease)).sort(byPos).map((w) => w.lease)); // in the order expected
   // What a chunk could not settle (another writer raced it, or the key is another VM's): one at a time.
-  for (const r of results) for (const want of r.left) await reassertOne(ctx, want);
+  for (const w of results.flatMap((r) => r.left).sort(byPos)) await reassertOne(ctx, w);
   return out;
 }
 
@@ -160,15 +177,25 @@ interface Reasserting {
   a: EtcdAccess;
   id: string;
   out: ReassertResult;
-  /** MACs (12 hex) with a conflict this host recorded. */
-  standing: Set<string>;
   /** What the last pass left, and what this one leaves. */
   before: Map<string, Asserted>;
   known: Map<string, Asserted>;
 }
 
-const sameOwners = (x: Lease, y: Lease) => JSON.stringify(x.owners) === JSON.stringify(y.owners);
-const hasConflict = (c: Reasserting, mac: string) => c.standing.has(mac.replaceAll(':', ''));
+/** An expected lease (at `pos` in what was expected) with its keys as etcd takes them, whether a conflict of it stands, and its owners as JSON. */
+interface Want {
+  lease: Lease;
+  pos: number;
+  hex: string;
+  key: Buffer;
+  index: Buffer;
+  conflict: boolean;
+  owners: string;
+}
+
+/** etcd's answer to one range of a transaction. */
+type Kv = { mod_revision: string; lease: string; value: Buffer; key: Buffer };
+const kvsOf = (r: { response_range?: { kvs: unknown[] } } | undefined): Kv[] => (r?.response_range?.kvs ?? []) as Kv[];
 
 function parseQuietly(text: string, key: string): Lease | null {
   try {
@@ -178,116 +205,134 @@ function parseQuietly(text: string, key: string): Lease | null {
   }
 }
 
-/** A key as one read (or the last pass) saw it; null: absent. */
-type Seen = { mod: string; lease: string; holder: Lease | null } | null;
+/** A key as one read (or the last pass) saw it, and whether its index key is on no etcd lease; null: absent. */
+type Seen = { mod: string; lease: string; holder: Lease | null; indexFree: boolean } | null;
 
-/** The keys of a chunk: those known from the last pass compared on their revision, the rest read, in one round trip. */
-async function readChunk(c: Reasserting, chunk: Lease[]): Promise<Seen[]> {
+/**
+ * The keys of a chunk (those known from the last pass compared on their revision, the rest read) and, when
+ * any is read, this host's index keys from its first MAC to its last (their etcd leases), in one round trip.
+ */
+async function readChunk(c: Reasserting, chunk: Want[]): Promise<Seen[]> {
   const { a } = c;
-  const known = chunk.map((w) => c.before.get(w.mac));
+  const known = chunk.map((w) => c.before.get(w.lease.mac));
+  const get = (w: Want) => ({ request_range: { key: w.key } });
+  const indexRange = { request_range: { key: chunk[0]!.index, range_end: Buffer.concat([chunk.at(-1)!.index, Buffer.from([0])]), keys_only: true, limit: INDEX_READ_LIMIT } };
   const unknown = chunk.filter((_, i) => !known[i]);
-  const seen = (kv: { mod_revision: string; lease: string; value: Buffer; key: Buffer } | undefined): Seen =>
-    kv ? { mod: String(kv.mod_revision), lease: String(kv.lease), holder: parseQuietly(kv.value.toString(), kv.key.toString()) } : null;
-  // The compares: each known key unchanged since the last pass (none: a compare that always holds).
-  const cmps = chunk.flatMap((w, i): [string, 'Mod', '==', string][] => (known[i] ? [[a.macKey(w.mac), 'Mod', '==', known[i]!.mod]] : []));
-  const [first, ...rest] = cmps;
-  let txn = first ? a.client.if(...first) : a.client.if(a.hostKey(a.host), 'Create', '!=', -1);
-  for (const cmp of rest) txn = txn.and(...cmp);
+  // The compares: each known key unchanged since the last pass (none: the transaction is a batch of reads).
   const r = await a.call('re-assert', () =>
-    txn
-      .then(...unknown.map((w) => a.client.get(a.macKey(w.mac))))
-      .else(...chunk.map((w) => a.client.get(a.macKey(w.mac))))
-      .commit(),
+    a.client.kv.txn({
+      compare: chunk.flatMap((w, i) => (known[i] ? [{ key: w.key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: known[i]!.mod }] : [])),
+      success: unknown.length > 0 ? [...unknown.map(get), indexRange] : [],
+      failure: [...chunk.map(get), indexRange],
+    }),
   );
-  const kvs = r.responses.map((x) => x.response_range.kvs[0]);
-  if (!r.succeeded) return kvs.map(seen);
+  // An index key not in the range (missing, or past its limit) is put with its lease key: as if on an etcd lease.
+  const free = new Set<string>();
+  for (const kv of kvsOf(r.responses.at(-1))) if (String(kv.lease) === '0') free.add(kv.key.toString().slice(-12));
+  const seen = (kv: Kv | undefined, w: Want): Seen =>
+    kv ? { mod: String(kv.mod_revision), lease: String(kv.lease), holder: parseQuietly(kv.value.toString(), kv.key.toString()), indexFree: free.has(w.hex) } : null;
+  if (!r.succeeded) return chunk.map((w, i) => seen(kvsOf(r.responses[i])[0], w));
   let u = 0;
-  return chunk.map((_, i) => (known[i] ? { mod: known[i]!.mod, lease: known[i]!.lease, holder: known[i]!.holder } : seen(kvs[u++])));
+  return chunk.map((w, i) => (known[i] ? { ...known[i]! } : seen(kvsOf(r.responses[u++])[0], w)));
 }
 
-/** Ours or absent keys of a chunk, read once and written in as few transactions as fit; returns the leases left for one by one. */
-async function reassertChunk(c: Reasserting, chunk: Lease[]): Promise<Lease[]> {
+/** Ours or absent keys of a chunk, read once and written in one transaction (or as few as fit); returns the leases left for one by one. */
+async function reassertChunk(c: Reasserting, chunk: Want[]): Promise<Want[]> {
   const { a, id } = c;
   const state = await readChunk(c, chunk);
-  const left: Lease[] = [];
+  const left: Want[] = [];
   const writes: Write[] = [];
-  chunk.forEach((want, i) => {
+  chunk.forEach((w, i) => {
     const kv = state[i]!;
     if (!kv) {
-      writes.push({ want, from: null, next: want });
+      writes.push({ w, from: null, next: w.lease, putIndex: true });
       return;
     }
     const holder = kv.holder;
-    if (!holder || holder.host !== a.host || holder.vm?.uuid !== want.vm?.uuid) left.push(want);
+    if (!holder || holder.host !== a.host || holder.vm?.uuid !== w.lease.vm?.uuid) left.push(w);
     // Already on this lease with these owners (the periodic pass, mostly): nothing to write.
-    else if (kv.lease === id && sameOwners(holder, want) && !hasConflict(c, want.mac)) {
+    else if (kv.lease === id && JSON.stringify(holder.owners) === w.owners && !w.conflict) {
       c.out.kept += 1;
-      c.known.set(want.mac, { mod: kv.mod, lease: kv.lease, holder });
-    } else writes.push({ want, from: { mod: kv.mod, lease: kv.lease, holder }, next: { ...holder, owners: want.owners } });
+      c.known.set(w.lease.mac, { mod: kv.mod, lease: kv.lease, holder, indexFree: kv.indexFree });
+    } else writes.push({ w, from: { mod: kv.mod, lease: kv.lease, holder }, next: { ...holder, owners: w.lease.owners }, putIndex: !kv.indexFree });
   });
-  // As few transactions as fit, of even size.
-  const size = Math.ceil(writes.length / Math.ceil(writes.length / WRITE_CHUNK));
-  const groups: Write[][] = [];
-  for (let i = 0; i < writes.length; i += size) groups.push(writes.slice(i, i + size));
-  const lost = await Promise.all(groups.map((g) => writeGroup(c, g)));
-  return [...left, ...lost.flat()];
+  return writes.length > 0 ? [...left, ...(await writeGroup(c, writes))] : left;
 }
 
-/** A key to write: absent (from null) or ours as read, and the record it gets. */
-type Write = { want: Lease; from: { mod: string; lease: string; holder: Lease } | null; next: Lease };
+/** A key to write: absent (from null) or ours as read, the record it gets, and whether its index key is put (on no etcd lease). */
+type Write = { w: Want; from: { mod: string; lease: string; holder: Lease } | null; next: Lease; putIndex: boolean };
 
-/** One transaction for a group of writes (halved until it fits etcd's limit); returns the leases of a group that lost a race. */
-async function writeGroup(c: Reasserting, group: Write[]): Promise<Lease[]> {
+/**
+ * One transaction for a group of writes (halved until it fits etcd's limit), each compared on what was read;
+ * returns the leases whose key changed meanwhile (its failure branch reads them: the others go again).
+ */
+async function writeGroup(c: Reasserting, group: Write[], tries = WRITE_TRIES): Promise<Want[]> {
   const { a, id } = c;
   const count = new CountDelta();
-  const ops = group.flatMap((w) => {
-    const key = a.macKey(w.want.mac);
-    if (w.from) count.move(w.want.mac, { host: w.from.holder.host, lease: w.from.lease }, { host: a.host, lease: id });
-    else count.add(w.want.mac, a.host, id, 1);
+  const ops = group.flatMap(({ w, from, next, putIndex }) => {
+    if (from) count.move(w.lease.mac, { host: from.holder.host, lease: from.lease }, { host: a.host, lease: id });
+    else count.add(w.lease.mac, a.host, id, 1);
     // A record that stays as it is goes by its etcd lease alone (no need to send it again).
-    const same = w.from !== null && sameOwners(w.from.holder, w.next);
+    const same = from !== null && JSON.stringify(from.holder.owners) === w.owners;
     return [
-      same ? { request_put: { key: Buffer.from(key), lease: id, ignore_value: true } } : a.client.put(key).value(serializeLease(w.next)).lease(id),
-      a.client.put(a.indexKey(a.host, w.want.mac)).value('').lease(id),
-      ...(hasConflict(c, w.want.mac) ? [a.client.delete().key(a.conflictKey(w.want.mac))] : []),
+      { request_put: same ? { key: w.key, lease: id, ignore_value: true } : { key: w.key, value: Buffer.from(serializeLease(next)), lease: id } },
+      ...(putIndex ? [{ request_put: { key: w.index, value: Buffer.alloc(0) } }] : []),
+      ...(w.conflict ? [{ request_delete_range: { key: Buffer.from(a.conflictKey(w.lease.mac)) } }] : []),
     ];
   });
   const all = [...ops, ...count.ops(a)];
   if (all.length > MAX_TXN_OPS && group.length > 1) {
     const half = Math.ceil(group.length / 2);
-    return (await Promise.all([writeGroup(c, group.slice(0, half)), writeGroup(c, group.slice(half))])).flat();
+    return (await Promise.all([writeGroup(c, group.slice(0, half), tries), writeGroup(c, group.slice(half), tries)])).flat();
   }
-  const cmp = (w: Write): [string, 'Mod' | 'Create', '==', string | number] => (w.from === null ? [a.macKey(w.want.mac), 'Create', '==', 0] : [a.macKey(w.want.mac), 'Mod', '==', w.from.mod]);
-  const [first, ...rest] = group;
-  let txn = a.client.if(...cmp(first!));
-  for (const w of rest) txn = txn.and(...cmp(w));
-  const r = await a.call('re-assert', () => txn.then(...all).commit());
-  if (!r.succeeded) return group.map((w) => w.want);
+  const r = await a.call('re-assert', () =>
+    a.client.kv.txn({
+      compare: group.map((x) =>
+        x.from === null ? { key: x.w.key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 } : { key: x.w.key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: x.from.mod },
+      ),
+      success: all,
+      failure: group.map((x) => ({ request_range: { key: x.w.key, keys_only: true } })),
+    }),
+  );
+  if (!r.succeeded) {
+    const lost: Want[] = [];
+    const again: Write[] = [];
+    group.forEach((x, i) => {
+      const kv = kvsOf(r.responses[i])[0];
+      if (x.from === null ? kv !== undefined : kv === undefined || String(kv.mod_revision) !== x.from.mod) lost.push(x.w);
+      else again.push(x);
+    });
+    if (again.length > 0 && tries > 1) lost.push(...(await writeGroup(c, again, tries - 1)));
+    else lost.push(...again.map((x) => x.w));
+    return lost;
+  }
   const mod = String(r.header.revision);
-  for (const w of group) c.known.set(w.want.mac, { mod, lease: id, holder: w.next });
+  for (const x of group) c.known.set(x.w.lease.mac, { mod, lease: id, holder: x.next, indexFree: true });
   c.out.kept += group.length;
-  c.out.recreated.push(...group.filter((w) => w.from === null).map((w) => w.want));
+  c.out.recreated.push(...group.filter((x) => x.from === null).map((x) => x.w.lease));
   return [];
 }
 
 /** One lease, as the chunk would do it; a key that changed under us is read again, a few times. */
-async function reassertOne(c: Reasserting, want: Lease, tries = 3): Promise<void> {
+async function reassertOne(c: Reasserting, w: Want, tries = 3): Promise<void> {
   const { a, out } = c;
+  const want = w.lease;
   const key = a.macKey(want.mac);
   const kv = (await a.call('re-assert', () => a.client.get(key).exec())).kvs[0];
   const holder = kv ? parseQuietly(kv.value.toString(), key) : null;
   const ours = !!kv && !!holder && holder.host === a.host && holder.vm?.uuid === want.vm?.uuid;
   if (kv && holder && ours) {
-    if (String(kv.lease) === c.id && sameOwners(holder, want)) {
-      if (hasConflict(c, want.mac)) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
-      c.known.set(want.mac, { mod: String(kv.mod_revision), lease: c.id, holder });
+    if (String(kv.lease) === c.id && JSON.stringify(holder.owners) === w.owners) {
+      if (w.conflict) await a.call('re-assert', () => a.client.delete().key(a.conflictKey(want.mac)).exec());
+      c.known.set(want.mac, { mod: String(kv.mod_revision), lease: c.id, holder, indexFree: false });
       out.kept += 1;
       return;
     }
-    if ((await writeGroup(c, [{ want, from: { mod: String(kv.mod_revision), lease: String(kv.lease), holder }, next: { ...holder, owners: want.owners } }])).length === 0) return;
-  } else if (!kv && (await writeGroup(c, [{ want, from: null, next: want }])).length === 0) return;
+    // Its index key was not read: put with the lease key, on no etcd lease.
+    if ((await writeGroup(c, [{ w, from: { mod: String(kv.mod_revision), lease: String(kv.lease), holder }, next: { ...holder, owners: want.owners }, putIndex: true }])).length === 0) return;
+  } else if (!kv && (await writeGroup(c, [{ w, from: null, next: want, putIndex: true }])).length === 0) return;
   if ((ours || !kv) && tries > 1) {
-    await reassertOne(c, want, tries - 1);
+    await reassertOne(c, w, tries - 1);
     return;
   }
   const again = await a.call('re-assert', () => a.client.get(key).string());

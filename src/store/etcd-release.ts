@@ -48,8 +48,9 @@ export async function setLeaseOwners(c: EtcdConn, macs: string[], owners: Owner[
     const lease = parseLease(kv.value.toString(), key);
     const next = { ...lease, owners, host: c.host };
     const leaseId = String(kv.lease) !== '0' ? String(kv.lease) : owners.length > 0 ? await hostLeaseId() : undefined;
-    // The host index key moves with the lease to this host, on the same etcd lease (etcd-host-index.ts).
-    const puts = [c.client.put(key).value(serializeLease(next)), c.client.put(c.indexKey(c.host, mac)).value('')].map((put) => (leaseId !== undefined ? put.lease(leaseId) : put));
+    // The host index key moves with the lease to this host, on no etcd lease (etcd-host-index.ts).
+    const put = c.client.put(key).value(serializeLease(next));
+    const puts = [leaseId !== undefined ? put.lease(leaseId) : put, c.client.put(c.indexKey(c.host, mac)).value('')];
     const moved = lease.host !== c.host ? [c.client.delete().key(c.indexKey(lease.host, mac))] : [];
     const count = new CountDelta().move(mac, { host: lease.host, lease: String(kv.lease) }, { host: c.host, lease: leaseId }).ops(c);
     await c.call('update', () => c.client.if(key, 'Mod', '==', String(kv.mod_revision)).then(...puts, ...moved, ...count).commit());
