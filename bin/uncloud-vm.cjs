@@ -6,28 +6,62 @@
 // work rather than on parsing and compiling JavaScript. A cache from another Node version is refused by V8
 // and not used. (Code compiled this way cannot call import() on Node 20: the build's import()s are requires
 // of chunk files, and etcd3 is required when an etcd store is first used.)
-const { readFileSync } = require('node:fs');
+const { closeSync, openSync, readSync } = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 
 const DEFAULT_DIR = join(__dirname, '..', 'dist', 'bundle');
 const ENTRY = 'uncloud-vm.cjs';
 
-/** A chunk compiled, not run, with its code cache when there is one (script.cachedDataRejected: V8's verdict). */
-function compileChunk(dir, file) {
+/**
+ * The code caches to try for a chunk, best first. The entry has one per verb whose start-up matters, holding
+ * only what that verb's commands run (V8 reads a whole cache, and the verb's is a third to half smaller), and
+ * one for every command: the verb is taken to be the first argument, as users write it; when it is not (a
+ * global option first), the cache for every command serves.
+ */
+function cachesOf(file, args = process.argv) {
+  const verb = file === ENTRY ? args[2] : undefined;
+  return [...(verb !== undefined && /^[a-z]+$/.test(verb) ? [`${file}.${verb}.v8cache`] : []), `${file}.v8cache`];
+}
+
+// One buffer that every chunk and cache is read into (a chunk's source is copied out of it as a string, and
+// V8 has taken a cache in before the next read): no buffer, stat or read-whole-file helper per file. This and
+// the rest of start-up use the same few fs calls (openSync, readSync, closeSync), which Node compiles once.
+let buf = Buffer.allocUnsafe(512 * 1024);
+
+/** The bytes of the file at path, in buf (grown when the file does not fit). */
+function readWhole(path) {
+  const fd = openSync(path, 'r');
+  try {
+    let n = 0;
+    for (let r; (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) {
+      n += r;
+      if (n === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(buf.length)]);
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A chunk compiled, not run, with the first of its code caches there is (script.cachedDataRejected: V8's verdict). */
+function compileChunk(dir, file, caches = cachesOf(file)) {
   const path = join(dir, file);
   let source;
   try {
-    source = readFileSync(path, 'utf8');
+    source = readWhole(path).toString();
   } catch {
     process.stderr.write(`uncloud-vm: ${path} is missing: run 'npm run build' first\n`);
     process.exit(1);
   }
   let cachedData;
-  try {
-    cachedData = readFileSync(`${path}.v8cache`);
-  } catch {
-    // no cache: compile as usual
+  for (const cache of caches) {
+    try {
+      cachedData = readWhole(join(dir, cache));
+      break;
+    } catch {
+      // no such cache: the next one, or compile as usual
+    }
   }
   return new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: path, cachedData });
 }
@@ -35,16 +69,17 @@ function compileChunk(dir, file) {
 /**
  * The build in dir, ready to run: run() requires its entry chunk, which runs the command in process.argv;
  * load(file) requires one chunk.
- * scripts (file name → compiled chunk) may be shared between builds, to run several commands on the same
- * compiled code (the code-cache builder does).
+ * scripts (file name to compiled chunk) may be shared between builds, to run several commands on the same
+ * compiled code, and caches (file name to the code caches to try) overrides cachesOf (the code-cache builder
+ * does both).
  */
-function compile(dir = DEFAULT_DIR, scripts = new Map()) {
+function compile(dir = DEFAULT_DIR, scripts = new Map(), caches = cachesOf) {
   const modules = new Map();
   const load = (file) => {
     const loaded = modules.get(file);
     if (loaded) return loaded.exports;
     let script = scripts.get(file);
-    if (!script) scripts.set(file, (script = compileChunk(dir, file)));
+    if (!script) scripts.set(file, (script = compileChunk(dir, file, caches(file))));
     const module = { exports: {} };
     // Registered before it runs: chunks that require each other get the exports made so far.
     modules.set(file, module);
@@ -58,4 +93,4 @@ function compile(dir = DEFAULT_DIR, scripts = new Map()) {
 }
 
 if (require.main === module) compile().run();
-else module.exports = { compile, compileChunk, DEFAULT_DIR, ENTRY };
+else module.exports = { compile, compileChunk, cachesOf, DEFAULT_DIR, ENTRY };

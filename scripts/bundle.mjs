@@ -6,8 +6,10 @@
 // they cost a command nothing until it uses them. etcd3 stays outside and is required at first use (see
 // lazyModule), so only commands with an etcd store pay for gRPC and protobuf.
 // The entry, the verbs whose start-up is measured (start, mac) and every module they import statically are one
-// chunk, "core": a dry run or `mac pool` reads and compiles three files, not twenty (each chunk costs a read of
-// it and of its cache, and a compile). The templates are inlined: a start reads no template file.
+// chunk, "core" (with rolldown's runtime helpers copied in, as in every chunk): a dry run or `mac pool` reads and
+// compiles one file and its cache, not twenty (each chunk costs a read of it and of its cache, and a compile).
+// What a start loads once it is past the dry-run stage (prepare, supervise, reconcile, the templates…) is one
+// chunk too, "launch". The templates are inlined: a start reads no template file.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -42,27 +44,38 @@ function lazyModule(name) {
     `  });`,
     `  return proxy;`,
     `};`,
-    ...names.map((n) => `export const ${n} = lazy(() => real()[${JSON.stringify(n)}]);`),
-    `export default lazy(() => real());`,
+    // Pure: the build keeps only the exports something imports (a proxy each, made at start-up).
+    ...names.map((n) => `export const ${n} = /* @__PURE__ */ lazy(() => real()[${JSON.stringify(n)}]);`),
+    `export default /* @__PURE__ */ lazy(() => real());`,
   ].join('\n');
 }
 
 // The modules of the core chunk: these and all they import statically (a dynamic import stays a chunk of its own).
 const CORE_ROOTS = ['src/cli/main.ts', 'src/cli/commands/start.ts', 'src/cli/commands/mac.ts'].map((f) => join(ROOT, f));
+// The launch chunk: our modules that these import dynamically (a start past its dry run), and what those import
+// statically, less the core. Packages stay chunks of their own (execa only for a detached start).
+const LAUNCH_IMPORTERS = ['src/cli/commands/start.ts', 'src/cli/commands/shared/start-plan.ts'].map((f) => join(ROOT, f));
 const staticImports = new Map();
-let core;
-function inCore(id) {
-  if (!core) {
-    core = new Set();
-    const todo = [...CORE_ROOTS];
-    for (let m; (m = todo.pop()) !== undefined; ) {
-      if (core.has(m)) continue;
-      core.add(m);
-      todo.push(...(staticImports.get(m) ?? []));
-    }
+const dynamicImports = new Map();
+const closure = (roots, skip = () => false) => {
+  const found = new Set();
+  const todo = [...roots];
+  for (let m; (m = todo.pop()) !== undefined; ) {
+    if (found.has(m) || skip(m)) continue;
+    found.add(m);
+    todo.push(...(staticImports.get(m) ?? []));
   }
-  return core.has(id);
-}
+  return found;
+};
+const ours = (id) => id.startsWith(join(ROOT, 'src') + '/');
+let core;
+let launch;
+const inCore = (id) => (core ??= closure(CORE_ROOTS)).has(id);
+const inLaunch = (id) =>
+  (launch ??= closure(
+    LAUNCH_IMPORTERS.flatMap((m) => dynamicImports.get(m) ?? []).filter(ours),
+    (m) => !ours(m) || inCore(m),
+  )).has(id);
 
 /** templates/ as a map of file name to text, for src/system/templates.ts in the build. */
 function templates() {
@@ -75,6 +88,7 @@ const lazyPlugin = {
   name: 'uncloud-vm-on-demand',
   moduleParsed(info) {
     staticImports.set(info.id, info.importedIds);
+    dynamicImports.set(info.id, info.dynamicallyImportedIds);
   },
   transform(code, id) {
     if (id !== join(ROOT, 'src/system/templates.ts')) return null;
@@ -100,7 +114,20 @@ const lazyPlugin = {
     if (left) throw new Error(`bundle: a dynamic ${left[0]} is left; bundle that package or make it lazy`);
     return code.replace(/^#!.*\n/, ''); // the loader wraps the code in a function
   },
+  generateBundle(_options, bundle) {
+    // rolldown's runtime helpers (__toESM and the like, 2 KiB without state) copied into each chunk that uses
+    // them, in place of a chunk of their own: one file less to read and compile for every command.
+    const entry = RUNTIME_RE.exec(bundle['uncloud-vm.cjs'].code);
+    if (!entry) throw new Error('bundle: the entry requires no rolldown runtime chunk; update RUNTIME_RE');
+    const runtime = bundle[entry[2]].code;
+    delete bundle[entry[2]];
+    for (const chunk of Object.values(bundle)) {
+      const at = chunk.type === 'chunk' ? RUNTIME_RE.exec(chunk.code) : null;
+      if (at) chunk.code = chunk.code.replace(at[0], `const ${at[1]} = (() => {\nconst exports = {};\n${runtime}\nreturn exports;\n})();`);
+    }
+  },
 };
+const RUNTIME_RE = /\bconst (\w+) ?= ?require\("\.\/(rolldown-runtime-[\w-]+\.cjs)"\);/;
 
 // Built beside the installed files and swapped in whole, so a command started meanwhile finds one build, not
 // half of each.
@@ -118,9 +145,9 @@ await build({
   onLog(level, log, handler) {
     if (log.code !== 'INEFFECTIVE_DYNAMIC_IMPORT' || !inCore(log.id)) handler(level, log);
   },
-  // The core chunk, then one chunk per other command module and per package loaded on demand (execa,
-  // proper-lockfile, uuid), so a command compiles and runs only what it uses; each chunk's import() is a
-  // require of its file.
+  // The core chunk, the launch chunk, then one chunk per other command module and per package loaded on demand
+  // (execa, proper-lockfile, uuid), so a command compiles and runs only what it uses; each chunk's import() is
+  // a require of its file.
   output: {
     dir: NEXT,
     format: 'cjs',
@@ -130,7 +157,12 @@ await build({
     // Less source to read and decode, and all of it one-byte (ASCII) strings for V8.
     comments: false,
     charset: 'ascii',
-    codeSplitting: { groups: [{ name: 'core', test: inCore }] },
+    codeSplitting: {
+      groups: [
+        { name: 'core', test: inCore },
+        { name: 'launch', test: inLaunch },
+      ],
+    },
   },
 });
 

@@ -6,7 +6,7 @@
  * not grow with the pool. It reads only: each listing reads the files as they are, nothing is kept between
  * listings, so no crash or kill can make a listing show what the files do not hold.
  */
-import * as fs from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 /** A file's text; null: it vanished meanwhile; { error }: it could not be read (the message says why). */
@@ -19,7 +19,9 @@ const AHEAD = 4;
 /** A lease file is small: one buffer serves every read (a readFileSync per file costs twice as much). */
 const BUF_SIZE = 16 * 1024;
 
-type Fs = Pick<typeof fs, 'openSync' | 'readSync' | 'closeSync' | 'readFileSync'>;
+type Fs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeSync' | 'readFileSync'>;
+// This thread's calls (named imports: a namespace import of node:fs makes the build copy the whole of fs at start-up).
+const fs: Fs = { openSync, readSync, closeSync, readFileSync };
 
 // readText and readPage also run in the worker, compiled there from their source text: they use nothing but
 // their arguments.
@@ -111,7 +113,7 @@ function readHere(dir: string, names: string[], from: number, size: number): Tex
 
 function looksLarge(dir: string, files: number): boolean {
   try {
-    return fs.statSync(dir).size >= 32 * files;
+    return statSync(dir).size >= 32 * files;
   } catch {
     return false;
   }
