@@ -41,7 +41,7 @@ export interface GatedQemu {
  * own stop paths end it in order before that).
  */
 export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): GatedQemu {
-  const log = openSync(vm.logs.qemu, 'a', 0o600);
+  const log = openQemuLog(vm);
   let child: ChildProcess;
   try {
     child = spawn('/bin/sh', [vm.files.execScript, '--gate'], {
@@ -99,6 +99,15 @@ export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): Ga
       return { ...end!, stderr };
     },
   };
+}
+
+/** The VM's qemu log, opened to append (qemu's stderr goes there); one that cannot be opened fails the start. */
+export function openQemuLog(vm: PreparedVm): number {
+  try {
+    return openSync(vm.logs.qemu, 'a', 0o600);
+  } catch (err) {
+    throw new UncloudError('QEMU_FAILED', `qemu could not be started: cannot open its log: ${(err as Error).message}`);
+  }
 }
 
 /** Remember a named VM's UUID and MACs once its qemu runs. A failure is a note: the VM runs. */

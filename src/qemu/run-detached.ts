@@ -1,9 +1,10 @@
 /** A prepared VM's qemu, started in the background (`start --detach`). */
+import { closeSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import { readFrom } from '../system/vm-logs.js';
 import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
-import { forgetFailedStart, loadExeca, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
+import { forgetFailedStart, loadExeca, notStarted, openGate, openQemuLog, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
 import { waitForQmp } from './qmp.js';
 import { giveBackAfterFailure } from './reconcile.js';
 
@@ -15,14 +16,22 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
   const file = vm.argv[0]!;
   const { child } = await spawnOrGiveBack(vm, deps, async () => {
     const { execa } = await loadExeca();
-    return {
-      child: execa('/bin/sh', [vm.files.execScript, '--gate'], {
-        reject: false,
-        stdio: ['ignore', 'ignore', { file: vm.logs.qemu, append: true }, 'pipe'],
-        detached: true,
-        cleanup: false,
-      }),
-    };
+    // qemu's stderr is the log file itself: execa's { file } target is a pipe this process writes to the file,
+    // and what qemu said after this process had gone was lost.
+    const log = openQemuLog(vm);
+    try {
+      return {
+        child: execa('/bin/sh', [vm.files.execScript, '--gate'], {
+          reject: false,
+          // A descriptor number goes to spawn as it is (execa's types name only 1 to 9 for stderr).
+          stdio: ['ignore', 'ignore', log as 2, 'pipe'],
+          detached: true,
+          cleanup: false,
+        }),
+      };
+    } finally {
+      closeSync(log);
+    }
   });
   try {
     if (child.pid === undefined) throw notStarted(file, (await child) as { code?: string });

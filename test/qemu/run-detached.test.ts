@@ -6,19 +6,26 @@
  * killed before the gate opens leaves a qemu that never runs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
 import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
 import { runDetached } from '../../src/qemu/run-detached.js';
 import type { FileStore } from '../../src/store/file-store.js';
+import { readFrom } from '../../src/system/vm-logs.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
+import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
 import { HOST, launchFrame, me } from '../helpers/launch.js';
 import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
 const f = launchFrame('uncloud-vm-detached-');
+let qmp: FakeQmp | undefined;
+afterEach(async () => {
+  await qmp?.close();
+  qmp = undefined;
+});
 
 const MAC1 = '42:00:00:00:00:01';
 const storeWith = (over: Partial<FileStore>): FileStore => Object.assign(Object.create(f.store) as FileStore, over);
@@ -100,6 +107,14 @@ describe('runDetached: qemu does not answer, and everything is given back', () =
     expect(await f.store.getIdentity('web1')).toBeNull();
   });
 
+  it('its log cannot be opened (gone): QEMU_FAILED naming it, qemu never runs, everything given back', async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
+    rmSync(vm.logs.dir, { recursive: true });
+    const err = await failure(detached(vm));
+    expect([err.code, err.message]).toEqual(['QEMU_FAILED', `qemu could not be started: cannot open its log: ENOENT: no such file or directory, open '${vm.logs.qemu}'`]);
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+  });
+
   it('the store will not take the leases back: the failure stands, the refusal is said once, the lease and run dir stay for gc', async () => {
     const vm = await f.prepare(f.plan(f.shQemu('exit 3')));
     const err = await failure(detached(vm, { store: storeWith({ release: refused }) }));
@@ -147,6 +162,22 @@ describe('runDetached: the launcher goes', () => {
     expect(child.exitCode).toBe(0);
     expect(alive(pid)).toBe(true);
     expect(await f.ownerPids(MAC1)).toContain(pid);
+  });
+
+  it('exits once qemu answers: what qemu says afterwards still reaches its log, and qemu lives', async () => {
+    const say = join(f.dir, 'say');
+    const said = join(f.dir, 'said');
+    // Like qemu, it ignores SIGPIPE: a stderr gone with the launcher would lose its words, not end it.
+    const vm = await f.prepare(f.plan(f.shQemu(`trap '' PIPE\nwhile [ ! -e '${say}' ]; do sleep 0.05; done\necho "qemu: said after the launcher left" >&2\n: > '${said}'\nexec sleep 1000`)));
+    const l = launcher(vm, false);
+    await waitFor('qemu running', () => existsSync(f.qemuRan));
+    qmp = await fakeQmp(vm.spec.qmpSocket); // its QMP socket, as qemu makes it once it runs
+    const pid = Number(await l.said);
+    await new Promise((r) => (l.child.exitCode !== null ? r(null) : l.child.once('exit', r)));
+    writeFileSync(say, '');
+    await waitFor('qemu has spoken', () => existsSync(said));
+    expect(readFrom(vm.logs.qemu, vm.qemuLogStart)).toBe('qemu: said after the launcher left\n');
+    expect(alive(pid)).toBe(true);
   });
 
   it('SIGKILLed while qemu waits at its gate: qemu never runs', async () => {

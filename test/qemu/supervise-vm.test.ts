@@ -158,11 +158,11 @@ describe('superviseVm: how qemu ended', () => {
 });
 
 describe('superviseVm: failures before qemu runs give back what the VM took', () => {
-  it("qemu cannot be spawned (its log cannot be opened): the error, the lease and run dir given back", async () => {
+  it("its log cannot be opened: QEMU_FAILED naming it, qemu never runs, the lease and run dir given back", async () => {
     const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
     rmSync(vm.logs.dir, { recursive: true });
     const err = failed(await supervise(vm));
-    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+    expect([err.code, err.message]).toEqual(['QEMU_FAILED', `qemu could not be started: cannot open its log: ENOENT: no such file or directory, open '${vm.logs.qemu}'`]);
     expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
   });
 
