@@ -7,18 +7,20 @@
  * a store that refuses a give-back is this run's error (or said, when it already has one), and the run dir
  * stays for gc. Signals are real ones, sent to this process while superviseVm handles them.
  */
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
 import type { HeldSignals } from '../../src/qemu/held-signals.js';
 import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
 import { superviseVm } from '../../src/qemu/supervise-vm.js';
 import type { FileStore } from '../../src/store/file-store.js';
 import { readFrom } from '../../src/system/vm-logs.js';
-import { waitFor } from '../helpers/cli.js';
+import { ROOT, waitFor } from '../helpers/cli.js';
 import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
-import { launchFrame } from '../helpers/launch.js';
+import { HOST, launchFrame } from '../helpers/launch.js';
+import { createNetns, type Netns } from '../helpers/netns.js';
 import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
@@ -251,5 +253,71 @@ describe('superviseVm: a store that will not take a lease back (GIVE_BACK_FAILED
     expect(f.notes).toHaveLength(1);
     expect(f.notes[0]).toMatch(/did not take back 42:00:00:00:00:01 \(disk full\)/);
     expect(await left()).toEqual({ held: [`${MAC1} ${vm.spec.name}`], runDirs: [vm.spec.name], qemuRan: true });
+  });
+});
+
+describe('superviseVm in a network namespace: what qemu made on the host', () => {
+  let ns: Netns;
+  beforeAll(() => {
+    ns = createNetns(['br0']);
+  });
+  afterAll(() => ns.remove());
+
+  it("qemu SIGKILLed (its ifdown never runs): the launcher removes its tap and guard with its lease, exit 137", async () => {
+    const pidFile = join(f.dir, 'qemu.pid');
+    // Like qemu: make the tap named in -netdev and run its ifup script (the tap on br0, guarded), then run.
+    const qemu = f.shQemu(
+      [
+        'for a in "$@"; do case "$a" in tap,*) netdev="$a";; esac; done',
+        `tap=$(echo "$netdev" | sed 's/.*ifname=\\([^,]*\\),.*/\\1/')`,
+        `ifup=$(echo "$netdev" | sed 's/.*,script=\\([^,]*\\),.*/\\1/')`,
+        'ip tuntap add dev "$tap" mode tap && "$ifup" "$tap" || exit 1',
+        `echo $$ > '${pidFile}'`,
+        'exec sleep 1000',
+      ].join('\n'),
+    );
+    // The launcher: the built modules in a node of its own in the namespace (taps and guards are per namespace).
+    const source = `
+      const m = (p) => import(${JSON.stringify(join(ROOT, 'dist'))} + '/' + p);
+      const { planVm } = await m('core/vm-plan.js');
+      const { parsePool } = await m('core/mac.js');
+      const { prepareVm } = await m('qemu/prepare-vm.js');
+      const { superviseVm } = await m('qemu/supervise-vm.js');
+      const { FileStore } = await m('store/file-store.js');
+      const { currentOwner } = await m('system/proc.js');
+      const { bridgeExists } = await m('system/host.js');
+      const [qemu, stateDir, runDir, host] = JSON.parse(process.argv[1]);
+      const deps = { store: new FileStore({ dir: stateDir, host }), pool: parsePool('42:00:00'), runDir, stateDir, host, bridgeExists, note: () => undefined, qemuStderr: () => undefined };
+      const uuid = '${testUuid()}';
+      const plan = planVm({ accel: 'tcg', memory: '64', name: 'web1', uuid, qemu }, { totalMemoryMiB: 4096, cpus: 2, kvmUsable: false }, { bridge: 'br0', qemu }, { random: () => uuid, forName: () => uuid });
+      const vm = await prepareVm(plan, deps, { launcher: currentOwner(process.pid), managedBy: 'launcher' });
+      process.stdout.write(JSON.stringify({ tap: vm.spec.nics[0].tap }) + '\\n');
+      const end = await superviseVm(vm, deps).then((code) => ({ code }), (e) => ({ code: e.code, exitCode: e.exitCode, message: e.message }));
+      process.stdout.write(JSON.stringify(end) + '\\n');
+      process.exit(0);
+    `;
+    const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
+    const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '--input-type=module', '-e', source, JSON.stringify([qemu, f.stateDir, f.runDir, HOST])], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => void (out += d.toString()));
+    const ended = new Promise((r) => child.once('exit', r));
+    await waitFor('qemu running, its tap up', () => existsSync(pidFile));
+    const tap = (JSON.parse(out.split('\n')[0]!) as { tap: string }).tap;
+    const nft = (): string => {
+      try {
+        return execFileSync('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'table', 'bridge', 'uncloud_vm'], { encoding: 'utf8' });
+      } catch {
+        return ''; // no table: no guard at all
+      }
+    };
+    expect(ns.ip('-o', 'link', 'show', 'dev', tap)).toContain('master br0');
+    expect(nft()).toContain(tap);
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    await ended;
+    expect(JSON.parse(out.trim().split('\n')[1]!)).toEqual({ code: 'QEMU_KILLED', exitCode: 137, message: 'qemu was killed by SIGKILL' });
+    expect(ns.ip('-o', 'link', 'show')).not.toContain(tap);
+    expect(nft()).not.toContain(tap);
+    expect(await f.held()).toEqual([]);
+    expect(f.runDirs()).toEqual([]);
   });
 });
