@@ -9,13 +9,14 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
+import { UncloudError } from '../../src/core/errors.js';
 import { parsePool } from '../../src/core/mac.js';
 import type { UuidSource } from '../../src/core/vm-identity.js';
 import { planVm, type StartOptions, type VmPlan } from '../../src/core/vm-plan.js';
 import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../src/qemu/prepare-vm.js';
 import { prepareVm } from '../../src/qemu/prepare-vm.js';
 import { FileStore } from '../../src/store/file-store.js';
-import type { Owner } from '../../src/store/store.js';
+import type { Owner, VmIdentity } from '../../src/store/store.js';
 import { currentOwner, processCmdline } from '../../src/system/proc.js';
 import { FAKE_QEMU, waitFor } from './cli.js';
 import { alive } from './process.js';
@@ -66,6 +67,27 @@ export interface LaunchFrame {
   runDirs: () => string[];
   /** Processes whose command line names this frame's dir (qemus, exec.sh at its gate), alive. */
   leftovers: () => number[];
+  /** What a VM's end left: leases, run dirs, and whether qemu ever ran (NOTHING_LEFT when all is given back). */
+  left: () => Promise<{ held: string[]; runDirs: string[]; qemuRan: boolean }>;
+  /** The frame's store with some methods replaced (a store that refuses, or does something on the way). */
+  storeWith: (over: Partial<FileStore>) => FileStore;
+  /** web1 remembered with a MAC another VM (db1) holds now, prepared: it leases another one. */
+  knownVm: (qemu: string) => Promise<{ vm: PreparedVm; before: VmIdentity }>;
+}
+
+export const NOTHING_LEFT = { held: [], runDirs: [], qemuRan: true };
+
+/** A store's refusal, as a full disk gives it. */
+export const refused = (): Promise<never> => Promise.reject(new UncloudError('WRITE_FAILED', 'disk full'));
+
+/** The error a promise rejects with (it must reject). */
+export async function rejection(p: Promise<unknown>): Promise<UncloudError> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof Error)) throw new Error('expected a failure');
+  return err as UncloudError;
 }
 
 const facts = { totalMemoryMiB: 4096, cpus: 2, kvmUsable: false };
@@ -135,6 +157,15 @@ export function launchFrame(prefix = 'uncloud-vm-launch-'): LaunchFrame {
     held: async () => (await frame.store.list()).leases.map((l) => `${l.mac} ${l.vm?.name ?? '-'}`),
     ownerPids: async (mac: string) => (await frame.store.get(mac))?.owners.map((o) => o.pid) ?? null,
     runDirs: () => (existsSync(frame.runDir) ? readdirSync(frame.runDir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name) : []),
+    left: async () => ({ held: await frame.held(), runDirs: frame.runDirs(), qemuRan: existsSync(frame.qemuRan) }),
+    storeWith: (over: Partial<FileStore>) => Object.assign(Object.create(frame.store) as FileStore, over),
+    knownVm: async (qemu: string) => {
+      const uuid = testUuid();
+      const before: VmIdentity = { version: 1, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
+      await frame.store.putIdentity(before);
+      await frame.store.allocate(pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
+      return { vm: await frame.prepare(frame.plan(qemu, { name: 'web1', uuid })), before };
+    },
     leftovers: () =>
       readdirSync('/proc')
         .filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid)

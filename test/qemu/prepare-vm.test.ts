@@ -12,10 +12,9 @@ import { UncloudError } from '../../src/core/errors.js';
 import { tapName } from '../../src/core/tap-name.js';
 import type { VmPlan } from '../../src/core/vm-plan.js';
 import type { LaunchDeps, PrepareOptions } from '../../src/qemu/prepare-vm.js';
-import type { FileStore } from '../../src/store/file-store.js';
 import { currentOwner } from '../../src/system/proc.js';
 import type { VmRecord } from '../../src/system/run-dir.js';
-import { HOST, launchFrame, me, pool, readOrNull } from '../helpers/launch.js';
+import { HOST, launchFrame, me, pool, readOrNull, rejection } from '../helpers/launch.js';
 import { killAndWait } from '../helpers/process.js';
 import { deadOwner, testUuid, writeRunDirVm } from '../helpers/run-dir-vm.js';
 import { snapshot } from '../helpers/state.js';
@@ -28,16 +27,8 @@ afterEach(async () => {
 
 const MAC = (n: number): string => `42:00:00:00:00:${n.toString(16).padStart(2, '0')}`;
 const recordOn = (name: string): VmRecord => JSON.parse(readFileSync(join(f.runDir, name, 'vm.json'), 'utf8')) as VmRecord;
-const failWith = async (p: Promise<unknown>): Promise<UncloudError> => {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof UncloudError)) throw new Error(`expected an UncloudError, got ${String(err)}`);
-  return err;
-};
-/** The store with one method replaced. */
-const storeWith = (over: Partial<FileStore>): FileStore => Object.assign(Object.create(f.store) as FileStore, over);
+const failWith = rejection;
+const storeWith = f.storeWith;
 /** A lease held for another VM (or this one, by uuid) owned by a dead process, as a killed run leaves it. */
 const holdFor = (mac: string, name: string, uuid = testUuid()) => f.store.allocate(pool, [{ vm: { uuid, name }, nic: 0, owners: [deadOwner], mac }]);
 

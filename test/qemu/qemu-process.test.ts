@@ -12,12 +12,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
 import type { PreparedVm } from '../../src/qemu/prepare-vm.js';
 import { forgetFailedStart, notStarted, openGate, qemuSaid, recordQemu, rememberIdentity, spawnGated, spawnOrGiveBack } from '../../src/qemu/qemu-process.js';
-import type { FileStore } from '../../src/store/file-store.js';
 import { currentOwner } from '../../src/system/proc.js';
 import type { VmRecord } from '../../src/system/run-dir.js';
 import { readFrom } from '../../src/system/vm-logs.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
-import { launchFrame, me } from '../helpers/launch.js';
+import { launchFrame, me, refused } from '../helpers/launch.js';
 import { alive, killAndWait } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
@@ -31,8 +30,7 @@ afterEach(async () => {
 
 const MAC1 = '42:00:00:00:00:01';
 const recordOn = (vm: PreparedVm): VmRecord => JSON.parse(readFileSync(vm.files.record, 'utf8')) as VmRecord;
-const storeWith = (over: Partial<FileStore>): FileStore => Object.assign(Object.create(f.store) as FileStore, over);
-const refused = () => Promise.reject(new UncloudError('WRITE_FAILED', 'disk full'));
+const storeWith = f.storeWith;
 /** A process standing in for qemu (a pid that is alive). */
 function standIn(): ChildProcess {
   const c = spawn('sleep', ['1000'], { stdio: 'ignore' });

@@ -9,14 +9,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UncloudError } from '../../src/core/errors.js';
 import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
 import { runDetached } from '../../src/qemu/run-detached.js';
-import type { FileStore } from '../../src/store/file-store.js';
 import { readFrom } from '../../src/system/vm-logs.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
 import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
-import { HOST, launchFrame, me } from '../helpers/launch.js';
+import { HOST, launchFrame, me, NOTHING_LEFT, refused, rejection } from '../helpers/launch.js';
 import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
@@ -28,19 +26,11 @@ afterEach(async () => {
 });
 
 const MAC1 = '42:00:00:00:00:01';
-const storeWith = (over: Partial<FileStore>): FileStore => Object.assign(Object.create(f.store) as FileStore, over);
-const refused = () => Promise.reject(new UncloudError('WRITE_FAILED', 'disk full'));
+const storeWith = f.storeWith;
 const detached = (vm: PreparedVm, deps: Partial<LaunchDeps> = {}, readyTimeoutMs?: number) => runDetached(vm, { ...f.deps, ...deps }, readyTimeoutMs);
-const failure = async (p: Promise<unknown>): Promise<UncloudError> => {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof Error)) throw new Error('expected runDetached to fail');
-  return err as UncloudError;
-};
-const left = async () => ({ held: await f.held(), runDirs: f.runDirs(), qemuRan: existsSync(f.qemuRan) });
-const nothingLeft = { held: [], runDirs: [], qemuRan: true };
+const failure = rejection;
+const left = f.left;
+const nothingLeft = NOTHING_LEFT;
 const namedPlan = (qemu: string) => f.plan(qemu, { name: 'web1', uuid: testUuid() });
 
 describe('runDetached: qemu answers', () => {
@@ -80,11 +70,7 @@ describe('runDetached: qemu does not answer, and everything is given back', () =
   });
 
   it('a known name whose qemu fails: remembered as before', async () => {
-    const uuid = testUuid();
-    const before = { version: 1 as const, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
-    await f.store.putIdentity(before);
-    await f.store.allocate(f.deps.pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
-    const vm = await f.prepare(f.plan(f.shQemu('exit 1'), { name: 'web1', uuid }));
+    const { vm, before } = await f.knownVm(f.shQemu('exit 1'));
     await failure(detached(vm));
     expect(await f.store.getIdentity('web1')).toEqual(before);
   });

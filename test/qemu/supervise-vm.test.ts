@@ -19,7 +19,7 @@ import type { FileStore } from '../../src/store/file-store.js';
 import { readFrom } from '../../src/system/vm-logs.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
 import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
-import { HOST, launchFrame } from '../helpers/launch.js';
+import { HOST, launchFrame, NOTHING_LEFT, refused } from '../helpers/launch.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
@@ -32,8 +32,7 @@ afterEach(async () => {
 });
 
 const MAC1 = '42:00:00:00:00:01';
-const storeWith = (over: Partial<FileStore>): FileStore => Object.assign(Object.create(f.store) as FileStore, over);
-const refused = () => Promise.reject(new UncloudError('WRITE_FAILED', 'disk full'));
+const storeWith = f.storeWith;
 
 /** How superviseVm ended: its exit code, or its error. */
 type Outcome = { code: number } | { err: UncloudError | NodeJS.ErrnoException };
@@ -48,9 +47,8 @@ const failed = (o: Outcome): UncloudError => {
   return o.err as UncloudError;
 };
 
-/** What a VM's end left: leases, run dirs, and whether qemu ever ran. */
-const left = async () => ({ held: await f.held(), runDirs: f.runDirs(), qemuRan: existsSync(f.qemuRan) });
-const nothingLeft = { held: [], runDirs: [], qemuRan: true };
+const left = f.left;
+const nothingLeft = NOTHING_LEFT;
 
 /** The fake qemu's pid once it is up (its -pidfile). */
 const qemuPid = (vm: PreparedVm): number => Number(readFileSync(vm.files.pidfile, 'utf8'));
@@ -68,17 +66,6 @@ async function upVm(opts: { name?: string; powerdownMs?: number } = {}) {
   return f.prepare(plan);
 }
 const untilUp = () => waitFor('qemu up (its stderr shown)', () => f.shown.length > 0);
-
-/** web1, remembered with a MAC another VM holds now: prepared, it leases another one. */
-async function knownVm(qemu: string) {
-  const uuid = testUuid();
-  const before = { version: 1 as const, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
-  await f.store.putIdentity(before);
-  await f.store.allocate(f.deps.pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
-  const vm = await f.prepare(f.plan(qemu, { name: 'web1', uuid }));
-  expect(vm.leases[0]!.mac).toBe(MAC1);
-  return { vm, before };
-}
 
 /** A store through which `sig` comes while qemu is recorded as the leases' owner, before the gate opens. */
 const signalAtGate = (sig: NodeJS.Signals): FileStore =>
@@ -115,7 +102,7 @@ describe('superviseVm: how qemu ended', () => {
   });
 
   it('qemu fails to start for a name known before: it is remembered as before', async () => {
-    const { vm, before } = await knownVm(f.shQemu('exit 1'));
+    const { vm, before } = await f.knownVm(f.shQemu('exit 1'));
     failed(await supervise(vm));
     expect(await f.store.getIdentity('web1')).toEqual(before);
   });
@@ -198,7 +185,7 @@ describe('superviseVm: a stop signal at each stage', () => {
   });
 
   it('a signal at the gate of a name known before: it is remembered as before, not with the MACs of a start that never ran', async () => {
-    const { vm, before } = await knownVm(f.shQemu('exit 0'));
+    const { vm, before } = await f.knownVm(f.shQemu('exit 0'));
     expect(await supervise(vm, { store: signalAtGate('SIGTERM') })).toEqual({ code: 0 });
     expect(await f.store.getIdentity('web1')).toEqual(before);
   });
