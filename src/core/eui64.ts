@@ -19,16 +19,23 @@ export function linkLocalAddress(mac: number): bigint {
   return LINK_LOCAL | eui64InterfaceId(mac);
 }
 
+/** Hex of 0-255: without leading zero, and as two digits. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16));
+const HEX2 = HEX.map((h) => h.padStart(2, '0'));
+/** A 16-bit group of two octets, as IPv6 text prints it (no leading zeros). */
+const group = (hi: number, lo: number): string => (hi === 0 ? HEX[lo]! : HEX[hi]! + HEX2[lo]!);
+
 /**
- * formatIpv6(linkLocalAddress(mac)) without bigints (`mac list` prints one per lease): fe80::, then groups
- * 4-7 of which only group 4 can be zero, and then it joins the run of zeros after fe80 (RFC 5952).
+ * formatIpv6(linkLocalAddress(mac)) without bigints or number formatting (`mac list` prints one per lease):
+ * fe80::, then groups 4-7 of which only group 4 can be zero, and then it joins the run of zeros after fe80
+ * (RFC 5952).
  */
 export function linkLocalText(mac: number): string {
   const upper = Math.floor(mac / 0x1000000);
   const lower = mac % 0x1000000;
-  const g4 = (upper >>> 8) ^ 0x0200;
-  const rest = `${(((upper & 0xff) << 8) | 0xff).toString(16)}:${(0xfe00 | (lower >>> 16)).toString(16)}:${(lower & 0xffff).toString(16)}`;
-  return g4 === 0 ? `fe80::${rest}` : `fe80::${g4.toString(16)}:${rest}`;
+  const g4 = group((upper >>> 16) ^ 0x02, (upper >>> 8) & 0xff);
+  const rest = `${group(upper & 0xff, 0xff)}:fe${HEX2[lower >>> 16]!}:${group((lower >>> 8) & 0xff, lower & 0xff)}`;
+  return g4 === '0' ? `fe80::${rest}` : `fe80::${g4}:${rest}`;
 }
 
 /** The SLAAC address of a MAC in a /64. */

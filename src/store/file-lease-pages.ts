@@ -5,6 +5,11 @@
  * calls run beside the parsing, on another core. The worker stays at most AHEAD pages ahead, so memory does
  * not grow with the pool. It reads only: each listing reads the files as they are, nothing is kept between
  * listings, so no crash or kill can make a listing show what the files do not hold.
+ *
+ * A reader that prints the records as JSON (`mac list --json`) may ask for them printed too: whenever this
+ * thread has a page waiting, the worker has time to spare, so it also prints the page it reads
+ * (JSON.stringify of each parsed text, see TextPage.json) and this thread need not. The two threads share
+ * the work that way, as fast as each is.
  */
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -83,6 +88,21 @@ export function fileText(path: string): FileText {
 export interface TextPage {
   names: string[];
   texts: FileText[];
+  /**
+   * Asked for with `json`, when the worker had time for it: each text parsed and printed as an element of
+   * a JSON array indented by two spaces (`JSON.stringify([JSON.parse(text)], null, 2)` without its brackets),
+   * null for a text that is not JSON.
+   */
+  json?: (string | null)[];
+}
+
+export interface ReadOptions {
+  /** Files from which a worker reads ahead (default READ_AHEAD_FROM). */
+  readAheadFrom?: number;
+  /** The reader prints the records as JSON: the worker may print them for it (TextPage.json). */
+  json?: boolean;
+  /** Tests: given the worker when it starts (to end it mid-listing, say). */
+  onWorker?: (worker: Worker) => void;
 }
 
 /**
@@ -90,12 +110,14 @@ export interface TextPage {
  * on an entry, tmpfs 20: it is a guess, and a wrong one costs time only), the worker is started before
  * `list()` runs, so it boots while the names are read.
  */
-export async function* readPages(dir: string, list: () => string[], size: number, readAheadFrom = READ_AHEAD_FROM): AsyncGenerator<TextPage> {
-  let ahead = looksLarge(dir, readAheadFrom) ? new ReadAhead(dir) : null;
+export async function* readPages(dir: string, list: () => string[], size: number, opts: ReadOptions = {}): AsyncGenerator<TextPage> {
+  const readAheadFrom = opts.readAheadFrom ?? READ_AHEAD_FROM;
+  const start = () => new ReadAhead(dir, opts.json === true, opts.onWorker);
+  let ahead = looksLarge(dir, readAheadFrom) ? start() : null;
   try {
     const names = list();
     if (names.length >= readAheadFrom) {
-      ahead ??= new ReadAhead(dir);
+      ahead ??= start();
       yield* ahead.pages(names, size);
       return;
     }
@@ -119,23 +141,36 @@ function looksLarge(dir: string, files: number): boolean {
   }
 }
 
+/** A text parsed and printed as TextPage.json has it. Runs in the worker (it uses nothing but its argument). */
+export function printJson(text: FileText): string | null {
+  if (typeof text !== 'string') return null;
+  try {
+    return JSON.stringify([JSON.parse(text)], null, 2).slice(2, -2);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The worker: waits for the names, then reads page after page, waiting while AHEAD of them are not taken yet
- * (`taken` counts them).
+ * (`taken` counts them). Asked to print JSON, it prints a page when the reader has one waiting (it is busy
+ * meanwhile); when the reader has none, the page goes as read, at once.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const readText = (${readText.toString()});
 const readPage = (${readPage.toString()});
-const { dir, ahead } = workerData;
+const printJson = (${printJson.toString()});
+const { dir, ahead, json } = workerData;
 const taken = new Int32Array(workerData.taken);
 parentPort.once('message', ({ list, size }) => {
   const names = list.split('\\0');
   const buf = Buffer.alloc(${BUF_SIZE});
   for (let page = 0, from = 0; from < names.length; page++, from += size) {
     for (let seen = Atomics.load(taken, 0); page - seen >= ahead; seen = Atomics.load(taken, 0)) Atomics.wait(taken, 0, seen);
-    parentPort.postMessage(readPage(fs, dir, names, from, Math.min(from + size, names.length), buf, readText));
+    const texts = readPage(fs, dir, names, from, Math.min(from + size, names.length), buf, readText);
+    parentPort.postMessage(json && page - Atomics.load(taken, 0) >= 1 ? { texts, json: texts.map(printJson) } : { texts });
   }
 });`;
 
@@ -146,16 +181,20 @@ parentPort.once('message', ({ list, size }) => {
 class ReadAhead {
   private readonly worker: Worker;
   private readonly taken = new Int32Array(new SharedArrayBuffer(4));
-  private readonly ready: FileText[][] = [];
+  private readonly ready: Omit<TextPage, 'names'>[] = [];
   /** It ended (an error, or its exit) and has given all it will: the rest is read here. */
   private gone = false;
   private wake: () => void = () => undefined;
 
-  constructor(private readonly dir: string) {
+  constructor(
+    private readonly dir: string,
+    json: boolean,
+    onWorker?: (worker: Worker) => void,
+  ) {
     // stdout/stderr kept apart: piping them to this process's would create process.stdout (cli/output.ts).
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, stdout: true, stderr: true, workerData: { dir, ahead: AHEAD, taken: this.taken.buffer } });
-    this.worker.on('message', (texts: FileText[]) => {
-      if (!this.gone) this.ready.push(texts);
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, stdout: true, stderr: true, workerData: { dir, ahead: AHEAD, json, taken: this.taken.buffer } });
+    this.worker.on('message', (read: Omit<TextPage, 'names'>) => {
+      if (!this.gone) this.ready.push(read);
       this.wake();
     });
     for (const event of ['error', 'exit']) {
@@ -164,6 +203,7 @@ class ReadAhead {
         this.wake();
       });
     }
+    onWorker?.(this.worker);
   }
 
   async *pages(names: string[], size: number): AsyncGenerator<TextPage> {
@@ -171,14 +211,14 @@ class ReadAhead {
     this.worker.postMessage({ list: names.join('\0'), size });
     for (let from = 0; from < names.length; from += size) {
       while (this.ready.length === 0 && !this.gone) await new Promise<void>((resolve) => (this.wake = resolve));
-      const texts = this.ready.shift();
-      if (texts === undefined) {
+      const read = this.ready.shift();
+      if (read === undefined) {
         yield readHere(this.dir, names, from, size);
         continue;
       }
       Atomics.add(this.taken, 0, 1);
       Atomics.notify(this.taken, 0);
-      yield { names: names.slice(from, from + size), texts };
+      yield { names: names.slice(from, from + size), ...read };
     }
   }
 

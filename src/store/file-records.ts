@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { indexOf, inPool, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
 import { readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
-import { type FileText, fileText, readFileText } from './file-lease-pages.js';
+import { type FileText, fileText, readFileText, type TextPage } from './file-lease-pages.js';
 import { damaged, parseLease, parseRecord } from './lease.js';
 import { FIRST_CURSOR } from './policy.js';
-import type { DamagedRecord, Lease } from './store.js';
+import type { DamagedRecord, Lease, LeasePage } from './store.js';
 
 export interface PoolFile {
   version: 1;
@@ -163,17 +163,32 @@ export function namesIn(dir: string): string[] {
   }
 }
 
-/** A lease file's text (file-lease-pages.ts) into `leases`, or into `damagedRecords`; nothing when it is gone. */
-export function leaseOfText(path: string, text: FileText, leases: Lease[], damagedRecords: DamagedRecord[]): void {
-  if (text === null) return;
+/**
+ * A lease file's text (file-lease-pages.ts) into `leases` (then true), or into `damagedRecords`; nothing when
+ * it is gone.
+ */
+export function leaseOfText(path: string, text: FileText, leases: Lease[], damagedRecords: DamagedRecord[]): boolean {
+  if (text === null) return false;
   if (typeof text !== 'string') {
     // The error of a read (EISDIR, EIO) does not name the file: the line must, or the operator cannot find it.
     damagedRecords.push({ key: path, why: damaged('lease', path, `cannot be read: ${text.error}`).message });
-    return;
+    return false;
   }
   try {
     leases.push(parseLease(text, path));
+    return true;
   } catch (err) {
     damagedRecords.push({ key: path, why: (err as Error).message });
+    return false;
   }
+}
+
+/** A page of lease files (file-lease-pages.ts) in `dir`: its leases, its damaged records, and the leases printed lined up with them. */
+export function leasePageOf(dir: string, read: TextPage): LeasePage {
+  const page: LeasePage = { leases: [], damaged: [] };
+  const json: (string | null)[] | undefined = read.json && (page.json = []);
+  read.texts.forEach((text, i) => {
+    if (leaseOfText(`${dir}/${read.names[i]}`, text, page.leases, page.damaged)) json?.push(read.json![i] ?? null);
+  });
+  return page;
 }

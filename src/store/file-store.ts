@@ -18,7 +18,7 @@ import { checkInPool, formatMac, macAt, parseMac, type Pool } from '../core/mac.
 import { createFileExclusive, removeQuietly, writeFileAtomic } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { withDirLock } from '../system/dir-lock.js';
-import { FileRecords, leaseOfText, namesIn } from './file-records.js';
+import { FileRecords, leasePageOf, namesIn } from './file-records.js';
 import { readPages } from './file-lease-pages.js';
 import { HostIndex, sweepIfOld } from './file-host-index.js';
 import { FileSideRecords } from './file-side-records.js';
@@ -26,7 +26,7 @@ import { chooseAddresses } from './file-scan.js';
 import { beforeChange, countFromDir, heldUnder, macPrefixOfHex, settledCounts } from './file-tally.js';
 import { serializeLease } from './lease.js';
 import { allocateOrGc, byMac, heldError, isStale, newLease } from './policy.js';
-import type { KeepLease, Lease, LeaseList, LeasePage, LeaseRequest, Owner, PoolStatus, Store } from './store.js';
+import type { KeepLease, Lease, LeaseList, LeasePage, LeasePagesOptions, LeaseRequest, Owner, PoolStatus, Store } from './store.js';
 
 export interface FileStoreOptions {
   dir: string;
@@ -131,12 +131,10 @@ export class FileStore extends FileSideRecords implements Store {
    * seen every name, it checks the held counts too: only a live holder whose lock was broken as stale (stalled
    * for longer than the lock's stale time, e.g. in an fsync) can leave one wrong; it is counted again.
    */
-  async *leasePages(): AsyncGenerator<LeasePage> {
+  async *leasePages(opts: LeasePagesOptions = {}): AsyncGenerator<LeasePage> {
     let names: string[] = [];
-    for await (const read of readPages(this.r.leaseDir, () => (names = this.r.leaseNames().sort()), PAGE)) {
-      const page: LeasePage = { leases: [], damaged: [] };
-      read.texts.forEach((text, i) => leaseOfText(`${this.r.leaseDir}/${read.names[i]}`, text, page.leases, page.damaged));
-      yield page;
+    for await (const read of readPages(this.r.leaseDir, () => (names = this.r.leaseNames().sort()), PAGE, { json: opts.json })) {
+      yield leasePageOf(this.r.leaseDir, read);
     }
     const file = this.r.readPoolFileIfReadable();
     const counts = file ? settledCounts(file, this.r) : {};

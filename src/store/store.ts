@@ -87,6 +87,16 @@ export interface LeaseList {
 export interface LeasePage {
   leases: Lease[];
   damaged: DamagedRecord[];
+  /**
+   * Asked for (LeasePagesOptions.json) and at hand: leases[i] as an element of a JSON array indented by two
+   * spaces (`JSON.stringify([lease], null, 2)` without its brackets), null when not printed.
+   */
+  json?: (string | null)[];
+}
+
+export interface LeasePagesOptions {
+  /** The reader prints the leases as JSON: a store may give them printed too (LeasePage.json). */
+  json?: boolean;
 }
 
 /** A lease that must not be freed although its recorded owners are gone (a live qemu found through its run dir). */
@@ -106,7 +116,7 @@ export interface Store {
   /** Every lease; damaged records are listed apart and never stop the others from being read. Costs the whole pool. */
   list(): Promise<LeaseList>;
   /** Every lease a page at a time, in MAC order (what `mac list` streams); damaged records in their page. */
-  leasePages(): AsyncIterable<LeasePage>;
+  leasePages(opts?: LeasePagesOptions): AsyncIterable<LeasePage>;
   /**
    * The leases recorded for this host (every lease whose `host` is this one, manual ones included), read
    * through the store's host index: costs what this host holds, not the pool. Damaged records the index

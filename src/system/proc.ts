@@ -53,25 +53,27 @@ export interface OwnerLiveness {
 }
 
 /**
- * Owner liveness for a command that checks many records (mac list): one answer per owner (pid and start
- * time), and the pids that run listed from /proc once per batch, so an owner that is gone (most of the
- * owners of a large pool) costs no /proc/PID/stat read. A listing taken after a batch's records were read
- * is right for them: an owner a record names ran when it was written, so one missing from the listing has
- * ended since (a pid reused later comes with another start time). Call nextBatch() after reading the next
- * records, before checking their owners.
+ * Owner liveness for a command that checks many records (mac list): the pids that run listed from /proc once
+ * per batch, so an owner that is gone (most of the owners of a large pool) costs no /proc/PID/stat read. A
+ * listing taken after a batch's records were read is right for them: an owner a record names ran when it was
+ * written, so one missing from the listing has ended since, and a pid reused later comes with another start
+ * time. An owner whose pid runs is read once and keeps its answer for the command. Call nextBatch() after
+ * reading the next records, before checking their owners.
  */
 export function ownerLiveness(): OwnerLiveness {
-  const known = new Map<string, boolean>();
+  // pid → start time → answer, for the pids seen running (few): numbers as keys, no string built per owner.
+  const known = new Map<number, Map<number, boolean>>();
   let running: Set<number> | null = null;
   return {
     alive(owner) {
-      const key = `${owner.pid}/${owner.startTime}`;
-      let alive = known.get(key);
-      if (alive === undefined) {
-        running ??= runningPids();
-        alive = running.has(owner.pid) && isOwnerAlive(owner);
-        known.set(key, alive);
-      }
+      const byStart = known.get(owner.pid);
+      const seen = byStart?.get(owner.startTime);
+      if (seen !== undefined) return seen;
+      running ??= runningPids();
+      if (!running.has(owner.pid)) return false;
+      const alive = isOwnerAlive(owner);
+      if (byStart) byStart.set(owner.startTime, alive);
+      else known.set(owner.pid, new Map([[owner.startTime, alive]]));
       return alive;
     },
     nextBatch() {

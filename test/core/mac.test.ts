@@ -41,7 +41,8 @@ describe('parseMac / formatMac', () => {
     expect(parseMac(text)).toBe(value);
   });
 
-  it.each(['', '42:00:00:00:00', '42:00:00:00:00:00:00', '42:00:00:00:00:0g', '4200.0000.0001', '420:00:00:00:00:1', '42::00:00:00:00'])(
+  // Also 17 characters with one wrong: the characters beside 0-9 and a-f, a separator that is not ':'.
+  it.each(['', '42:00:00:00:00', '42:00:00:00:00:00:00', '42:00:00:00:00:0g', '4200.0000.0001', '420:00:00:00:00:1', '42::00:00:00:00', '/2:00:00:00:00:01', '42:00:00:00:00:0`', '42:00:00:00:00;01', '42:00:00:00:00:01:'])(
     'refuses %j with a usage error',
     (text) => {
       expect(() => parseMac(text)).toThrow(/invalid MAC address/);

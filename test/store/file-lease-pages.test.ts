@@ -3,8 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type FileText, readPages } from '../../src/store/file-lease-pages.js';
+import { type FileText, printJson, type ReadOptions, readPages, type TextPage } from '../../src/store/file-lease-pages.js';
 
 let dir: string;
 beforeEach(() => {
@@ -25,9 +26,42 @@ async function threadsBackTo(n: number): Promise<void> {
 
 async function collect(list: () => string[], size: number, readAheadFrom: number, pause = 0) {
   const pages: { names: string[]; texts: FileText[] }[] = [];
-  for await (const page of readPages(dir, list, size, readAheadFrom)) {
+  for await (const page of readPages(dir, list, size, { readAheadFrom })) {
     pages.push(page);
     if (pause) await sleep(pause);
+  }
+  return pages;
+}
+
+/** `count` files n.json holding their name; their names in order. */
+function files(count: number): string[] {
+  const names = Array.from({ length: count }, (_, i) => `${String(i).padStart(3, '0')}.json`);
+  for (const n of names) writeFileSync(join(dir, n), JSON.stringify({ n }));
+  return names;
+}
+
+/** The worker of a listing, and a promise of its n-th page posted. */
+interface Watched {
+  worker: Worker;
+  posted: (n: number) => Promise<void>;
+}
+
+/** Every page of a listing through the worker; `atPage(i, watched)` runs once page i is taken. */
+async function throughWorker(names: string[], size: number, opts: ReadOptions, atPage: (i: number, w: Watched) => Promise<void> | void) {
+  let watched: Watched | undefined;
+  const onWorker = (worker: Worker) => {
+    let count = 0;
+    const waiting: { n: number; resolve: () => void }[] = [];
+    worker.on('message', () => {
+      count++;
+      for (const w of waiting.filter((w) => w.n <= count)) w.resolve();
+    });
+    watched = { worker, posted: (n) => new Promise((resolve) => (count >= n ? resolve() : waiting.push({ n, resolve }))) };
+  };
+  const pages: TextPage[] = [];
+  for await (const page of readPages(dir, () => names, size, { ...opts, readAheadFrom: 1, onWorker })) {
+    pages.push(page);
+    await atPage(pages.length, watched!);
   }
   return pages;
 }
@@ -64,7 +98,7 @@ describe('readPages', () => {
     for (const n of names) writeFileSync(join(dir, n), n);
     const before = threads();
     let seen = 0;
-    for await (const page of readPages(dir, () => names, 2, 1)) {
+    for await (const page of readPages(dir, () => names, 2, { readAheadFrom: 1 })) {
       seen += page.names.length;
       expect(threads()).toBeGreaterThan(before); // the worker runs (it waits for the pages to be taken)
       if (seen >= 4) break;
@@ -81,5 +115,60 @@ describe('readPages', () => {
     };
     await expect(collect(boom, 2, 1)).rejects.toThrow('listing failed');
     await threadsBackTo(before);
+  });
+
+  it('a worker that dies mid-listing: the pages it had not given are read here, every file once and in order', async () => {
+    const names = files(40);
+    const before = threads();
+    const pages = await throughWorker(names, 3, {}, async (i, { worker }) => {
+      if (i === 1) await worker.terminate();
+    });
+    expect(pages.flatMap((p) => p.names)).toEqual(names);
+    expect(pages.flatMap((p) => p.texts)).toEqual(names.map((n) => JSON.stringify({ n })));
+    await threadsBackTo(before);
+  });
+
+  it('a worker that fails before its first page (an error thrown in it): every page is read here', async () => {
+    const names = files(10);
+    const before = threads();
+    let worker: Worker | undefined;
+    const errors: Error[] = [];
+    const onWorker = (w: Worker) => {
+      worker = w;
+      w.on('error', (err) => errors.push(err));
+      w.postMessage({}); // taken for the names: the worker throws on it (it has no list) and ends
+    };
+    const pages: TextPage[] = [];
+    for await (const page of readPages(dir, () => names, 3, { readAheadFrom: 1, onWorker })) pages.push(page);
+    expect(worker).toBeDefined();
+    expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(/split/)]);
+    expect(pages.flatMap((p) => p.names)).toEqual(names);
+    expect(pages.flatMap((p) => p.texts)).toEqual(names.map((n) => JSON.stringify({ n })));
+    await threadsBackTo(before);
+  });
+
+  it('json: while the reader has a page waiting, the worker also prints the pages it reads, as printJson does', async () => {
+    const names = files(30);
+    writeFileSync(join(dir, names[7]!), 'not json');
+    mkdirSync(join(dir, 'dir.json'));
+    const all = [...names, 'dir.json', 'gone.json'];
+    // Once the first page is taken, the reader waits until the worker has read ahead as far as it may (a page
+    // in hand and four more): it had pages waiting while the worker read the third to the fifth.
+    const pages = await throughWorker(all, 2, { json: true }, async (i, { posted }) => {
+      if (i === 1) await posted(5);
+    });
+    expect(pages.flatMap((p) => p.names)).toEqual(all);
+    expect(pages[0]!.json).toBeUndefined(); // the reader had nothing waiting: sent as read, at once
+    expect(pages.slice(2, 5).map((p) => p.json !== undefined)).toEqual([true, true, true]);
+    for (const p of pages) if (p.json) expect(p.json).toEqual(p.texts.map(printJson));
+    expect(pages[3]!.json).toEqual([`  {\n    "n": "${names[6]}"\n  }`, null]); // not JSON: null
+  });
+
+  it('printJson: a text as JSON.stringify prints it inside an array indented by two; null when it is not JSON', () => {
+    const value = { version: 1, vm: { name: 'a"b\u2028' }, owners: [{ pid: 1, startTime: 2 }], e: [], o: {} };
+    expect(printJson(JSON.stringify(value))).toBe(JSON.stringify([value], null, 2).slice(2, -2));
+    expect(printJson('{"big":1e400}')).toBe('  {\n    "big": null\n  }'); // parsed as Infinity, printed as JSON prints it
+    expect(`[\n${printJson('{"a":[1,{"b":null}]}')}\n]`).toBe(JSON.stringify([{ a: [1, { b: null }] }], null, 2));
+    expect([printJson('{'), printJson(''), printJson(null), printJson({ error: 'EIO' })]).toEqual([null, null, null, null]);
   });
 });

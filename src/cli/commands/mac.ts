@@ -4,7 +4,7 @@ import { UncloudError, usageError } from '../../core/errors.js';
 import { formatMac, parseMac } from '../../core/mac.js';
 import { UUID_RE } from '../../core/vm-identity.js';
 import { conflictMessage } from '../../store/policy.js';
-import type { Conflict, DamagedRecord, Lease, Owner } from '../../store/store.js';
+import type { Conflict, DamagedRecord, Lease, LeasePage, Owner } from '../../store/store.js';
 import { isOwnerAlive, ownerLiveness } from '../../system/proc.js';
 import { addressesByMac, addressesOfMac, localRecords } from '../addresses.js';
 import { type Context, table } from '../context.js';
@@ -76,17 +76,17 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
   const known = flags.json ? addressesByMac(localRecords(ctx.settings.runDir)) : new Map();
   const json = jsonArrayWriter(ctx.out);
   const text = tableWriter(ctx.out, ['MAC', 'STATE', 'VM', 'NIC', 'HOST', 'PIDS', 'CREATED']);
-  for await (const page of store.leasePages()) {
+  for await (const page of store.leasePages({ json: flags.json === true })) {
     liveness.nextBatch();
     noteDamaged(page.damaged);
     if (flags.json) {
-      json.write(page.leases.map((l) => jsonRow(l, stateOf(l), addressesOfMac(l.mac, known), conflictOf.get(l.mac))));
+      json.write(printRows(page, (l) => ({ state: stateOf(l), addresses: addressesOfMac(l.mac, known), conflict: conflictOf.get(l.mac) })));
     } else {
       text.write(page.leases.map((l) => [l.mac, stateOf(l), l.vm?.name ?? '-', l.nic === null ? '-' : String(l.nic), l.host, l.owners.map((o) => o.pid).join(',') || '-', l.created]));
     }
   }
   if (flags.json) {
-    json.write(damaged.map((d) => ({ key: d.key, state: 'damaged', why: d.why })));
+    if (damaged.length > 0) json.write([JSON.stringify(damaged.map((d) => ({ key: d.key, state: 'damaged', why: d.why })), null, 2).slice(2, -2)]);
     json.end();
   } else {
     text.write(damaged.map((d) => [basename(d.key).replace(/\.json$/, ''), 'damaged', '-', '-', '-', '-', '-']));
@@ -98,39 +98,102 @@ export async function macList(flags: { json?: boolean }, ctx: Context): Promise<
 /** The keys of a lease record as this tool writes it, in its order. */
 const LEASE_KEYS = ['version', 'mac', 'vm', 'nic', 'host', 'owners', 'created'] as const;
 
-/**
- * A lease with its state, addresses and conflict, as `{ ...lease, state, … }` orders them. A lease with just the
- * keys this tool writes, in their order, is copied key by key: JSON.stringify of a spread object costs three
- * times as much, most of `mac list`'s own work.
- */
-function jsonRow(l: Lease, state: string, addresses: object, conflict: Conflict | undefined): object {
+/** What a row of `mac list --json` adds to its lease, after the lease's own keys. */
+export interface RowExtra {
+  state: string;
+  addresses: object;
+  conflict: Conflict | undefined;
+}
+
+/** A lease with just the keys this tool writes, in their order. */
+function isPlain(l: Lease): boolean {
   let i = 0;
-  let plain = true;
-  for (const key in l) plain &&= key === LEASE_KEYS[i++];
-  const row: Record<string, unknown> =
-    plain && i === LEASE_KEYS.length
-      ? { version: l.version, mac: l.mac, vm: l.vm, nic: l.nic, host: l.host, owners: l.owners, created: l.created, state, addresses }
-      : { ...l, state, addresses };
+  for (const key in l) if (key !== LEASE_KEYS[i++]) return false;
+  return i === LEASE_KEYS.length;
+}
+
+/**
+ * A lease with its state, addresses and conflict, as `{ ...lease, state, … }` orders them. A plain lease is
+ * copied key by key: JSON.stringify of a spread object costs three times as much.
+ */
+function jsonRow(l: Lease, { state, addresses, conflict }: RowExtra): object {
+  const row: Record<string, unknown> = isPlain(l)
+    ? { version: l.version, mac: l.mac, vm: l.vm, nic: l.nic, host: l.host, owners: l.owners, created: l.created, state, addresses }
+    : { ...l, state, addresses };
   if (conflict) row.conflict = conflict;
   return row;
 }
 
+/**
+ * Rows per piece of printed JSON: a piece stays well under 128 KiB, so it is no large object (V8 frees those
+ * only in a full collection; a page of 1,000 rows printed as one string was one).
+ */
+const ROWS_PER_PIECE = 100;
+
+/**
+ * A page's rows (jsonRow) as JSON.stringify(rows, null, 2) prints them inside the array, in pieces of up to
+ * ROWS_PER_PIECE rows (joined with ",\n" they are the page). A plain lease the store gave printed
+ * (LeasePage.json, most of a large pool's) is not printed again: its row is that text with the row's own keys
+ * printed after it, the same bytes at a fraction of the cost.
+ */
+export function printRows(page: LeasePage, extraOf: (l: Lease) => RowExtra): string[] {
+  const pieces: string[] = [];
+  let piece: string[] = [];
+  let rows: object[] = [];
+  const flushRows = () => {
+    if (rows.length > 0) piece.push(JSON.stringify(rows, null, 2).slice(2, -2));
+    rows = [];
+  };
+  page.leases.forEach((l, i) => {
+    const extra = extraOf(l);
+    const printed = page.json?.[i];
+    if (printed && isPlain(l)) {
+      flushRows();
+      // The lease's text without its closing "\n  }", then the extra keys as they print inside the row.
+      piece.push(`${printed.slice(0, -4)},\n${printExtra(extra)}`);
+    } else {
+      rows.push(jsonRow(l, extra));
+    }
+    if ((i + 1) % ROWS_PER_PIECE === 0 || i === page.leases.length - 1) {
+      flushRows();
+      pieces.push(piece.join(',\n'));
+      piece = [];
+    }
+  });
+  return pieces;
+}
+
+/** A row's extra keys as JSON.stringify([row], null, 2) prints them: from `    "state"` to the row's closing brace. */
+function printExtra({ state, addresses, conflict }: RowExtra): string {
+  // Most rows: no conflict, and a link-local address alone. Written out, as JSON.stringify would print them.
+  let keys = 0;
+  for (const _ in addresses) keys++;
+  const linkLocal = (addresses as { linkLocal?: unknown }).linkLocal;
+  if (conflict === undefined && keys === 1 && typeof linkLocal === 'string') {
+    return `    "state": ${JSON.stringify(state)},\n    "addresses": {\n      "linkLocal": ${JSON.stringify(linkLocal)}\n    }\n  }`;
+  }
+  return JSON.stringify([conflict ? { state, addresses, conflict } : { state, addresses }], null, 2).slice(6, -2);
+}
+
 interface StreamWriter<T> {
-  write(rows: T[]): void;
+  write(rows: T): void;
   /** Finishes the output; false when no row was written (a table then printed nothing). */
   end(): boolean;
 }
 
-/** A JSON array written as it grows, a page per write, byte for byte what JSON.stringify(rows, null, 2) gives. */
-function jsonArrayWriter(out: (text: string) => void): StreamWriter<object> {
-  // The last page waits to know whether a comma follows it.
+/**
+ * A JSON array written as it grows, in pieces (elements as JSON.stringify(rows, null, 2) prints them inside the
+ * array, see printRows), byte for byte what JSON.stringify(rows, null, 2) gives.
+ */
+function jsonArrayWriter(out: (text: string) => void): StreamWriter<string[]> {
+  // The last piece waits to know whether a comma follows it.
   let held: string | null = null;
   return {
-    write(rows) {
-      if (rows.length === 0) return;
-      const page = JSON.stringify(rows, null, 2).slice(2, -2); // the elements, indented as inside the array
-      out(held === null ? '[' : `${held},`);
-      held = page;
+    write(pieces) {
+      for (const piece of pieces) {
+        out(held === null ? '[' : `${held},`);
+        held = piece;
+      }
     },
     end() {
       out(held === null ? '[]' : `${held}\n]`);
@@ -140,7 +203,7 @@ function jsonArrayWriter(out: (text: string) => void): StreamWriter<object> {
 }
 
 /** A table written a page at a time: columns as wide as the widest cell so far (they only grow). */
-function tableWriter(out: (text: string) => void, header: string[]): StreamWriter<string[]> {
+function tableWriter(out: (text: string) => void, header: string[]): StreamWriter<string[][]> {
   let widths: number[] | null = null;
   return {
     write(rows) {
