@@ -73,9 +73,13 @@ export interface PrepareOptions {
   interrupted?: () => NodeJS.Signals | undefined;
 }
 
+/** A start ended by a stop signal before its VM ran (or, detached, before it answered): everything is given back. */
+export const interruptedStart = (name: string, sig: NodeJS.Signals): UncloudError =>
+  new UncloudError('INTERRUPTED', `${sig}: VM ${name} was not started; what it took is given back`, exitCodeOf(sig));
+
 function checkInterrupted(name: string, opts: PrepareOptions): void {
   const sig = opts.interrupted?.();
-  if (sig) throw new UncloudError('INTERRUPTED', `${sig}: VM ${name} was not started; what it took is given back`, exitCodeOf(sig));
+  if (sig) throw interruptedStart(name, sig);
 }
 
 function checkBridges(nics: VmPlan['nics'], deps: LaunchDeps): void {

@@ -3,7 +3,7 @@ import { closeSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import { readFrom } from '../system/vm-logs.js';
-import type { LaunchDeps, PreparedVm } from './prepare-vm.js';
+import { interruptedStart, type LaunchDeps, type PreparedVm } from './prepare-vm.js';
 import { forgetFailedStart, loadExeca, notStarted, openGate, openQemuLog, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
 import { waitForQmp } from './qmp.js';
 import { giveBackAfterFailure } from './reconcile.js';
@@ -11,8 +11,10 @@ import { giveBackAfterFailure } from './reconcile.js';
 /**
  * Start qemu in the background and return once its QMP socket answers. The leases pass to qemu
  * (owner = qemu's pid), the ifdown scripts give them back when the VM ends, and gc after a SIGKILL.
+ * A stop signal (`interrupted`, held back by the caller) before qemu answers ends the start: qemu is killed and
+ * everything is given back, as when a foreground start is stopped.
  */
-export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000): Promise<Owner> {
+export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeoutMs = 30_000, interrupted: () => NodeJS.Signals | undefined = () => undefined): Promise<Owner> {
   const file = vm.argv[0]!;
   const { child } = await spawnOrGiveBack(vm, deps, async () => {
     const { execa } = await loadExeca();
@@ -40,8 +42,10 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
     openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
     let exited = false;
     void child.then(() => (exited = true));
-    const ready = await waitForQmp(vm.spec.qmpSocket, () => exited, readyTimeoutMs);
-    if (ready !== 'ready') await forgetFailedStart(vm, deps);
+    const ready = await waitForQmp(vm.spec.qmpSocket, () => exited || interrupted() !== undefined, readyTimeoutMs);
+    const sig = interrupted();
+    if (ready !== 'ready' || sig) await forgetFailedStart(vm, deps);
+    if (sig) throw interruptedStart(vm.spec.name, sig);
     if (ready === 'gone') {
       const r = await child;
       if (r.exitCode === undefined && !r.signal) throw notStarted(file, r as { code?: string });

@@ -111,6 +111,22 @@ describe('a start refused or interrupted before qemu runs changes nothing', () =
     expect(r.stderr).toMatch(/^uncloud-vm: note: accel auto: using (kvm|tcg)/m);
   });
 
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s while start --detach waits for qemu to answer: one line, qemu ended, nothing left behind', async (sig) => {
+    let pid = 0;
+    // qemu runs but never answers on QMP: the launcher would wait 30 s for it.
+    const p = start(['--name', 'det1', '--detach'], { FAKE_QEMU_QMP: '' }, (c) => (pid = c.pid!));
+    await waitFor('qemu running, the launcher waiting for it', () => liveQemus(fake.sb.runDir).length === 1);
+    process.kill(pid, sig);
+    const r = await p;
+    expect(r.code, r.stderr).toBe(sig === 'SIGTERM' ? 143 : 130);
+    expect(r.stderr.trim().split('\n').at(-1)).toBe(`uncloud-vm: ${sig}: VM det1 was not started; what it took is given back`);
+    expect(liveQemus(fake.sb.runDir)).toEqual([]);
+    expect(existsSync(join(fake.sb.runDir, 'det1'))).toBe(false);
+    expect(await leases()).toEqual([]);
+    expect((await run(['list'])).stdout).not.toMatch(/det1/);
+    expect((await invariants()).violations).toEqual([]);
+  });
+
   it.each(['SIGTERM', 'SIGINT'] as const)('%s while a foreground start takes its MACs: one line, nothing left behind', async (sig) => {
     // The store is made before the test holds its lock.
     const mac = (await run(['mac', 'allocate'])).stdout.trim();

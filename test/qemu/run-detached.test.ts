@@ -84,6 +84,17 @@ describe('runDetached: qemu does not answer, and everything is given back', () =
     expect(await f.store.getIdentity('web1')).toBeNull();
   });
 
+  it('a stop signal while it waits for QMP: INTERRUPTED (128 + the signal), qemu killed, nothing remembered', async () => {
+    const vm = await f.prepare(namedPlan(f.fakeQemu({ sleep: 1000, qmp: false })));
+    let sig: NodeJS.Signals | undefined;
+    setTimeout(() => (sig = 'SIGINT'), 300);
+    const err = await failure(runDetached(vm, f.deps, 30_000, () => sig));
+    expect([err.code, err.exitCode, err.message]).toEqual(['INTERRUPTED', 130, 'SIGINT: VM web1 was not started; what it took is given back']);
+    expect(f.leftovers()).toEqual([]);
+    expect(await left()).toEqual(nothingLeft);
+    expect(await f.store.getIdentity('web1')).toBeNull();
+  });
+
   it('the store refuses qemu as the owner: qemu killed at its gate, never runs', async () => {
     const vm = await f.prepare(namedPlan(f.fakeQemu({ sleep: 1000 })));
     const err = await failure(detached(vm, { store: storeWith({ setOwners: refused }) }));

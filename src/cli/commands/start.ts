@@ -103,7 +103,7 @@ async function startVm(plan: VmPlan, seed: ReturnType<typeof seedContent>, flags
   if (!vm.spec.console) ctx.err(`serial console: 'uncloud-vm console ${vm.spec.name}' (logged to ${vm.spec.serialLog})`);
   if (vm.spec.vncSocket !== undefined) ctx.err(`VNC display: ${vm.spec.vncSocket}`);
   if (flags.detach) {
-    const qemu = await runDetached(vm, deps).catch((err: unknown) => {
+    const qemu = await runDetached(vm, deps, undefined, () => held.signal).catch((err: unknown) => {
       removeDisks(created);
       throw err;
     });
