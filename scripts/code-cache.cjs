@@ -23,7 +23,8 @@ const COMMANDS = [
   ['list'],
   ['gc'],
   ['--help'],
-  // start up to the point where it would need a bridge: this loads the launcher's modules without a VM.
+  // A whole start, /bin/true as qemu, on the bridge the build makes in a network namespace (scripts/bundle.mjs);
+  // without it, up to the bridge check.
   ['start', '--accel', 'tcg', '--memory', '64', '--qemu', '/bin/true', '--nic', 'bridge=uvm-code-cache'],
 ];
 
