@@ -23,10 +23,12 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
   const signals = STOP_SIGNALS;
   // A signal that came while the VM was prepared (the caller held them): qemu is not started at all, and what
   // the VM took goes back.
+  // They stay held until this function's own handlers are in place (after the spawn): a signal in between is
+  // not lost, nor does it end the launcher with qemu at its gate.
   const held = heldSignals ?? holdSignals();
-  held.release();
   const early = held.signal;
   if (early) {
+    held.release();
     deps.note(`${early}: stopping VM ${vm.spec.name} before qemu started`);
     await giveBackVm(deps.store, deps.host, vm);
     return 0;
@@ -41,7 +43,10 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
       if (up) showStderr(text);
       else heldBack += text;
     }),
-  }));
+  })).catch((err: unknown) => {
+    held.release();
+    throw err;
+  });
   const { child } = qemuChild;
   let gateOpen = false;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -66,6 +71,10 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
     });
   };
   for (const s of signals) process.on(s, onSignal);
+  held.release();
+  // One that came during the spawn: qemu is still at its gate.
+  const duringSpawn = held.signal;
+  if (duringSpawn) onSignal(duringSpawn);
   let exited = false;
   void qemuChild.exited.then(() => (exited = true));
   const ready = waitForQmp(vm.spec.qmpSocket, () => exited, 120_000).then(async (r) => {

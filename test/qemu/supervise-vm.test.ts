@@ -184,6 +184,22 @@ describe('superviseVm: a stop signal at each stage', () => {
     expect(await f.store.getIdentity('web1')).toBeNull();
   });
 
+  it('one that came while qemu was spawned (still held): qemu never runs, exit 0, everything given back', async () => {
+    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    // Not there when supervision begins (the first look); there at any later look, as if it came meanwhile.
+    let looks = 0;
+    const held: HeldSignals = {
+      get signal() {
+        return looks++ > 0 ? 'SIGINT' : undefined;
+      },
+      release: () => undefined,
+    };
+    expect(await supervise(vm, {}, held)).toEqual({ code: 0 });
+    expect(f.notes).toEqual(['SIGINT: stopping VM web1 before qemu started']);
+    expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
+    expect(await f.store.getIdentity('web1')).toBeNull();
+  });
+
   it('a signal at the gate of a name known before: it is remembered as before, not with the MACs of a start that never ran', async () => {
     const { vm, before } = await f.knownVm(f.shQemu('exit 0'));
     expect(await supervise(vm, { store: signalAtGate('SIGTERM') })).toEqual({ code: 0 });
