@@ -20,6 +20,9 @@
  * and adds the difference to each `base` (compared on the base's revision at R, so racing builders do it once).
  * Every write after R counts itself, so the difference taken at R stays right. A count that cannot be right
  * (a counter key of an unknown form, a host below zero) is not trusted: readers count the lease keys instead.
+ * A count changed by hand (a counter key put again or deleted, keys copied by `etcdctl make-mirror`) is found
+ * by its host's next gc, which compares it with the lease keys it reads through its index, and set right the
+ * same way (checkHostCount).
  */
 import type { IKeyValue, IRequestOp } from 'etcd3';
 import { UncloudError } from '../core/errors.js';
@@ -80,7 +83,7 @@ export class CountDelta {
  * What counter keys say, per identity ("group/host/lease"), and each base key as read. A key of another form
  * (or a base that is no number) is left out, and the answer is false.
  */
-function tally(c: { prefix: string }, kvs: IKeyValue[], into: Map<string, number>, bases?: Map<string, IKeyValue>): boolean {
+function tally(c: { prefix: string }, kvs: IKeyValue[], into: Map<string, number>, bases?: Map<string, IKeyValue>, hangs?: Map<string, string>): boolean {
   const root = countsRoot(c);
   let whole = true;
   for (const kv of kvs) {
@@ -93,6 +96,7 @@ function tally(c: { prefix: string }, kvs: IKeyValue[], into: Map<string, number
     }
     const id = `${m[1]}/${m[2]}/${m[3]}`;
     if (m[4] === undefined) bases?.set(id, kv);
+    hangs?.set(id, String(kv.lease));
     const n = m[4] === undefined ? Number(text) : (m[4] === '+' ? 1 : -1) * Number(kv.version) * 2 ** Number(m[5]);
     into.set(id, (into.get(id) ?? 0) + n);
   }
@@ -171,32 +175,98 @@ export async function buildCounts(c: EtcdConn, tries = 5): Promise<void> {
         exact.set(id, (exact.get(id) ?? 0) + 1);
       }
     }
-    const counted = new Map<string, number>();
-    const bases = new Map<string, IKeyValue>();
-    for await (const page of kvPages(c, 'count build', countsRoot(c), revision)) tally(c, page, counted, bases);
-    let raced = false;
-    for (const id of new Set([...exact.keys(), ...counted.keys()])) {
-      const diff = (exact.get(id) ?? 0) - (counted.get(id) ?? 0);
-      if (diff === 0) continue;
-      const [group, host, lease] = id.split('/') as [string, string, string];
-      const key = `${countPrefix(c, group, host, lease)}base`;
-      const was = bases.get(id);
-      const value = String((was ? Number(was.value.toString()) : 0) + diff);
-      const put = c.client.put(key).value(value);
-      try {
-        const r = await c.call('count build', () =>
-          c.client.if(key, 'Mod', '==', was ? String(was.mod_revision) : 0).then(lease === '0' ? put : put.lease(lease)).commit(),
-        );
-        raced ||= !r.succeeded;
-      } catch (err) {
-        // The etcd lease expired meanwhile: its keys and their count went with it.
-        if (!/lease not found/i.test((err as Error).message)) throw err;
-      }
-    }
-    if (!raced) {
+    if (!(await settle(c, 'count build', revision, exact, () => true))) {
       await c.call('count build', () => c.client.put(markerKey(c)).value('1').exec());
       return;
     }
   }
-  throw new UncloudError('ETCD_CONTENTION', `${c.where}: counting the held addresses lost ${tries} races with other hosts counting them; run gc again`);
+  throw contention(c, tries);
+}
+
+const contention = (c: EtcdConn, tries: number) =>
+  new UncloudError('ETCD_CONTENTION', `${c.where}: counting the held addresses lost ${tries} races with other hosts counting them; run gc again`);
+
+/**
+ * Make the counts of the identities `mine` picks say `exact` (what the lease keys said at `revision`): the
+ * difference goes into each base, compared on that base's revision at `revision`, on the etcd lease its
+ * counter keys hang on (none for keys copied without their lease, as `etcdctl make-mirror` copies them).
+ * Every write after `revision` counts itself, so the difference stays right. True if another writer changed a
+ * base meanwhile (then read again and start over).
+ */
+async function settle(c: EtcdConn, what: string, revision: string, exact: Map<string, number>, mine: (id: string) => boolean): Promise<boolean> {
+  const counted = new Map<string, number>();
+  const bases = new Map<string, IKeyValue>();
+  const hangs = new Map<string, string>();
+  for await (const page of kvPages(c, what, countsRoot(c), revision)) tally(c, page, counted, bases, hangs);
+  let raced = false;
+  for (const id of new Set([...exact.keys(), ...counted.keys()])) {
+    const diff = (exact.get(id) ?? 0) - (counted.get(id) ?? 0);
+    if (diff === 0 || !mine(id)) continue;
+    const [group, host, lease] = id.split('/') as [string, string, string];
+    const key = `${countPrefix(c, group, host, lease)}base`;
+    const was = bases.get(id);
+    const on = hangs.get(id) ?? lease;
+    const value = String((was ? Number(was.value.toString()) : 0) + diff);
+    const put = c.client.put(key).value(value);
+    try {
+      const r = await c.call(what, () => c.client.if(key, 'Mod', '==', was ? String(was.mod_revision) : 0).then(on === '0' ? put : put.lease(on)).commit());
+      raced ||= !r.succeeded;
+    } catch (err) {
+      // The etcd lease expired meanwhile: its keys and their count went with it.
+      if (!/lease not found/i.test((err as Error).message)) throw err;
+    }
+  }
+  return raced;
+}
+
+/**
+ * gc's check of this host's count against its lease keys, read through its index at one revision (gc reads
+ * them anyway, so the check costs this host's VMs, not the pool): a count changed by hand (a counter key put
+ * again or deleted, or every key copied once by `etcdctl make-mirror`) makes `mac pool` wrong and is set right.
+ * A damaged lease key in this host's index may be counted under this host or under DAMAGED_HOST: when the
+ * count disagrees then, only a count of the whole store can tell, so gc counts it all (rare: damage by hand).
+ * When another host's gc or count build changed a base meanwhile, this host's keys are read again.
+ */
+export async function checkHostCount(c: EtcdConn, first: HostKeysAt, reread: () => Promise<HostKeysAt>, tries = 5): Promise<void> {
+  let at = first;
+  for (let t = 0; t < tries; t++) {
+    const exact = new Map<string, number>();
+    let damaged = false;
+    for (const { kv } of at.keys) {
+      if (!kv) continue;
+      const key = kv.key.toString();
+      let host: string;
+      try {
+        host = parseLease(kv.value.toString(), key).host;
+      } catch {
+        damaged = true;
+        continue;
+      }
+      if (host !== c.host) continue;
+      const id = `${key.slice(key.lastIndexOf('/') + 1).slice(0, GROUP_HEX)}/${host}/${String(kv.lease)}`;
+      exact.set(id, (exact.get(id) ?? 0) + 1);
+    }
+    const mine = (id: string) => id.split('/')[1] === c.host;
+    if (damaged) {
+      if (!(await agrees(c, at.revision, exact, mine))) await buildCounts(c);
+      return;
+    }
+    if (!(await settle(c, 'count check', at.revision, exact, mine))) return;
+    at = await reread();
+  }
+  throw contention(c, tries);
+}
+
+/** This host's lease keys (undefined: gone), as they were at one revision. */
+export interface HostKeysAt {
+  revision: string;
+  keys: { kv: IKeyValue | undefined }[];
+}
+
+/** Whether the counts of the identities `mine` picks say what `exact` says, at `revision` (per host). */
+async function agrees(c: EtcdConn, revision: string, exact: Map<string, number>, mine: (id: string) => boolean): Promise<boolean> {
+  const counted = new Map<string, number>();
+  for await (const page of kvPages(c, 'count check', countsRoot(c), revision)) tally(c, page, counted);
+  const sum = (m: Map<string, number>) => [...m].filter(([id]) => mine(id)).reduce((n, [, k]) => n + k, 0);
+  return sum(counted) === sum(exact);
 }

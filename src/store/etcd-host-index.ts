@@ -15,7 +15,7 @@
 import type { IKeyValue } from 'etcd3';
 import type { EtcdConn } from './etcd-client.js';
 import { DAMAGED_HOST } from './etcd-held-count.js';
-import { listConflicts, listLeases, prefixPages } from './etcd-read.js';
+import { kvPages, listConflicts, listLeases, prefixPages } from './etcd-read.js';
 import { parseLease } from './lease.js';
 import { byMac } from './policy.js';
 import type { DamagedRecord, Lease, LeaseList } from './store.js';
@@ -30,23 +30,23 @@ export async function indexComplete(c: EtcdConn): Promise<boolean> {
   return c.call('index lookup', () => c.client.get(markerKey(c)).exists());
 }
 
-/** The MACs a host's index names, in order (a page of keys at a time). */
-export async function indexedMacs(c: EtcdConn, host = c.host): Promise<string[]> {
+/** The MACs a host's index names, in order (a page of keys at a time; at `revision`, if given). */
+export async function indexedMacs(c: EtcdConn, host = c.host, revision?: string): Promise<string[]> {
   const out: string[] = [];
-  for await (const page of prefixPages(c, 'index read', c.indexPrefix(host))) {
-    for (const [k] of page) out.push(macOfHex(k.slice(k.lastIndexOf('/') + 1)));
+  for await (const page of kvPages(c, 'index read', c.indexPrefix(host), revision)) {
+    for (const k of page.map((kv) => kv.key.toString())) out.push(macOfHex(k.slice(k.lastIndexOf('/') + 1)));
   }
   return out;
 }
 
-/** The lease keys of `macs`, read in batches of one transaction each (undefined: no such key). */
-export async function readLeaseKeys(c: EtcdConn, macs: string[]): Promise<(IKeyValue | undefined)[]> {
+/** The lease keys of `macs`, read in batches of one transaction each (undefined: no such key); at `revision`, if given. */
+export async function readLeaseKeys(c: EtcdConn, macs: string[], revision?: string): Promise<(IKeyValue | undefined)[]> {
   const out: (IKeyValue | undefined)[] = [];
   for (let i = 0; i < macs.length; i += BATCH) {
     const chunk = macs.slice(i, i + BATCH);
     // A compare that always holds (no key has create revision -1): the transaction is a batch of reads.
     const r = await c.call('index read', () =>
-      c.client.if(markerKey(c), 'Create', '!=', -1).then(...chunk.map((m) => c.client.get(c.macKey(m)))).commit(),
+      c.client.if(markerKey(c), 'Create', '!=', -1).then(...chunk.map((m) => (revision === undefined ? c.client.get(c.macKey(m)) : c.client.get(c.macKey(m)).revision(revision)))).commit(),
     );
     chunk.forEach((_, j) => out.push(r.responses[j]?.response_range.kvs[0]));
   }
@@ -103,12 +103,16 @@ async function countByHost(c: EtcdConn, prefixHex: string): Promise<Record<strin
   }
 }
 
-/** This host's index keys with their lease keys (undefined: the lease is gone). Builds the index if it is not whole yet. */
-export async function hostLeaseKeys(c: EtcdConn): Promise<{ mac: string; kv: IKeyValue | undefined }[]> {
+/**
+ * This host's index keys with their lease keys (undefined: the lease is gone), all as they were at one revision
+ * (returned, for gc's check of this host's held count). Builds the index if it is not whole yet.
+ */
+export async function hostLeaseKeys(c: EtcdConn): Promise<{ revision: string; keys: { mac: string; kv: IKeyValue | undefined }[] }> {
   if (!(await indexComplete(c))) await buildIndex(c);
-  const macs = await indexedMacs(c);
-  const kvs = await readLeaseKeys(c, macs);
-  return macs.map((mac, i) => ({ mac, kv: kvs[i] }));
+  const revision = (await c.call('index read', () => c.client.get(markerKey(c)).exec())).header.revision;
+  const macs = await indexedMacs(c, c.host, revision);
+  const kvs = await readLeaseKeys(c, macs, revision);
+  return { revision, keys: macs.map((mac, i) => ({ mac, kv: kvs[i] })) };
 }
 
 /** The leases of this host through its index (every lease, read only, until the index is whole). */

@@ -6,7 +6,7 @@ import { UncloudError } from '../core/errors.js';
 import { formatMac, parseMac } from '../core/mac.js';
 import type { Owner } from '../core/owner.js';
 import type { EtcdConn } from './etcd-client.js';
-import { countIfNeeded, CountDelta, DAMAGED_HOST } from './etcd-held-count.js';
+import { checkHostCount, countIfNeeded, CountDelta, DAMAGED_HOST } from './etcd-held-count.js';
 import { dropIndexKey, hostLeaseKeys } from './etcd-host-index.js';
 import { parseLease, serializeLease } from './lease.js';
 import { isStale } from './policy.js';
@@ -59,7 +59,8 @@ export async function setLeaseOwners(c: EtcdConn, macs: string[], owners: Owner[
 
 /**
  * Free this host's leases whose owners are all gone, found through this host's index (other hosts' leases
- * are theirs, and their TTL's). Index keys whose lease is gone or another host's now are deleted.
+ * are theirs, and their TTL's). Index keys whose lease is gone or another host's now are deleted, and this
+ * host's held count is checked against the lease keys read (etcd-held-count.ts).
  */
 export async function gcLeases(
   c: EtcdConn,
@@ -69,7 +70,8 @@ export async function gcLeases(
 ): Promise<Lease[]> {
   const freed: Lease[] = [];
   await countIfNeeded(c);
-  for (const { mac, kv } of await hostLeaseKeys(c)) {
+  const at = await hostLeaseKeys(c);
+  for (const { mac, kv } of at.keys) {
     if (!kv) {
       await dropIndexKey(c, mac, kv);
       continue;
@@ -83,6 +85,8 @@ export async function gcLeases(
     if (lease.host !== c.host) await dropIndexKey(c, mac, kv);
     else if (isStale(lease, isAlive, keep) && (await release(lease.mac, lease.vm?.uuid ?? lease.vm?.name))) freed.push(lease);
   }
+  // This host's count against the keys read above (releases since then count themselves).
+  await checkHostCount(c, at, () => hostLeaseKeys(c));
   return freed;
 }
 

@@ -249,6 +249,64 @@ describe('etcd held count', () => {
     expect(await counted(a)).toEqual({ held: 6, byHost: { 'h-one': 2, 'h-two': 3, 'damaged records': 1 } });
   });
 
+  it("a count changed by hand (a counter key put once more, a '-' key deleted, every key copied once as etcdctl make-mirror does) is set right by the host's own gc, also while allocations and other gcs run", async () => {
+    const { p, store } = fresh();
+    const a = store('h-one');
+    const b = store('h-two');
+    await counted(a);
+    const agent = await a.takeLease();
+    await a.allocate(pool, [running('1'), running('2'), manual, manual, manual]);
+    await b.allocate(pool, [manual, manual]);
+    await a.release('42:00:00:00:00:03'); // puts h-one's '-0' counter key
+    expect(await counted(a)).toEqual(await truth(p));
+    await e.raw.put(`${p}/counts/420000/h-one/0/+0`).value('');
+    expect(await counted(a)).toEqual({ held: 7, byHost: { 'h-one': 5, 'h-two': 2 } });
+    expect(await truth(p)).toEqual({ held: 6, byHost: { 'h-one': 4, 'h-two': 2 } });
+    expect(await a.gc()).toEqual([]);
+    expect(await counted(a)).toEqual(await truth(p));
+
+    await e.raw.delete().key(`${p}/counts/420000/h-one/0/-0`);
+    expect((await counted(a)).held).toBe((await truth(p)).held + 1);
+    await a.gc();
+    expect(await counted(a)).toEqual(await truth(p));
+
+    // h-two's count is h-two's gc's to set right; h-one's gc costs h-one's keys and leaves it.
+    await e.raw.put(`${p}/counts/420000/h-two/0/+1`).value('');
+    await a.gc();
+    expect((await counted(a)).byHost?.['h-two']).toBe(4);
+    await b.gc();
+    expect(await counted(a)).toEqual(await truth(p));
+
+    // Counts put wrong on the agent's lease, then gcs of both hosts (two of h-one's) among racing allocations.
+    for (let round = 0; round < 8; round++) {
+      await agent.lease.put(`${p}/counts/420000/h-one/${agent.id}/+${round % 4}`).value('');
+      const allocations = Array.from({ length: 8 }, (_, i) => (i % 3 === 2 ? b : a).allocate(pool, [i % 2 ? manual : running(`${round}${i}`)]));
+      await Promise.all([a.gc(), a.gc(), b.gc(), ...allocations]);
+      expect(await counted(a)).toEqual(await truth(p));
+    }
+
+    // A lease record damaged by hand after it was counted under h-one: counted under "damaged records" after gc.
+    await e.raw.put(`${p}/macs/420000000004`).value('garbage');
+    await e.raw.put(`${p}/counts/420000/h-one/0/+0`).value('');
+    await a.gc();
+    expect(await counted(a)).toEqual(await truth(p));
+    expect((await truth(p)).byHost['damaged records']).toBe(1);
+
+    // etcdctl make-mirror copies every key once, without its etcd lease: each counter key then says 2^b once.
+    const to = fresh();
+    for (const kv of (await e.raw.getAll().prefix(`${p}/`).exec()).kvs) {
+      await e.raw.put(`${to.p}${kv.key.toString().slice(p.length)}`).value(kv.value);
+    }
+    const [a2, b2] = [to.store('h-one'), to.store('h-two')];
+    expect(await counted(a2)).not.toEqual(await truth(to.p));
+    await Promise.all([a2.gc(), b2.gc(), a2.allocate(pool, [manual]), b2.allocate(pool, [running('77')])]);
+    expect(await counted(a2)).toEqual(await truth(to.p));
+    // The copied counter keys hang on no etcd lease, nor does what set them right: the agent's lease going leaves them be.
+    await agent.lease.revoke();
+    expect(await counted(a2)).toEqual(await truth(to.p));
+    expect(await counted(a)).toEqual(await truth(p));
+  });
+
   it('a count that cannot be right is not trusted: mac pool counts the keys instead, and gc counts again', async () => {
     const { p, store } = fresh();
     const a = store('h-one');
