@@ -8,8 +8,7 @@
  * Synchronous and quiet: it runs on exit paths and must not throw.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GUARD_IFACE_RE, GUARD_TABLE, guardedIfaces, removalJson } from '../core/nic-guard-rules.js';
 import { TAP_RE } from '../core/tap-name.js';
@@ -39,20 +38,15 @@ export function listGuardedTaps(): string[] {
 }
 
 /**
- * Run an `nft -j` batch from a private temp file: nft reads `-f -` by opening /dev/stdin, which fails
- * (ENXIO) when stdin is a socket, as node's pipes are.
+ * Run an `nft -j` batch. nft reads `-f -` by opening /dev/stdin, which fails (ENXIO) when stdin is a socket,
+ * as node's pipes are: `cat` passes it on through a real pipe. No temp file, so a process killed meanwhile
+ * leaves nothing behind.
  */
 function runNftBatch(batch: string): boolean {
-  let dir: string | undefined;
   try {
-    dir = mkdtempSync(join(tmpdir(), 'uncloud-vm-nft-'));
-    const file = join(dir, 'batch.json');
-    writeFileSync(file, batch, { mode: 0o600 });
-    return spawnSync('nft', ['-j', '-f', file], { stdio: 'ignore' }).status === 0;
+    return spawnSync('sh', ['-c', 'cat | nft -j -f -'], { input: batch, stdio: ['pipe', 'ignore', 'ignore'] }).status === 0;
   } catch {
     return false;
-  } finally {
-    if (dir) rmSync(dir, { recursive: true, force: true });
   }
 }
 

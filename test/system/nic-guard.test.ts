@@ -12,7 +12,8 @@ import { nicAddresses } from '../../src/core/nic-allowed.js';
 import { GUARD_TABLE, guardBatch } from '../../src/core/nic-guard-rules.js';
 import { guardOptions, parseNic } from '../../src/core/nic-request.js';
 import { guardMarkPath } from '../../src/system/nic-guard.js';
-import { callInNetns } from '../helpers/call-in-netns.js';
+import { callInNetns, runInNetns } from '../helpers/call-in-netns.js';
+import { ROOT } from '../helpers/cli.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { tempDirEachTest } from '../helpers/temp-dir.js';
 
@@ -116,6 +117,14 @@ describe('removal', () => {
     expect(elementsOf('veth_other')).toBeGreaterThan(0);
     await call('removeGuard', 'veth_other');
     expect(elementsOf('veth_other')).toBe(0);
+  });
+
+  it('removal writes no temp file (a gc or stop killed meanwhile would leave it behind): it works with no temp dir at all', async () => {
+    guard(TAP0, '42:00:00:00:00:01');
+    const dist = join(ROOT, 'dist/system/nic-guard.js');
+    const src = `process.env.TMPDIR = ${JSON.stringify(join(tmp.path, 'none'))}; const m = await import(${JSON.stringify(dist)}); console.log(m.removeNicGuard(${JSON.stringify(TAP0)}));`;
+    expect((await runInNetns(ns, src)).trim()).toBe('true');
+    expect(elementsOf(TAP0)).toBe(0);
   });
 
   it('removeNicGuard says whether the guard is gone: true once removed, true when there was none, true for a name that is not a tap', async () => {
