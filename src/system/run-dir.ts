@@ -82,15 +82,18 @@ export function runDirNames(runDir: string): string[] {
   }
 }
 
-/** Staging dirs a launcher killed mid-claim left behind. */
-export function oldStagingDirs(runDir: string, now = Date.now()): string[] {
+/**
+ * Staging dirs a launcher killed mid-claim left behind. A claim makes and renames its staging dir under the
+ * claim lock: whoever holds that lock knows every staging dir is a dead claim's, whatever its age (maxAgeMs 0).
+ */
+export function oldStagingDirs(runDir: string, now = Date.now(), maxAgeMs = STAGING_MAX_AGE_MS): string[] {
   let entries: string[];
   try {
     entries = readdirSync(runDir).filter((e) => e.startsWith(STAGING_PREFIX));
   } catch {
     return [];
   }
-  return entries.map((e) => join(runDir, e)).filter((p) => now - (mtimeOf(p) ?? now) > STAGING_MAX_AGE_MS);
+  return entries.map((e) => join(runDir, e)).filter((p) => now - (mtimeOf(p) ?? now) >= maxAgeMs);
 }
 
 export function mtimeOf(path: string): number | null {

@@ -196,6 +196,14 @@ describe('crash paths converge', () => {
     expect(readdirSync(fake.sb.runDir).filter((e) => e !== '.claim.lock' && e !== '.logs')).toEqual([]);
   });
 
+  it('a staging dir of a claim killed a moment ago is removed by the next gc (claims make and rename it under the claim lock)', async () => {
+    mkdirSync(join(fake.sb.runDir, '.staging-young'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(fake.sb.runDir, '.staging-young', '.tmp-vm.json-1-1'), '{');
+    const gc = await run(['gc']);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(readdirSync(fake.sb.runDir).filter((e) => e !== '.claim.lock' && e !== '.logs')).toEqual([]);
+  });
+
   it('#10 a start over a record-less run dir of the same name takes it over', async () => {
     mkdirSync(join(fake.sb.runDir, 'over'), { recursive: true, mode: 0o700 });
     writeFileSync(join(fake.sb.runDir, 'over', 'junk'), 'x');
