@@ -63,7 +63,12 @@ export class HostIndex {
 
   /** 'checked': in this boot; 'earlier': holds every lease but was checked in an earlier boot; 'missing': not known to be whole. */
   state(): 'checked' | 'earlier' | 'missing' {
-    const text = readTextIfExists(join(this.r.hostsDir, MARKER));
+    let text: string | null = null;
+    try {
+      text = readTextIfExists(join(this.r.hostsDir, MARKER));
+    } catch {
+      // A marker that cannot be read (a directory in its place) says nothing: readers read every lease.
+    }
     return text === null ? 'missing' : text.trim() === bootId() ? 'checked' : 'earlier';
   }
 

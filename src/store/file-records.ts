@@ -88,7 +88,7 @@ export class FileRecords {
   }
 
   readPoolFile(): PoolFile {
-    const text = readTextIfExists(this.poolPath);
+    const text = readRecordText('state file', this.poolPath);
     if (text === null) return { version: 1, cursors: {} };
     const d = parseRecord<PoolFile>(text, 'state file', this.poolPath);
     const bad = (why: string) => damaged('state file', this.poolPath, why);
@@ -191,4 +191,16 @@ export function leasePageOf(dir: string, read: TextPage): LeasePage {
     if (leaseOfText(`${dir}/${read.names[i]}`, text, page.leases, page.damaged)) json?.push(read.json![i] ?? null);
   });
   return page;
+}
+
+/**
+ * A record file's text (null: there is none). One that cannot be read (a directory or a FIFO in its place,
+ * an I/O error) is a damaged record, named, as one that cannot be parsed is.
+ */
+export function readRecordText(what: string, path: string): string | null {
+  try {
+    return readTextIfExists(path);
+  } catch (err) {
+    throw damaged(what, path, `cannot be read: ${(err as Error).message}`);
+  }
 }

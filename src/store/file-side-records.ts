@@ -2,11 +2,11 @@
  * The file store's records that hold no address: conflict records (conflicts/<12 hex>.json) and named VMs'
  * identities (vms/<name>.json), and the lookup of one lease. The store (file-store.ts) builds on this.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatMac, parseMac } from '../core/mac.js';
-import { readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
-import { type FileRecords, hexOf, namesIn } from './file-records.js';
+import { removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { type FileRecords, hexOf, namesIn, readRecordText } from './file-records.js';
 import { parseConflict, parseIdentity } from './lease.js';
 import type { Conflict, DamagedRecord, Lease, VmIdentity } from './store.js';
 
@@ -35,10 +35,9 @@ export class FileSideRecords {
     const out: Conflict[] = [];
     for (const e of jsonNames(this.r.conflictDir)) {
       const path = join(this.r.conflictDir, e);
-      const text = readTextIfExists(path);
-      if (text === null) continue;
       try {
-        out.push(parseConflict(text, path));
+        const text = readRecordText('conflict record', path);
+        if (text !== null) out.push(parseConflict(text, path));
       } catch (err) {
         damagedRecords.push({ key: path, why: (err as Error).message });
       }
@@ -48,7 +47,7 @@ export class FileSideRecords {
 
   async getIdentity(name: string): Promise<VmIdentity | null> {
     const path = this.identityPath(name);
-    const text = readTextIfExists(path);
+    const text = readRecordText('VM record', path);
     return text === null ? null : parseIdentity(text, path);
   }
 
@@ -73,8 +72,9 @@ export class FileSideRecords {
   }
 
   async deleteIdentity(name: string): Promise<boolean> {
-    if (readTextIfExists(this.identityPath(name)) === null) return false;
-    removeQuietly(this.identityPath(name));
+    // A damaged one too, whatever is in its place (forget is how an operator removes it).
+    if (!existsSync(this.identityPath(name))) return false;
+    rmSync(this.identityPath(name), { recursive: true, force: true });
     return true;
   }
 
