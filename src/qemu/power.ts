@@ -3,9 +3,10 @@
  * power button with qemu told to pause instead of ending on the power-off, then reset and run: libvirt's
  * "fake reboot"). qemu's actions on power-off and reboot are put back however a verb ends.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../core/owner.js';
+import { readTextIfExists } from '../system/atomic-file.js';
 import { currentOwner, isOwnerAlive } from '../system/proc.js';
 import { exitCodeOf, holdSignals } from './held-signals.js';
 import { waitUntil } from './poll.js';
@@ -184,12 +185,14 @@ function writeRebootMark(t: PowerTarget): void {
 
 /** The process rebooting the VM, as its mark names it; null when there is no mark (or it cannot be read). */
 function rebootMarkOwner(path: string): Owner | null | 'damaged' {
-  let text: string;
+  let text: string | null;
   try {
-    text = readFileSync(path, 'utf8');
+    // Never a blocking read: a FIFO in the mark's place would hang status, stop and gc.
+    text = readTextIfExists(path);
   } catch {
     return null;
   }
+  if (text === null) return null;
   try {
     const o = JSON.parse(text) as Owner;
     return typeof o?.pid === 'number' && typeof o.startTime === 'number' ? o : 'damaged';

@@ -11,7 +11,7 @@
  * (JSON.stringify of each parsed text, see TextPage.json) and this thread need not. The two threads share
  * the work that way, as fast as each is.
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 /** A file's text; null: it vanished meanwhile; { error }: it could not be read (the message says why). */
@@ -24,18 +24,23 @@ const AHEAD = 4;
 /** A lease file is small: one buffer serves every read (a readFileSync per file costs twice as much). */
 const BUF_SIZE = 16 * 1024;
 
-type Fs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeSync' | 'readFileSync'>;
+type Fs = Pick<typeof import('node:fs'), 'openSync' | 'readSync' | 'closeSync' | 'readFileSync' | 'fstatSync'>;
 // This thread's calls (named imports: a namespace import of node:fs makes the build copy the whole of fs at start-up).
-const fs: Fs = { openSync, readSync, closeSync, readFileSync };
+const fs: Fs = { openSync, readSync, closeSync, readFileSync, fstatSync };
 
 // readText and readPage also run in the worker, compiled there from their source text: they use nothing but
 // their arguments.
 
-/** A small file's text through `buf` (a larger one is read whole), or null when it does not exist. */
+/**
+ * A small file's text through `buf` (a larger one is read whole), or null when it does not exist. Opened
+ * non-blocking (O_RDONLY | O_NONBLOCK on Linux: a literal, as this runs in the worker too), so a FIFO in a
+ * file's place is "not a regular file" instead of hanging every reader; so is a device that fills `buf`
+ * (it would be read for ever).
+ */
 export function readText(io: Fs, path: string, buf: Buffer): string | null {
   let fd: number;
   try {
-    fd = io.openSync(path, 'r');
+    fd = io.openSync(path, 0o4000);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
@@ -43,6 +48,11 @@ export function readText(io: Fs, path: string, buf: Buffer): string | null {
   let n: number;
   try {
     n = io.readSync(fd, buf, 0, buf.length, 0);
+    if (n === buf.length && !io.fstatSync(fd).isFile()) throw new Error('not a regular file');
+  } catch (err) {
+    // A FIFO cannot be read at an offset (ESPIPE), nor without a writer (EAGAIN).
+    const code = (err as NodeJS.ErrnoException).code;
+    throw code === 'ESPIPE' || code === 'EAGAIN' ? new Error('not a regular file') : err;
   } finally {
     io.closeSync(fd);
   }

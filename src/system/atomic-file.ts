@@ -1,5 +1,5 @@
 /** Whole-file writes that a crash cannot leave half-done: temp file + fsync + rename (or link). */
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 
@@ -61,13 +61,25 @@ export function createFileExclusive(path: string, data: string, mode = 0o600, tm
   }
 }
 
-/** A whole file's text, or null when it does not exist. */
+/**
+ * A whole file's text, or null when it does not exist. Opened non-blocking, and only a regular file or a
+ * directory (EISDIR) is read: a FIFO or a device in a record's place would hang every verb that reads it, or
+ * never end (ENOTREG, "not a regular file").
+ */
 export function readTextIfExists(path: string): string | null {
+  let fd: number;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() && !st.isDirectory()) throw Object.assign(new Error('ENOTREG: not a regular file, read'), { code: 'ENOTREG' });
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 
