@@ -12,9 +12,9 @@
  * lease file once, under the lock, and puts back what is missing. Without the marker, readers read every
  * lease file instead (they never write).
  */
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readTextIfExists, removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { readTextIfExists, removeQuietly, sweepTemp, TMP_PREFIX } from '../system/atomic-file.js';
 import { type FileRecords, HEX12_RE, hexOf, macOfHex, namesIn } from './file-records.js';
 
 const MARKER = '.complete';
@@ -75,7 +75,7 @@ export class HostIndex {
   /** A new store: no lease file yet, so the (empty) index is whole. */
   markNew(): void {
     mkdirSync(this.r.hostsDir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(join(this.r.hostsDir, MARKER), `${bootId()}\n`);
+    this.r.writeAtomic(join(this.r.hostsDir, MARKER), `${bootId()}\n`);
   }
 
   /**
@@ -109,13 +109,7 @@ export class HostIndex {
   }
 }
 
-/** Remove a temp file a killed writer left, once it is old enough that no live writer can still link it. */
+/** Remove a temp file a killed writer left (system/atomic-file.ts sweepTemp). */
 export function sweepIfOld(path: string, now = Date.now()): void {
-  let mtime: number;
-  try {
-    mtime = statSync(path).mtimeMs;
-  } catch {
-    return;
-  }
-  if (now - mtime > TMP_MAX_AGE_MS) removeQuietly(path);
+  sweepTemp(path, TMP_MAX_AGE_MS, now);
 }

@@ -118,7 +118,13 @@ export class FileRecords {
   }
 
   writePoolFile(file: PoolFile): void {
-    writeFileAtomic(this.poolPath, `${JSON.stringify(file)}\n`);
+    this.writeAtomic(this.poolPath, `${JSON.stringify(file)}\n`);
+  }
+
+  /** Replace a record atomically, its temp file in tmpDir: the one place gc looks for what killed writers left. */
+  writeAtomic(path: string, data: string): void {
+    if (!this.ready) mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(path, data, 0o600, this.tmpDir);
   }
 
   /** The cursor's index in a pool; a new pool starts at suffix 1. */

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatMac, parseMac } from '../core/mac.js';
-import { removeQuietly, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { removeQuietly, TMP_PREFIX } from '../system/atomic-file.js';
 import { type FileRecords, hexOf, namesIn, readRecordText } from './file-records.js';
 import { parseConflict, parseIdentity } from './lease.js';
 import type { Conflict, DamagedRecord, Lease, VmIdentity } from './store.js';
@@ -22,7 +22,7 @@ export class FileSideRecords {
     if (conflict === null) return removeQuietly(path);
     this.r.ensureDirs();
     mkdirSync(this.r.conflictDir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(path, `${JSON.stringify(conflict)}\n`);
+    this.r.writeAtomic(path, `${JSON.stringify(conflict)}\n`);
   }
 
   async listConflicts(): Promise<{ conflicts: Conflict[]; damaged: DamagedRecord[] }> {
@@ -54,7 +54,7 @@ export class FileSideRecords {
   async putIdentity(identity: VmIdentity): Promise<void> {
     this.r.ensureDirs();
     mkdirSync(this.r.vmsDir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(this.identityPath(identity.name), `${JSON.stringify(identity)}\n`);
+    this.r.writeAtomic(this.identityPath(identity.name), `${JSON.stringify(identity)}\n`);
   }
 
   async listIdentities(): Promise<{ identities: VmIdentity[]; damaged: DamagedRecord[] }> {

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import { checkInPool, formatMac, macAt, parseMac, type Pool } from '../core/mac.js';
-import { createFileExclusive, removeQuietly, writeFileAtomic } from '../system/atomic-file.js';
+import { createFileExclusive, removeQuietly } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { withDirLock } from '../system/dir-lock.js';
 import { FileRecords, leasePageOf, namesIn } from './file-records.js';
@@ -121,7 +121,7 @@ export class FileStore extends FileSideRecords implements Store {
         const path = this.r.leasePath(mac);
         const lease = this.r.readLease(path);
         if (!lease) throw new UncloudError('LEASE_GONE', `lease of ${mac} disappeared from ${this.where}`);
-        writeFileAtomic(path, serializeLease({ ...lease, owners }));
+        this.r.writeAtomic(path, serializeLease({ ...lease, owners }));
       }
     });
   }

@@ -1,12 +1,38 @@
 /** Whole-file writes that a crash cannot leave half-done: temp file + fsync + rename (or link). */
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
+import { processStartTime } from './proc.js';
 
 let counter = 0;
 
 /** Temp files start with ".tmp-" so readers skip them and gc can sweep leftovers of killed writers. */
 export const TMP_PREFIX = '.tmp-';
+
+/** The pid of the process that wrote a temp file, from its name (null: not a name tempPath makes). */
+export function tempWriter(name: string): number | null {
+  const m = name.startsWith(TMP_PREFIX) ? /-(\d+)-\d+$/.exec(name) : null;
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Remove a temp file a killed writer left: at once when its name says which process wrote it and that process
+ * is gone (it can no longer link or rename it), else once it is older than `maxAgeMs` (the pid may be reused).
+ */
+export function sweepTemp(path: string, maxAgeMs: number, now = Date.now()): void {
+  const writer = tempWriter(basename(path));
+  if (writer !== null && processStartTime(writer) === null) {
+    removeQuietly(path);
+    return;
+  }
+  let mtime: number;
+  try {
+    mtime = statSync(path).mtimeMs;
+  } catch {
+    return;
+  }
+  if (now - mtime > maxAgeMs) removeQuietly(path);
+}
 
 function tempPath(path: string, dir: string): string {
   counter += 1;
@@ -32,9 +58,12 @@ function writeTemp(path: string, data: string, mode: number, dir = dirname(path)
   }
 }
 
-/** Replace `path` with `data` atomically: readers see the old file or the new one, never a mix. */
-export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
-  const tmp = writeTemp(path, data, mode);
+/**
+ * Replace `path` with `data` atomically: readers see the old file or the new one, never a mix. `tmpDir` (same
+ * file system) puts the temp file where leftovers are looked for.
+ */
+export function writeFileAtomic(path: string, data: string, mode = 0o600, tmpDir?: string): void {
+  const tmp = writeTemp(path, data, mode, tmpDir);
   try {
     renameSync(tmp, path);
   } catch (err) {

@@ -3,6 +3,7 @@
  * leave: each state is made by hand as the store's steps leave it, and the store must read it right and one gc
  * (or the next change) must converge it.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,5 +145,20 @@ describe('file store host index', () => {
     await store.gc();
     expect(existsSync(old)).toBe(false);
     expect(existsSync(young)).toBe(true);
+  });
+
+  it('gc sweeps at once a temp file whose writer is gone, and the pool file\'s and a rewritten lease\'s temp files are made there', async () => {
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!; // a pid that has exited
+    const left = join(state, 'tmp', `.tmp-pool.json-${gone}-1`);
+    writeFileSync(left, '{');
+    await store.gc();
+    expect(existsSync(left)).toBe(false);
+    // Writes of the pool file and of a lease's owners go through the store's tmp dir (only it is swept).
+    rmSync(join(state, 'tmp'), { recursive: true });
+    writeFileSync(join(state, 'tmp'), '');
+    await expect(store.setOwners(['42:00:00:00:00:01'], [])).rejects.toThrow(/cannot write/);
+    await expect(store.release('42:00:00:00:00:02')).rejects.toThrow(/cannot write/);
+    rmSync(join(state, 'tmp'));
+    expect((await store.listHost()).leases.map((l) => l.mac)).toEqual(['42:00:00:00:00:01', '42:00:00:00:00:02']);
   });
 });

@@ -5,9 +5,9 @@
  * Same for the etcd store.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePool } from '../../src/core/mac.js';
 import { parseStore, type EtcdTarget } from '../../src/core/store-url.js';
@@ -122,6 +122,9 @@ describe('crash consistency under random SIGKILLs', () => {
       console.log(`file store torture: ${r.kills} kills; at the freeze ${r.leasesAtFreeze} leases, ${r.liveHeld} of live workers, ${r.freedByGc} freed by one gc`);
       expect(r.kills).toBeGreaterThanOrEqual(200);
       JSON.parse(readFileSync(join(state, 'pool.json'), 'utf8'));
+      // Nor is a temp file of a killed writer left after that gc, wherever it was writing.
+      const temps = (readdirSync(state, { recursive: true }) as string[]).filter((p) => basename(p).startsWith('.tmp-'));
+      expect(temps).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
