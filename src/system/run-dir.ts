@@ -5,7 +5,7 @@
  * renamed into place, so a run dir never exists without its record.
  */
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { NicAddresses } from '../core/nic-allowed.js';
 import type { Owner } from '../core/owner.js';
 import type { VmRunFiles } from '../core/vm-files.js';
@@ -131,8 +131,26 @@ export function writeScript(path: string, text: string): void {
   chmodSync(path, 0o700);
 }
 
+let removals = 0;
+
+/**
+ * Remove a run dir at once: renamed to a staging name first, then deleted, so a process killed meanwhile
+ * leaves no half run dir (a record-less one would count as starting for a while) but a staging dir, which
+ * the next gc removes.
+ */
 export function removeDir(path: string): void {
-  rmSync(path, { recursive: true, force: true });
+  let doomed = path;
+  if (!basename(path).startsWith(STAGING_PREFIX)) {
+    removals += 1;
+    doomed = join(dirname(path), `${STAGING_PREFIX}gone-${process.pid}-${removals}`);
+    try {
+      renameSync(path, doomed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      doomed = path;
+    }
+  }
+  rmSync(doomed, { recursive: true, force: true });
 }
 
 export function ensureDir(path: string): void {

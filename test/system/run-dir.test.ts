@@ -1,9 +1,11 @@
 /** Run records read back or said to be damaged (never thrown), and the staging dirs a killed claim leaves. */
-import { mkdirSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { vmRunFiles } from '../../src/core/vm-files.js';
 import { createRunDir, oldStagingDirs, readRecord, runDirNames, STAGING_MAX_AGE_MS, STAGING_PREFIX, type VmRecord } from '../../src/system/run-dir.js';
+import { ROOT } from '../helpers/cli.js';
 import { tempDirEachTest } from '../helpers/temp-dir.js';
 
 const tmp = tempDirEachTest();
@@ -60,3 +62,23 @@ describe('runDirNames and oldStagingDirs', () => {
     expect(oldStagingDirs(join(tmp.path, 'nonexistent'))).toEqual([]);
   });
 });
+
+describe('removeDir', () => {
+  it('a process killed while it removes a run dir leaves the run dir whole or gone, never half of it (a staging dir instead)', async () => {
+    const dir = join(tmp.path, 'web1');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'vm.json'), '{}');
+    for (let i = 0; i < 20_000; i++) writeFileSync(join(dir, `f${i}`), '');
+    const mod = join(ROOT, 'dist/system/run-dir.js');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); process.stdout.write('go'); m.removeDir(${JSON.stringify(dir)});`]);
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    // Killed as soon as the removal shows: the dir is gone, or has lost some of its files.
+    while (existsSync(dir) && readdirSync(dir).length === 20_001 && child.exitCode === null) await new Promise((r) => setImmediate(r));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const left = existsSync(dir) ? readdirSync(dir).length : 0;
+    expect([0, 20_001]).toContain(left);
+    expect(readdirSync(tmp.path).filter((e) => e !== 'web1' && !e.startsWith(STAGING_PREFIX))).toEqual([]);
+  });
+});
+
