@@ -173,12 +173,14 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     });
   }
   // Under the claim lock every staging dir is a killed claim's, however young: one gc leaves none.
-  await withRunDirLock(deps.runDir, () => {
-    for (const dir of oldStagingDirs(deps.runDir, Date.now(), 0)) {
-      removeDir(dir);
-      report.removedDirs.push(dir);
-    }
-  });
+  if (oldStagingDirs(deps.runDir, Date.now(), 0).length > 0) {
+    await withRunDirLock(deps.runDir, () => {
+      for (const dir of oldStagingDirs(deps.runDir, Date.now(), 0)) {
+        removeDir(dir);
+        report.removedDirs.push(dir);
+      }
+    });
+  }
 
   // Host-side leftovers: what no live VM reserved and nothing holds.
   const reserved = new Set(observeAll(deps.runDir).filter((v) => v.phase !== 'dead').flatMap((v) => v.record?.taps ?? []));
