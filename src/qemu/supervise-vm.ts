@@ -85,15 +85,17 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
   let failure = false;
   try {
     try {
-      qemu = await recordQemu(vm, deps, child.pid);
-      await rememberIdentity(vm, deps);
+      // A stop signal may come at any await here; onSignal has then killed qemu at its gate.
+      if (stopping === 0) qemu = await recordQemu(vm, deps, child.pid);
+      if (stopping === 0) await rememberIdentity(vm, deps);
       if (stopping === 0) {
         openGate(child.stdio[3] as unknown as NodeJS.WritableStream);
         gateOpen = true;
       }
     } catch (err) {
       child.kill('SIGKILL');
-      if (child.pid !== undefined) throw err;
+      // Recording a qemu that a stop signal has just killed fails: the start was stopped, not failed.
+      if (child.pid !== undefined && stopping === 0) throw err;
     }
     // qemu's exit ends the VM even if something it started still holds its stderr open (cut after 1 s).
     const result = await qemuChild.ended(1000);
