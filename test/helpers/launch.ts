@@ -19,6 +19,7 @@ import { FileStore } from '../../src/store/file-store.js';
 import type { Owner, VmIdentity } from '../../src/store/store.js';
 import { currentOwner, processCmdline } from '../../src/system/proc.js';
 import { FAKE_QEMU, waitFor } from './cli.js';
+import { type FakeQmp, fakeQmp } from './fake-qmp.js';
 import { alive } from './process.js';
 import { testUuid } from './run-dir-vm.js';
 
@@ -56,6 +57,8 @@ export interface LaunchFrame {
   fakeQemu: (opts?: FakeQemuOptions) => string;
   /** A qemu that is a few lines of sh (exec'd by exec.sh with qemu's argv); it touches qemuRan first. */
   shQemu: (body: string) => string;
+  /** A QMP socket at a VM's path, as qemu makes it once it runs (for an sh qemu); closed after the test. */
+  serveQmp: (vm: PreparedVm) => Promise<FakeQmp>;
   /** A plan as `start` makes it (tcg, 64 MiB, one NIC on br0 unless told), for the qemu given. */
   plan: (qemu: string, opts?: StartOptions) => VmPlan;
   prepare: (plan: VmPlan, opts?: Partial<PrepareOptions>, deps?: Partial<LaunchDeps>) => Promise<PreparedVm>;
@@ -102,6 +105,7 @@ export function launchFrame(prefix = 'uncloud-vm-launch-'): LaunchFrame {
   let dir = '';
   let store: FileStore | undefined;
   let scripts = 0;
+  let qmp: FakeQmp | undefined;
   const notes: string[] = [];
   const shown: string[] = [];
   const frame = {
@@ -152,6 +156,7 @@ export function launchFrame(prefix = 'uncloud-vm-launch-'): LaunchFrame {
       chmodSync(path, 0o755);
       return path;
     },
+    serveQmp: async (vm: PreparedVm) => (qmp = await fakeQmp(vm.spec.qmpSocket)),
     plan: (qemu: string, opts: StartOptions = {}) => planVm({ accel: 'tcg', memory: '64', ...opts, qemu }, facts, { bridge: 'br0', qemu: 'qemu-system-x86_64' }, uuids),
     prepare: (plan: VmPlan, opts: Partial<PrepareOptions> = {}, deps: Partial<LaunchDeps> = {}) => prepareVm(plan, { ...frame.deps, ...deps }, { launcher: me, managedBy: 'launcher', ...opts }),
     held: async () => (await frame.store.list()).leases.map((l) => `${l.mac} ${l.vm?.name ?? '-'}`),
@@ -178,6 +183,8 @@ export function launchFrame(prefix = 'uncloud-vm-launch-'): LaunchFrame {
     shown.length = 0;
   });
   afterEach(async () => {
+    await qmp?.close();
+    qmp = undefined;
     for (const pid of frame.leftovers()) {
       try {
         process.kill(pid, 'SIGKILL');

@@ -8,22 +8,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
 import { runDetached } from '../../src/qemu/run-detached.js';
 import { readFrom } from '../../src/system/vm-logs.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
-import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
 import { HOST, launchFrame, me, NOTHING_LEFT, refused, rejection } from '../helpers/launch.js';
 import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
 const f = launchFrame('uncloud-vm-detached-');
-let qmp: FakeQmp | undefined;
-afterEach(async () => {
-  await qmp?.close();
-  qmp = undefined;
-});
 
 const MAC1 = '42:00:00:00:00:01';
 const storeWith = f.storeWith;
@@ -168,7 +162,7 @@ describe('runDetached: the launcher goes', () => {
     const vm = await f.prepare(f.plan(f.shQemu(`trap '' PIPE\nwhile [ ! -e '${say}' ]; do sleep 0.05; done\necho "qemu: said after the launcher left" >&2\n: > '${said}'\nexec sleep 1000`)));
     const l = launcher(vm, false);
     await waitFor('qemu running', () => existsSync(f.qemuRan));
-    qmp = await fakeQmp(vm.spec.qmpSocket); // its QMP socket, as qemu makes it once it runs
+    await f.serveQmp(vm);
     const pid = Number(await l.said);
     await new Promise((r) => (l.child.exitCode !== null ? r(null) : l.child.once('exit', r)));
     writeFileSync(say, '');

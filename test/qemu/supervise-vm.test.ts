@@ -10,7 +10,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
 import type { HeldSignals } from '../../src/qemu/held-signals.js';
 import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
@@ -18,18 +18,12 @@ import { superviseVm } from '../../src/qemu/supervise-vm.js';
 import type { FileStore } from '../../src/store/file-store.js';
 import { readFrom } from '../../src/system/vm-logs.js';
 import { ROOT, waitFor } from '../helpers/cli.js';
-import { type FakeQmp, fakeQmp } from '../helpers/fake-qmp.js';
 import { HOST, launchFrame, NOTHING_LEFT, refused } from '../helpers/launch.js';
 import { createNetns, type Netns } from '../helpers/netns.js';
 import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
 const f = launchFrame('uncloud-vm-supervise-');
-let qmp: FakeQmp | undefined;
-afterEach(async () => {
-  await qmp?.close();
-  qmp = undefined;
-});
 
 const MAC1 = '42:00:00:00:00:01';
 const storeWith = f.storeWith;
@@ -112,7 +106,7 @@ describe('superviseVm: how qemu ended', () => {
     const vm = await f.prepare(f.plan(f.shQemu(`echo "qemu: warning: up" >&2\nwhile [ ! -e '${end}' ]; do sleep 0.05; done\nexit 3`), { name: 'web1', uuid: testUuid() }));
     const run = supervise(vm);
     await waitFor('qemu running', () => existsSync(f.qemuRan));
-    qmp = await fakeQmp(vm.spec.qmpSocket); // its QMP socket, as qemu makes it once it runs
+    await f.serveQmp(vm);
     await untilUp();
     writeFileSync(end, '');
     const err = failed(await run);
