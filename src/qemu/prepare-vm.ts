@@ -20,7 +20,7 @@ import { claimVm } from '../system/vm-claim.js';
 import { loadTemplate, render } from '../system/templates.js';
 import { openVmLogs } from '../system/vm-logs.js';
 import { exitCodeOf } from './held-signals.js';
-import { qemuNotFound } from './qemu-process.js';
+import { type GatedQemu, qemuNotFound, qemuOwner, spawnGate } from './qemu-process.js';
 import { giveBackAfterFailure, giveBackHeld } from './reconcile.js';
 
 export interface LaunchDeps {
@@ -60,6 +60,8 @@ export interface PreparedVm {
   identity: VmIdentity | null;
   /** What it was remembered as before this start: put back if qemu fails to start. */
   previousIdentity: VmIdentity | null;
+  /** qemu at its gate, when spawned while the VM was prepared (PrepareOptions.gate). */
+  gate?: GatedQemu;
 }
 
 export interface PrepareOptions {
@@ -71,6 +73,11 @@ export interface PrepareOptions {
   releaseOnDown?: string[];
   /** A stop signal that came meanwhile (held back by the caller): the start gives everything back instead. */
   interrupted?: () => NodeJS.Signals | undefined;
+  /**
+   * The foreground start: qemu is spawned at its gate as soon as the VM is claimed, and the leases name it
+   * (beside the launcher) from their creation, with no second round in the store once qemu is spawned.
+   */
+  gate?: boolean;
 }
 
 /** A start ended by a stop signal before its VM ran (or, detached, before it answered): everything is given back. */
@@ -117,7 +124,11 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
   });
   let record = claimed;
   let leases: Lease[] = [];
+  let gate: GatedQemu | undefined;
   try {
+    // Its shell starts meanwhile; it reads exec.sh only once told "go".
+    if (opts.gate) gate = spawnGate(files.execScript, plan.console);
+    const qemu = gate ? qemuOwner(gate.child.pid) : null;
     if (deps.ensureNetworks) {
       deps.ensureNetworks(plan);
       checkBridges(plan.nics.filter((n) => n.network !== undefined), deps);
@@ -131,7 +142,7 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     // usedHere (from the claim): MACs that VMs running here use, never handed to this one even if the store
     // lost their keys (etcd).
     const requests: LeaseRequest[] = plan.nics.map((nic) => {
-      const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: [opts.launcher] };
+      const req: LeaseRequest = { vm: { uuid: plan.uuid, name: plan.name }, nic: nic.index, owners: qemu ? [opts.launcher, qemu] : [opts.launcher] };
       if (nic.mac !== undefined) {
         const user = usedHere.get(nic.mac);
         if (user) throw new UncloudError('MAC_HELD', `MAC ${nic.mac} is used by VM ${user}, running on this host; pick another`);
@@ -148,8 +159,6 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       logs,
       record.taps,
     );
-    record = { ...record, nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge })) };
-    writeRecord(files, record);
     for (const [i, req] of requests.entries()) {
       const previous = req.mac === undefined ? lastMacs[req.nic ?? i] : undefined;
       if (previous !== undefined && leases[i]!.mac !== previous) {
@@ -167,9 +176,12 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
       writeScript(nic.ifdown, renderIfdown(input, afterDown));
     }
     writeScript(files.execScript, render(loadTemplate('exec.sh'), { vm: spec.name }, shellQuote, { command: argv.map(shellQuote).join(' ') }));
+    // One write of the record, naming the MACs, once they are leased and the scripts are in place. A kill
+    // before it leaves the claim's record: the leases name only this launcher (and its gate, which ends with it), so gc frees them.
     record = {
       ...record,
-      nics: record.nics.map((n) => ({ ...n, addresses: addresses[n.index]! })),
+      qemu,
+      nics: spec.nics.map(({ index, mac, tap, bridge }) => ({ index, mac, tap, bridge, addresses: addresses[index]! })),
       operatorQmpSocket: spec.operatorQmpSocket,
       consoleSocket: spec.console ? null : spec.consoleSocket,
       noReboot: spec.noReboot,
@@ -189,8 +201,9 @@ export async function prepareVm(plan: VmPlan, deps: LaunchDeps, opts: PrepareOpt
     const identity: VmIdentity | null = plan.named
       ? { version: 1, name: plan.name, uuid: plan.uuid, macs: leases.map((l) => l.mac), updated: record.started }
       : null;
-    return { spec, argv, files, logs, qemuLogStart, leases, record, identity, previousIdentity: known };
+    return { spec, argv, files, logs, qemuLogStart, leases, record, identity, previousIdentity: known, ...(gate ? { gate } : {}) };
   } catch (err) {
+    gate?.child.kill('SIGKILL');
     await giveBackAfterFailure(deps.store, deps.host, { files, record: { ...record, nics: leases.map((l, i) => ({ index: plan.nics[i]!.index, mac: l.mac, tap: record.taps[i]!, bridge: plan.nics[i]!.bridge })) } }, deps.note);
     throw err;
   }

@@ -33,37 +33,53 @@ export interface GatedQemu {
   exited: Promise<void>;
   /** It ended and its stderr is closed, or was cut drainMs after the end: how it ended. */
   ended: (drainMs: number) => Promise<QemuEnd>;
+  /**
+   * Its stderr, from now on and what it wrote before, appended to `log` (closed once it has ended) and passed
+   * to onStderr.
+   */
+  attach: (log: number, onStderr: (text: string) => void) => void;
 }
 
 /**
- * exec.sh (qemu) as the foreground launcher's child, waiting at its gate on fd 3: its stderr appended to the
- * VM's qemu log as it comes and passed to onStderr; killed if this process exits first (the launcher's
- * own stop paths end it in order before that).
+ * The gate qemu waits at, in the shell the launcher spawns: "go" on fd 3 once the launcher has recorded this
+ * process as the VM's qemu; if the launcher dies first, fd 3 closes and qemu never runs, so no qemu runs that
+ * no lease names. Only then is exec.sh read (it need not exist when the gate is spawned): it execs qemu in
+ * this same process, so the pid recorded is qemu's.
  */
-export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): GatedQemu {
-  const log = openQemuLog(vm);
-  let child: ChildProcess;
-  try {
-    child = spawn('/bin/sh', [vm.files.execScript, '--gate'], {
-      stdio: [vm.spec.console ? 'inherit' : 'ignore', 'inherit', 'pipe', 'pipe'],
-      // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
-      detached: !vm.spec.console,
-    });
-  } catch (err) {
-    closeSync(log);
-    throw err;
-  }
+const GATE_SH = 'read -r go <&3 || exit 75; [ "$go" = go ] || exit 75; exec 3<&-; . "$0"';
+
+/** The argv of /bin/sh for a VM's qemu held at its gate. */
+export const gatedShArgs = (execScript: string): string[] => ['-c', GATE_SH, execScript];
+
+/**
+ * qemu at its gate as the foreground launcher's child, its stderr held until attach(); killed if this process
+ * exits first (the launcher's own stop paths end it in order before that). Spawned as soon as the VM is
+ * claimed (prepareVm's `gate`), so its leases name it from their creation.
+ */
+export function spawnGate(execScript: string, console: boolean): GatedQemu {
+  const child = spawn('/bin/sh', gatedShArgs(execScript), {
+    stdio: [console ? 'inherit' : 'ignore', 'inherit', 'pipe', 'pipe'],
+    // Off the terminal's process group, so Ctrl-C reaches the launcher, which stops the VM in order.
+    detached: !console,
+  });
   // The gate's pipe breaks when exec.sh ends before it is opened: that end is reported by 'exit'.
   child.stdio[3]?.on('error', () => undefined);
   let stderr = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (text: string) => {
-    stderr += text;
+  let log: number | undefined;
+  let onStderr: (text: string) => void = () => undefined;
+  let isClosed = false;
+  const toLog = (text: string): void => {
     try {
-      writeSync(log, text);
+      if (log !== undefined) writeSync(log, text);
     } catch {
       // a full disk loses log lines, not the VM
     }
+  };
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text: string) => {
+    stderr += text;
+    if (log === undefined) return;
+    toLog(text);
     onStderr(text);
   });
   const killOnExit = (): void => void child.kill('SIGKILL');
@@ -84,8 +100,9 @@ export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): Ga
     void exited.then(() => (child.pid === undefined ? resolve() : undefined));
   });
   void closed.then(() => {
+    isClosed = true;
     process.off('exit', killOnExit);
-    closeSync(log);
+    if (log !== undefined) closeSync(log);
   });
   return {
     child,
@@ -98,7 +115,40 @@ export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): Ga
       clearTimeout(drain);
       return { ...end!, stderr };
     },
+    attach: (fd, fn) => {
+      log = fd;
+      onStderr = fn;
+      if (stderr) {
+        toLog(stderr);
+        fn(stderr);
+      }
+      if (isClosed) closeSync(fd);
+    },
   };
+}
+
+/**
+ * The VM's qemu at its gate (the one prepareVm spawned, else spawned now), its stderr appended to the VM's
+ * qemu log as it comes and passed to onStderr. A log that cannot be opened fails the start, and ends a gate
+ * already spawned.
+ */
+export function spawnGated(vm: PreparedVm, onStderr: (text: string) => void): GatedQemu {
+  let log: number;
+  try {
+    log = openQemuLog(vm);
+  } catch (err) {
+    vm.gate?.child.kill('SIGKILL');
+    throw err;
+  }
+  let gate: GatedQemu;
+  try {
+    gate = vm.gate ?? spawnGate(vm.files.execScript, !!vm.spec.console);
+  } catch (err) {
+    closeSync(log);
+    throw err;
+  }
+  gate.attach(log, onStderr);
+  return gate;
 }
 
 /** The VM's qemu log, opened to append (qemu's stderr goes there); one that cannot be opened fails the start. */
@@ -133,14 +183,22 @@ export { exitCodeOf } from './held-signals.js';
  * leases do not name.
  */
 export async function recordQemu(vm: PreparedVm, deps: LaunchDeps, pid: number | undefined): Promise<Owner> {
-  const qemu = pid === undefined ? null : currentOwner(pid);
-  if (!qemu) throw new UncloudError('QEMU_FAILED', 'qemu could not be started: its process ended at once');
+  // Spawned at its gate by prepareVm: the leases named it when they were taken, and so does the record.
+  if (vm.record.qemu && vm.record.qemu.pid === pid) return vm.record.qemu;
+  const qemu = qemuOwner(pid);
   await deps.store.setOwners(
     vm.leases.map((l) => l.mac),
     vm.record.launcher ? [vm.record.launcher, qemu] : [qemu],
   );
   vm.record = { ...vm.record, qemu };
   writeRecord(vm.files, vm.record);
+  return qemu;
+}
+
+/** The owner a spawned qemu (at its gate) is recorded as; one that ended at once fails the start. */
+export function qemuOwner(pid: number | undefined): Owner {
+  const qemu = pid === undefined ? null : currentOwner(pid);
+  if (!qemu) throw new UncloudError('QEMU_FAILED', 'qemu could not be started: its process ended at once');
   return qemu;
 }
 

@@ -4,7 +4,7 @@ import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../store/store.js';
 import { readFrom } from '../system/vm-logs.js';
 import { interruptedStart, type LaunchDeps, type PreparedVm } from './prepare-vm.js';
-import { forgetFailedStart, loadExeca, notStarted, openGate, openQemuLog, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
+import { forgetFailedStart, gatedShArgs, loadExeca, notStarted, openGate, openQemuLog, qemuSaid, recordQemu, rememberIdentity, spawnOrGiveBack } from './qemu-process.js';
 import { waitForQmp } from './qmp.js';
 import { giveBackAfterFailure } from './reconcile.js';
 
@@ -23,7 +23,7 @@ export async function runDetached(vm: PreparedVm, deps: LaunchDeps, readyTimeout
     const log = openQemuLog(vm);
     try {
       return {
-        child: execa('/bin/sh', [vm.files.execScript, '--gate'], {
+        child: execa('/bin/sh', gatedShArgs(vm.files.execScript), {
           reject: false,
           // A descriptor number goes to spawn as it is (execa's types name only 1 to 9 for stderr).
           stdio: ['ignore', 'ignore', log as 2, 'pipe'],

@@ -28,6 +28,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
   const held = heldSignals ?? holdSignals();
   const early = held.signal;
   if (early) {
+    vm.gate?.child.kill('SIGKILL');
     held.release();
     deps.note(`${early}: stopping VM ${vm.spec.name} before qemu started`);
     await giveBackVm(deps.store, deps.host, vm);

@@ -39,7 +39,7 @@ function tempPath(path: string, dir: string): string {
   return join(dir, `${TMP_PREFIX}${basename(path)}-${process.pid}-${counter}`);
 }
 
-function writeTemp(path: string, data: string, mode: number, dir = dirname(path)): string {
+function writeTemp(path: string, data: string, mode: number, dir = dirname(path), durable = true): string {
   const tmp = tempPath(path, dir);
   let fd: number | undefined;
   try {
@@ -47,7 +47,7 @@ function writeTemp(path: string, data: string, mode: number, dir = dirname(path)
     const buf = Buffer.from(data);
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
     return tmp;
@@ -58,12 +58,20 @@ function writeTemp(path: string, data: string, mode: number, dir = dirname(path)
   }
 }
 
+export interface AtomicWriteOptions {
+  /** The temp file is not fsynced before the rename (default true: it is). */
+  durable?: boolean;
+}
+
 /**
  * Replace `path` with `data` atomically: readers see the old file or the new one, never a mix. `tmpDir` (same
- * file system) puts the temp file where leftovers are looked for.
+ * file system) puts the temp file where leftovers are looked for. A kill at any instant leaves the old file or
+ * the new one whatever `durable` says (the page cache outlives the process); `durable: false` is for records
+ * that a power loss makes meaningless anyway (a running VM's run-dir record: every process it names dies with
+ * the boot), where a crash may leave the file empty or old and its reader takes that as a dead VM's.
  */
-export function writeFileAtomic(path: string, data: string, mode = 0o600, tmpDir?: string): void {
-  const tmp = writeTemp(path, data, mode, tmpDir);
+export function writeFileAtomic(path: string, data: string, mode = 0o600, tmpDir?: string, opts: AtomicWriteOptions = {}): void {
+  const tmp = writeTemp(path, data, mode, tmpDir, opts.durable ?? true);
   try {
     renameSync(tmp, path);
   } catch (err) {

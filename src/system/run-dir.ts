@@ -110,11 +110,14 @@ export function withRunDirLock<T>(runDir: string, fn: () => T | Promise<T>): Pro
   return withDirLock(runDir, { name: CLAIM_LOCK, what: `run dir ${runDir}` }, fn);
 }
 
-/** Create files.dir with its record in one step (inside the claim lock). */
+/**
+ * Create files.dir with its record in one step (inside the claim lock). The record is written plainly into the
+ * staging dir, which nobody reads: the dir appears, by its rename, only once the record is whole.
+ */
 export function createRunDir(runDir: string, files: VmRunFiles, rec: VmRecord): void {
   const staging = mkdtempSync(join(runDir, STAGING_PREFIX));
   try {
-    writeFileAtomic(join(staging, 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`);
+    writeFileSync(join(staging, 'vm.json'), `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
     renameSync(staging, files.dir);
   } catch (err) {
     rmSync(staging, { recursive: true, force: true });
@@ -122,8 +125,13 @@ export function createRunDir(runDir: string, files: VmRunFiles, rec: VmRecord): 
   }
 }
 
+/**
+ * Replace a VM's record atomically, not fsynced: it describes processes of this boot (the run dir is on tmpfs
+ * by default). After a power loss an old, empty or missing record is a dead VM's: gc removes its run dir and
+ * frees its leases by their owners, who died with the boot (test/cli/crash-paths.test.ts).
+ */
 export function writeRecord(files: VmRunFiles, rec: VmRecord): void {
-  writeFileAtomic(files.record, `${JSON.stringify(rec, null, 2)}\n`);
+  writeFileAtomic(files.record, `${JSON.stringify(rec, null, 2)}\n`, 0o600, undefined, { durable: false });
 }
 
 export function writeScript(path: string, text: string): void {

@@ -51,6 +51,29 @@ describe('crash paths converge', () => {
     expect((await invariants()).violations).toEqual([]);
   });
 
+  it.each([
+    { what: 'empty', text: () => '' },
+    { what: 'as its claim wrote it (no MACs, no qemu)', text: (rec: { nics: unknown[]; qemu: unknown }) => JSON.stringify({ ...rec, nics: [], qemu: null }) },
+  ])('a power loss leaves a VM record (not fsynced) $what, every process of the boot gone: gc frees the lease and removes the run dir', async ({ text }) => {
+    let launcher = 0;
+    void start(['--name', 'pl'], {}, (c) => (launcher = c.pid!));
+    await waitFor('qemu running', () => liveQemus(fake.sb.runDir).length === 1);
+    const qemu = liveQemus(fake.sb.runDir)[0]!.pid;
+    await killAndWait(launcher);
+    await killAndWait(qemu);
+    const record = join(fake.sb.runDir, 'pl', 'vm.json');
+    writeFileSync(record, text(JSON.parse(readFileSync(record, 'utf8')) as { nics: unknown[]; qemu: unknown }));
+    // A reboot takes longer than a claim may (a record-less dir younger than that is left to its claimer).
+    const before = new Date(Date.now() - 60_000);
+    utimesSync(join(fake.sb.runDir, 'pl'), before, before);
+    const gc = await run(['gc']);
+    expect(gc.stdout).toMatch(/freed 42:00:00:00:00:01 \(VM pl nic0\)/);
+    expect(gc.stdout).toMatch(/removed run dir pl/);
+    expect(await leases()).toEqual([]);
+    expect(existsSync(join(fake.sb.runDir, 'pl'))).toBe(false);
+    expect((await invariants()).violations).toEqual([]);
+  });
+
   it('#3 two concurrent starts of one name: exactly one wins, the other is told so', async () => {
     for (let trial = 0; trial < 4; trial++) {
       const name = `twin${trial}`;

@@ -75,7 +75,7 @@ export interface LaunchFrame {
   /** The frame's store with some methods replaced (a store that refuses, or does something on the way). */
   storeWith: (over: Partial<FileStore>) => FileStore;
   /** web1 remembered with a MAC another VM (db1) holds now, prepared: it leases another one. */
-  knownVm: (qemu: string) => Promise<{ vm: PreparedVm; before: VmIdentity }>;
+  knownVm: (qemu: string, opts?: Partial<PrepareOptions>) => Promise<{ vm: PreparedVm; before: VmIdentity }>;
 }
 
 export const NOTHING_LEFT = { held: [], runDirs: [], qemuRan: true };
@@ -164,12 +164,12 @@ export function launchFrame(prefix = 'uncloud-vm-launch-'): LaunchFrame {
     runDirs: () => (existsSync(frame.runDir) ? readdirSync(frame.runDir, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name) : []),
     left: async () => ({ held: await frame.held(), runDirs: frame.runDirs(), qemuRan: existsSync(frame.qemuRan) }),
     storeWith: (over: Partial<FileStore>) => Object.assign(Object.create(frame.store) as FileStore, over),
-    knownVm: async (qemu: string) => {
+    knownVm: async (qemu: string, opts: Partial<PrepareOptions> = {}) => {
       const uuid = testUuid();
       const before: VmIdentity = { version: 1, name: 'web1', uuid, macs: ['42:00:00:00:00:05'], updated: new Date(0).toISOString() };
       await frame.store.putIdentity(before);
       await frame.store.allocate(pool, [{ vm: { uuid: testUuid(), name: 'db1' }, nic: 0, owners: [], mac: '42:00:00:00:00:05' }]);
-      return { vm: await frame.prepare(frame.plan(qemu, { name: 'web1', uuid })), before };
+      return { vm: await frame.prepare(frame.plan(qemu, { name: 'web1', uuid }), opts), before };
     },
     leftovers: () =>
       readdirSync('/proc')

@@ -5,15 +5,17 @@
  * store will not take a lease back, say so and leave the run dir for gc (the next start takes it over).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
 import { tapName } from '../../src/core/tap-name.js';
 import type { VmPlan } from '../../src/core/vm-plan.js';
 import type { LaunchDeps, PrepareOptions } from '../../src/qemu/prepare-vm.js';
+import { cleanupVm } from '../../src/qemu/reconcile.js';
 import { currentOwner } from '../../src/system/proc.js';
 import type { VmRecord } from '../../src/system/run-dir.js';
+import { ROOT, waitFor } from '../helpers/cli.js';
 import { HOST, launchFrame, me, pool, readOrNull, rejection } from '../helpers/launch.js';
 import { killAndWait } from '../helpers/process.js';
 import { deadOwner, testUuid, writeRunDirVm } from '../helpers/run-dir-vm.js';
@@ -154,6 +156,61 @@ describe('prepareVm: a start it lets through', () => {
   });
 });
 
+describe('prepareVm with its gate (the foreground start)', () => {
+  it("qemu's shell is spawned at its gate once the VM is claimed: the lease names it beside the launcher from its creation, so does the record, and qemu has not run", async () => {
+    const plan = f.plan(f.fakeQemu());
+    let ownersAtCreation: number[] | undefined;
+    const store = storeWith({
+      allocate: async (p, requests) => {
+        ownersAtCreation = requests[0]!.owners.map((o) => o.pid);
+        return f.store.allocate(p, requests);
+      },
+      setOwners: () => Promise.reject(new Error('no second round in the store')),
+    });
+    const vm = await f.prepare(plan, { gate: true }, { store });
+    const gatePid = vm.gate!.child.pid!;
+    expect(ownersAtCreation).toEqual([process.pid, gatePid]);
+    expect(await f.ownerPids(MAC(1))).toEqual([process.pid, gatePid]);
+    expect(recordOn(plan.name).qemu).toEqual(currentOwner(gatePid));
+    expect(vm.record.qemu).toEqual(currentOwner(gatePid));
+    expect(existsSync(f.qemuRan)).toBe(false);
+    expect(f.leftovers()).toEqual([gatePid]);
+  });
+
+  it('the launcher SIGKILLed once the VM is prepared: its gate ends, qemu never runs, and gc frees the lease, the VM counts as dead', async () => {
+    const qemu = f.fakeQemu();
+    const source = `
+      const m = (p) => import(${JSON.stringify(join(ROOT, 'dist'))} + '/' + p);
+      const { planVm } = await m('core/vm-plan.js');
+      const { prepareVm } = await m('qemu/prepare-vm.js');
+      const { FileStore } = await m('store/file-store.js');
+      const { currentOwner } = await m('system/proc.js');
+      const { parsePool } = await m('core/mac.js');
+      const [qemu, stateDir, runDir, host] = JSON.parse(process.argv[1]);
+      const deps = { store: new FileStore({ dir: stateDir, host }), pool: parsePool('42:00:00'), runDir, stateDir, host, bridgeExists: () => true, note: () => undefined };
+      const plan = planVm({ accel: 'tcg', memory: '64', name: 'web1', qemu }, { totalMemoryMiB: 4096, cpus: 2, kvmUsable: false }, { bridge: 'br0', qemu }, { random: () => '${testUuid()}', forName: () => '${testUuid()}' });
+      const vm = await prepareVm(plan, deps, { launcher: currentOwner(process.pid), managedBy: 'launcher', gate: true });
+      process.stdout.write(vm.gate.child.pid + '\\n');
+      setInterval(() => undefined, 1000);
+    `;
+    const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
+    const launcher = spawn(process.execPath, ['--input-type=module', '-e', source, JSON.stringify([qemu, f.stateDir, f.runDir, HOST])], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    started.push(launcher);
+    let out = '';
+    launcher.stdout.on('data', (d: Buffer) => void (out += d.toString()));
+    const gatePid = Number(await waitFor('the VM prepared', () => out.includes('\n') && out.trim()));
+    expect(await f.ownerPids(MAC(1))).toEqual([launcher.pid, gatePid]);
+    await killAndWait(launcher.pid!);
+    await waitFor('its gate ended', () => f.leftovers().length === 0);
+    expect(existsSync(f.qemuRan)).toBe(false);
+    // Both owners are gone: the store's gc frees the lease, and the VM counts as dead (its dir goes).
+    expect((await f.store.gc()).map((l) => l.mac)).toEqual([MAC(1)]);
+    expect(await cleanupVm(f.store, f.runDir, HOST, 'web1')).toEqual([]);
+    expect(await f.held()).toEqual([]);
+    expect(f.runDirs()).toEqual([]);
+  });
+});
+
 describe('prepareVm: refusals before anything is taken change nothing', () => {
   it.each<{ what: string; code: string; exit?: number; msg: RegExp; plan?: (q: string) => VmPlan; deps?: Partial<LaunchDeps>; opts?: Partial<PrepareOptions>; busy?: boolean }>([
     { what: 'qemu binary not found', code: 'QEMU_NOT_FOUND', msg: /^qemu binary '\/nonexistent\/qemu' not found; install qemu-system-x86 or pass --qemu <path>$/, plan: () => f.plan('/nonexistent/qemu') },
@@ -179,7 +236,10 @@ describe('prepareVm: refusals before anything is taken change nothing', () => {
 
 describe('prepareVm: a failure after the claim gives back everything it took', () => {
   const network = (ensureNetworks: (p: VmPlan) => void) => ({ ensureNetworks, bridgeExists: (b: string) => b === 'br0' });
-  it.each<{ what: string; code: string; msg: RegExp; setup?: () => Promise<unknown> | unknown; nic?: string[]; deps?: () => Partial<LaunchDeps>; opts?: () => Partial<PrepareOptions>; held?: string[] }>([
+  type Failure = { what: string; code: string; msg: RegExp; setup?: () => Promise<unknown> | unknown; nic?: string[]; deps?: () => Partial<LaunchDeps>; opts?: () => Partial<PrepareOptions>; held?: string[] };
+  // Each failure also with qemu spawned at its gate once the VM is claimed (the foreground start): the gate is ended too.
+  const withGate = (cases: Failure[]): (Failure & { gate: boolean })[] => cases.flatMap((c) => [{ ...c, gate: false }, { ...c, what: `${c.what} (qemu at its gate)`, gate: true }]);
+  it.each<Failure & { gate: boolean }>(withGate([
     {
       what: 'making its network fails',
       code: 'NETWORK_FAILED',
@@ -231,9 +291,9 @@ describe('prepareVm: a failure after the claim gives back everything it took', (
       deps: () => ({ store: storeWith({ setOwners: () => Promise.reject(new UncloudError('WRITE_FAILED', 'disk full')) }) }),
       opts: () => ({ managedBy: 'unit' }),
     },
-  ])('$what: $code, its leases given back, its run dir removed', async ({ code, msg, setup, nic, deps, opts, held }) => {
+  ]))('$what: $code, its leases given back, its run dir removed', async ({ code, msg, setup, nic, deps, opts, held, gate }) => {
     await setup?.();
-    const err = await f.prepare(f.plan(f.fakeQemu(), { name: 'web1', nic: nic ?? ['bridge=br0', 'bridge=br0'] }), opts?.(), deps?.()).then(
+    const err = await f.prepare(f.plan(f.fakeQemu(), { name: 'web1', nic: nic ?? ['bridge=br0', 'bridge=br0'] }), { gate, ...opts?.() }, deps?.()).then(
       () => null,
       (e: unknown) => e as NodeJS.ErrnoException,
     );
@@ -245,6 +305,9 @@ describe('prepareVm: a failure after the claim gives back everything it took', (
     expect(readOrNull(join(f.stateDir, 'logs', 'web1', 'qemu.log'))).toBeNull();
     expect(await f.store.getIdentity('web1')).toBeNull();
     expect(f.notes).toEqual([]);
+    // Nothing of this start runs on (a gate left waiting would end only with this process).
+    await waitFor('no qemu left at its gate', () => f.leftovers().every((pid) => started.some((c) => c.pid === pid)));
+    expect(existsSync(f.qemuRan)).toBe(false);
   });
 
   it('the store will not take a lease back: the first error stands, the refusal is said, the run dir stays, and the next start takes it over with the same MAC', async () => {

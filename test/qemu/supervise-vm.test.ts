@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UncloudError } from '../../src/core/errors.js';
 import type { HeldSignals } from '../../src/qemu/held-signals.js';
-import type { LaunchDeps, PreparedVm } from '../../src/qemu/prepare-vm.js';
+import type { VmPlan } from '../../src/core/vm-plan.js';
+import type { LaunchDeps, PreparedVm, PrepareOptions } from '../../src/qemu/prepare-vm.js';
 import { superviseVm } from '../../src/qemu/supervise-vm.js';
 import type { FileStore } from '../../src/store/file-store.js';
 import { readFrom } from '../../src/system/vm-logs.js';
@@ -24,6 +25,8 @@ import { alive } from '../helpers/process.js';
 import { testUuid } from '../helpers/run-dir-vm.js';
 
 const f = launchFrame('uncloud-vm-supervise-');
+/** Prepared as the foreground start prepares: qemu spawned at its gate once claimed, named by the leases from their creation. */
+const prepare = (plan: VmPlan, opts: Partial<PrepareOptions> = {}): Promise<PreparedVm> => f.prepare(plan, { gate: true, ...opts });
 
 const MAC1 = '42:00:00:00:00:01';
 const storeWith = f.storeWith;
@@ -57,16 +60,16 @@ async function signal(sig: NodeJS.Signals): Promise<void> {
 /** The fake qemu with QMP, running until told otherwise; `up` once superviseVm has seen its QMP answer. */
 async function upVm(opts: { name?: string; powerdownMs?: number } = {}) {
   const plan = f.plan(f.fakeQemu({ sleep: 1000, stderr: 'qemu: up', ...(opts.powerdownMs !== undefined ? { powerdownMs: opts.powerdownMs } : {}) }), opts.name ? { name: opts.name, uuid: testUuid() } : {});
-  return f.prepare(plan);
+  return prepare(plan);
 }
 const untilUp = () => waitFor('qemu up (its stderr shown)', () => f.shown.length > 0);
 
-/** A store through which `sig` comes while qemu is recorded as the leases' owner, before the gate opens. */
+/** A store through which `sig` comes while the VM is remembered, qemu recorded as the leases' owner, before the gate opens. */
 const signalAtGate = (sig: NodeJS.Signals): FileStore =>
   storeWith({
-    setOwners: async (macs, owners) => {
+    putIdentity: async (identity) => {
       await signal(sig);
-      return f.store.setOwners(macs, owners);
+      return f.store.putIdentity(identity);
     },
   });
 
@@ -85,7 +88,7 @@ describe('superviseVm: how qemu ended', () => {
   });
 
   it("qemu fails to start: its exit code, its whole stderr in the error (not shown besides), a new name forgotten, the log kept", async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('echo "qemu: -machine foo: unsupported machine type" >&2\necho "qemu: see -machine help" >&2\nexit 1'), { name: 'web1', uuid: testUuid() }));
+    const vm = await prepare(f.plan(f.shQemu('echo "qemu: -machine foo: unsupported machine type" >&2\necho "qemu: see -machine help" >&2\nexit 1'), { name: 'web1', uuid: testUuid() }));
     const err = failed(await supervise(vm));
     expect([err.code, err.exitCode]).toEqual(['QEMU_FAILED', 1]);
     expect(err.message).toBe('qemu failed to start (exit code 1); qemu said:\n  qemu: -machine foo: unsupported machine type\n  qemu: see -machine help');
@@ -96,14 +99,14 @@ describe('superviseVm: how qemu ended', () => {
   });
 
   it('qemu fails to start for a name known before: it is remembered as before', async () => {
-    const { vm, before } = await f.knownVm(f.shQemu('exit 1'));
+    const { vm, before } = await f.knownVm(f.shQemu('exit 1'), { gate: true });
     failed(await supervise(vm));
     expect(await f.store.getIdentity('web1')).toEqual(before);
   });
 
   it('qemu fails once it was up: "exited with code N", its exit code, the identity kept, everything given back', async () => {
     const end = join(f.dir, 'end');
-    const vm = await f.prepare(f.plan(f.shQemu(`echo "qemu: warning: up" >&2\nwhile [ ! -e '${end}' ]; do sleep 0.05; done\nexit 3`), { name: 'web1', uuid: testUuid() }));
+    const vm = await prepare(f.plan(f.shQemu(`echo "qemu: warning: up" >&2\nwhile [ ! -e '${end}' ]; do sleep 0.05; done\nexit 3`), { name: 'web1', uuid: testUuid() }));
     const run = supervise(vm);
     await waitFor('qemu running', () => existsSync(f.qemuRan));
     await f.serveQmp(vm);
@@ -120,7 +123,7 @@ describe('superviseVm: how qemu ended', () => {
     { sig: 'SIGKILL' as const, exit: 137 },
     { sig: 'SIGTERM' as const, exit: 143 },
   ])('qemu killed from outside by $sig: QEMU_KILLED, exit $exit, everything given back', async ({ sig, exit }) => {
-    const vm = await f.prepare(f.plan(f.shQemu('exec sleep 1000')));
+    const vm = await prepare(f.plan(f.shQemu('exec sleep 1000')));
     const run = supervise(vm);
     await waitFor('qemu running', () => existsSync(f.qemuRan));
     const pid = (await f.ownerPids(MAC1))!.at(-1)!;
@@ -131,7 +134,7 @@ describe('superviseVm: how qemu ended', () => {
   });
 
   it('the qemu binary is gone by the time exec.sh runs it: QEMU_FAILED with the shell\'s exit code and words', async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
+    const vm = await prepare(f.plan(f.shQemu('exit 0')));
     rmSync(vm.argv[0]!);
     const err = failed(await supervise(vm));
     expect([err.code, err.exitCode]).toEqual(['QEMU_FAILED', 127]);
@@ -142,15 +145,15 @@ describe('superviseVm: how qemu ended', () => {
 
 describe('superviseVm: failures before qemu runs give back what the VM took', () => {
   it("its log cannot be opened: QEMU_FAILED naming it, qemu never runs, the lease and run dir given back", async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
+    const vm = await prepare(f.plan(f.shQemu('exit 0')));
     rmSync(vm.logs.dir, { recursive: true });
     const err = failed(await supervise(vm));
     expect([err.code, err.message]).toEqual(['QEMU_FAILED', `qemu could not be started: cannot open its log: ENOENT: no such file or directory, open '${vm.logs.qemu}'`]);
     expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
   });
 
-  it('the store refuses qemu as the owner: qemu is killed at its gate and never runs, nothing is remembered, everything given back', async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+  it('prepared without its gate, the store refuses qemu as the owner: qemu is killed at its gate and never runs, nothing is remembered, everything given back', async () => {
+    const vm = await prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }), { gate: false });
     const err = failed(await supervise(vm, { store: storeWith({ setOwners: refused }) }));
     expect(err.message).toBe('disk full');
     expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
@@ -160,7 +163,7 @@ describe('superviseVm: failures before qemu runs give back what the VM took', ()
 
 describe('superviseVm: a stop signal at each stage', () => {
   it('one held while the VM was prepared: qemu is never started, exit 0, everything given back, nothing remembered', async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    const vm = await prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
     let released = 0;
     const held: HeldSignals = { signal: 'SIGHUP', release: () => void released++ };
     expect(await supervise(vm, {}, held)).toEqual({ code: 0 });
@@ -171,7 +174,7 @@ describe('superviseVm: a stop signal at each stage', () => {
   });
 
   it.each(['SIGTERM', 'SIGINT', 'SIGHUP'] as const)('%s while qemu waits at its gate: qemu never runs, exit 0, everything given back, nothing remembered', async (sig) => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    const vm = await prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
     expect(await supervise(vm, { store: signalAtGate(sig) })).toEqual({ code: 0 });
     expect(f.notes).toEqual([`${sig}: stopping VM web1 before qemu started`]);
     expect(await left()).toEqual({ ...nothingLeft, qemuRan: false });
@@ -179,7 +182,7 @@ describe('superviseVm: a stop signal at each stage', () => {
   });
 
   it('one that came while qemu was spawned (still held): qemu never runs, exit 0, everything given back', async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
+    const vm = await prepare(f.plan(f.shQemu('exit 0'), { name: 'web1', uuid: testUuid() }));
     // Not there when supervision begins (the first look); there at any later look, as if it came meanwhile.
     let looks = 0;
     const held: HeldSignals = {
@@ -195,7 +198,7 @@ describe('superviseVm: a stop signal at each stage', () => {
   });
 
   it('a signal at the gate of a name known before: it is remembered as before, not with the MACs of a start that never ran', async () => {
-    const { vm, before } = await f.knownVm(f.shQemu('exit 0'));
+    const { vm, before } = await f.knownVm(f.shQemu('exit 0'), { gate: true });
     expect(await supervise(vm, { store: signalAtGate('SIGTERM') })).toEqual({ code: 0 });
     expect(await f.store.getIdentity('web1')).toEqual(before);
   });
@@ -225,7 +228,7 @@ describe('superviseVm: a stop signal at each stage', () => {
 
   it('its handlers are gone once it returned', async () => {
     const before = ['SIGTERM', 'SIGINT', 'SIGHUP'].map((s) => process.listenerCount(s));
-    const vm = await f.prepare(f.plan(f.shQemu('exit 1')));
+    const vm = await prepare(f.plan(f.shQemu('exit 1')));
     failed(await supervise(vm));
     expect(['SIGTERM', 'SIGINT', 'SIGHUP'].map((s) => process.listenerCount(s))).toEqual(before);
   });
@@ -244,7 +247,7 @@ describe('superviseVm: a store that will not take a lease back (GIVE_BACK_FAILED
   });
 
   it("after a failed start: qemu's error stands, the refusal is said once, the run dir stays", async () => {
-    const vm = await f.prepare(f.plan(f.shQemu('exit 2')));
+    const vm = await prepare(f.plan(f.shQemu('exit 2')));
     const err = failed(await supervise(vm, { store: storeWith({ release: refused }) }));
     expect([err.code, err.exitCode]).toEqual(['QEMU_FAILED', 2]);
     expect(f.notes).toHaveLength(1);
@@ -287,7 +290,7 @@ describe('superviseVm in a network namespace: what qemu made on the host', () =>
       const deps = { store: new FileStore({ dir: stateDir, host }), pool: parsePool('42:00:00'), runDir, stateDir, host, bridgeExists, note: () => undefined, qemuStderr: () => undefined };
       const uuid = '${testUuid()}';
       const plan = planVm({ accel: 'tcg', memory: '64', name: 'web1', uuid, qemu }, { totalMemoryMiB: 4096, cpus: 2, kvmUsable: false }, { bridge: 'br0', qemu }, { random: () => uuid, forName: () => uuid });
-      const vm = await prepareVm(plan, deps, { launcher: currentOwner(process.pid), managedBy: 'launcher' });
+      const vm = await prepareVm(plan, deps, { launcher: currentOwner(process.pid), managedBy: 'launcher', gate: true });
       process.stdout.write(JSON.stringify({ tap: vm.spec.nics[0].tap }) + '\\n');
       const end = await superviseVm(vm, deps).then((code) => ({ code }), (e) => ({ code: e.code, exitCode: e.exitCode, message: e.message }));
       process.stdout.write(JSON.stringify(end) + '\\n');

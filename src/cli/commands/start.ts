@@ -93,6 +93,7 @@ async function startVm(plan: VmPlan, seed: ReturnType<typeof seedContent>, flags
     launcher: await launcherOwner(),
     managedBy: 'launcher',
     interrupted: () => held.signal,
+    gate: !flags.detach,
     ...(flags.detach ? { releaseOnDown: [...selfCommand(settings), 'hook', 'release', plan.name] } : {}),
   });
   // Only once the start proceeds: a refused start prints its one error line and nothing else.

@@ -102,6 +102,7 @@ export async function prepareWithMedia(plan: VmPlan, seed: SeedContent | undefin
       try {
         writeSeed(vm.files.seed, seedFiles({ uuid: vm.spec.uuid, name: vm.spec.name, macs: vm.spec.nics.map((n) => n.mac), ...seed }));
       } catch (err) {
+        vm.gate?.child.kill('SIGKILL');
         await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
         throw err;
       }
