@@ -78,11 +78,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
   if (duringSpawn) onSignal(duringSpawn);
   let exited = false;
   void qemuChild.exited.then(() => (exited = true));
-  const ready = waitForQmp(vm.spec.qmpSocket, () => exited, 120_000).then(async (r) => {
-    if (r !== 'ready') return;
-    up = true;
-    if (heldBack) showStderr(heldBack);
-  });
+  let ready = Promise.resolve();
   let failure = false;
   try {
     try {
@@ -97,6 +93,14 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
       child.kill('SIGKILL');
       // Recording a qemu that a stop signal has just killed fails: the start was stopped, not failed.
       if (child.pid !== undefined && stopping === 0) throw err;
+    }
+    // Looked for once qemu may run (the first try loads the socket code: not before qemu is exec'd).
+    if (gateOpen) {
+      ready = waitForQmp(vm.spec.qmpSocket, () => exited, 120_000).then(async (r) => {
+        if (r !== 'ready') return;
+        up = true;
+        if (heldBack) showStderr(heldBack);
+      });
     }
     // qemu's exit ends the VM even if something it started still holds its stderr open (cut after 1 s).
     const result = await qemuChild.ended(1000);
