@@ -72,10 +72,14 @@ export class HostIndex {
     return text === null ? 'missing' : text.trim() === bootId() ? 'checked' : 'earlier';
   }
 
-  /** A new store: no lease file yet, so the (empty) index is whole. */
+  /**
+   * A new store: no lease file yet, so the (empty) index is whole. Not fsynced, as the entries are not: after a
+   * power loss the marker is missing (readers read every lease) or names an earlier boot, whatever it holds
+   * (an empty one too), so the first gc checks the index again either way.
+   */
   markNew(): void {
     mkdirSync(this.r.hostsDir, { recursive: true, mode: 0o700 });
-    this.r.writeAtomic(join(this.r.hostsDir, MARKER), `${bootId()}\n`);
+    this.r.writeAtomic(join(this.r.hostsDir, MARKER), `${bootId()}\n`, { durable: false });
   }
 
   /**

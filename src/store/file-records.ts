@@ -11,7 +11,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { indexOf, inPool, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
-import { readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { type AtomicWriteOptions, readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
 import { type FileText, fileText, readFileText, type TextPage } from './file-lease-pages.js';
 import { damaged, parseLease, parseRecord } from './lease.js';
@@ -121,10 +121,13 @@ export class FileRecords {
     this.writeAtomic(this.poolPath, `${JSON.stringify(file)}\n`);
   }
 
-  /** Replace a record atomically, its temp file in tmpDir: the one place gc looks for what killed writers left. */
-  writeAtomic(path: string, data: string): void {
+  /**
+   * Replace a record atomically, its temp file in tmpDir: the one place gc looks for what killed writers left.
+   * Fsynced unless `durable: false` (a record that a power loss leaves right whatever state it leaves it in).
+   */
+  writeAtomic(path: string, data: string, opts?: AtomicWriteOptions): void {
     if (!this.ready) mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
-    writeFileAtomic(path, data, 0o600, this.tmpDir);
+    writeFileAtomic(path, data, 0o600, this.tmpDir, opts);
   }
 
   /** The cursor's index in a pool; a new pool starts at suffix 1. */

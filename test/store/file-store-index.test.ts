@@ -123,6 +123,19 @@ describe('file store host index', () => {
     expect((await store.status(pool)).held).toBe(2);
   });
 
+  it.each([
+    { what: 'empty', lose: () => writeFileSync(join(state, 'hosts', '.complete'), '') },
+    { what: 'gone', lose: () => unlinkSync(join(state, 'hosts', '.complete')) },
+  ])('a marker a power loss left $what (it is not fsynced), an entry lost with it: as after any power loss, the first gc puts the entry back', async ({ lose }) => {
+    const mac = '42:00:00:00:00:41';
+    writeFileSync(leaseFile(mac), leaseText(mac, [{ pid: process.pid, startTime: 1 }]));
+    lose();
+    expect(await store.gc()).toEqual([]);
+    expect((await store.listHost()).leases.map((l) => l.mac)).toContain(mac);
+    expect(existsSync(entry(mac))).toBe(true);
+    expect((await store.status(pool)).held).toBe(3);
+  });
+
   it('a store from before the index: the first reader builds it, every host under its own name', async () => {
     rmSync(join(state, 'hosts'), { recursive: true });
     const theirs = '42:00:00:00:00:50';
