@@ -2,6 +2,10 @@
  * Allocation in the etcd store: one transaction per attempt. Its compare is the claim (every chosen address
  * key absent, and no conflict record on it); it writes the leases and the shared cursor; when it fails, the
  * same round trip reads what the next attempt needs (which chosen keys are held, and a fresh run of the pool).
+ * Allocations of one process made side by side share their transactions: claims made while two are out wait
+ * and go together in the next (up to 56 addresses), each with its own answer. Plain create-if-absent pays a
+ * round trip and a write of etcd's log per key; many allocations pay one between them, which is what keeps
+ * the store's extra writes (host index, count, cursor) from costing throughput under load.
  *
  * Which addresses an allocation aims at:
  * - Uncontended, the next free ones after the cursor, in order, as the file store gives them. A process reads
@@ -16,6 +20,7 @@
  */
 import { UncloudError } from '../core/errors.js';
 import { advance, formatMac, inPool, macAt, parseMac, type Pool, usableCount } from '../core/mac.js';
+import type { IRequestOp } from 'etcd3';
 import type { EtcdConn } from './etcd-client.js';
 import { CountDelta } from './etcd-held-count.js';
 import { conflictKeysOp, freeInRun, heldKeysOp, hexOfKeys, readCursor, readRun, runFrom, type RunView, skipHeld } from './etcd-free-scan.js';
@@ -25,6 +30,13 @@ import type { Lease, LeaseRequest } from './store.js';
 
 /** Addresses per transaction: two compares and two puts each, the cursor and the count puts (up to 5 per etcd lease) under etcd's 128 operations. */
 const TXN_CHUNK = 56;
+/** etcd's limit on the operations of one list of a transaction (--max-txn-ops). */
+const MAX_TXN_OPS = 128;
+/**
+ * Claim transactions of one pool this process has out at once; claims made meanwhile wait and go together in
+ * the next. Two: one is built and sent while the other's round trip runs.
+ */
+const CLAIMS_IN_FLIGHT = 2;
 const MAX_ATTEMPTS = 1000;
 /** How long free addresses read ahead are trusted: after that, reading starts again at the shared cursor. */
 const FREE_AHEAD_MS = 2000;
@@ -59,6 +71,8 @@ export class EtcdAllocator {
   private readonly inFlight = new Set<string>();
   /** Addresses this process took: the revision that took them, and when. */
   private readonly took = new Map<string, { revision: bigint; at: number }>();
+  /** Claims waiting for a transaction, per pool. */
+  private readonly claims = new Map<string, ClaimQueue>();
 
   constructor(
     private readonly c: EtcdConn,
@@ -196,54 +210,107 @@ export class EtcdAllocator {
   }
 
   /**
-   * One transaction: every chosen address key absent and without a conflict record → the leases and the cursor
-   * written. Otherwise: each chosen key, the conflict records, and the run where the next attempt starts if a
-   * race was lost.
+   * Claim the chosen addresses. Claims of one pool made side by side in this process go together: while
+   * CLAIMS_IN_FLIGHT transactions are out, new claims wait, and the next transaction carries every claim that
+   * waited (as many as fit): one round trip and one write of etcd's log for many allocations. Each claim still
+   * gets its own answer: its leases, or what a failed transaction read of its addresses.
    */
-  private async claim(pool: Pool, requests: LeaseRequest[], chosen: Chosen[], leaseId: string | undefined, races: number): Promise<Lease[] | Lost> {
-    const c = this.c;
-    const leases = requests.map((req, i) => newLease(chosen[i]!.mac, req, c.host));
-    let txn = c.client.if(c.macKey(chosen[0]!.mac), 'Create', '==', 0).and(c.conflictKey(chosen[0]!.mac), 'Create', '==', 0);
-    for (const x of chosen.slice(1)) txn = txn.and(c.macKey(x.mac), 'Create', '==', 0).and(c.conflictKey(x.mac), 'Create', '==', 0);
-    // Each lease with its host index key, on no etcd lease (etcd-host-index.ts), and counted (etcd-held-count.ts).
-    const onLease = (i: number) => (leaseId !== undefined && requests[i]!.owners.length > 0 ? leaseId : undefined);
-    const count = new CountDelta();
-    const puts = leases.flatMap((l, i) => {
-      const id = onLease(i);
-      count.add(l.mac, c.host, id, 1);
-      const put = c.client.put(c.macKey(l.mac)).value(serializeLease(l));
-      return [id !== undefined ? put.lease(id) : put, c.client.put(c.indexKey(c.host, l.mac)).value('')];
+  private claim(pool: Pool, requests: LeaseRequest[], chosen: Chosen[], leaseId: string | undefined, races: number): Promise<Lease[] | Lost> {
+    return new Promise((done, fail) => {
+      let q = this.claims.get(pool.prefix);
+      if (!q) this.claims.set(pool.prefix, (q = { waiting: [], sending: 0, pumping: false }));
+      const leases = requests.map((req, i) => newLease(chosen[i]!.mac, req, this.c.host));
+      // Addresses of running VMs hang on the host's etcd lease (a manual allocation on none).
+      const onLease = requests.map((req) => (leaseId !== undefined && req.owners.length > 0 ? leaseId : undefined));
+      q.waiting.push({ chosen, leases, onLease, races, done, fail });
+      this.pump(pool, q);
     });
+  }
+
+  /**
+   * Send what waits, while fewer than CLAIMS_IN_FLIGHT transactions of the pool are out: once the work of this
+   * turn of the event loop is done, so that every claim made in it (the allocations an answer woke, each after
+   * its own awaits) goes in the same transaction, not the first one alone.
+   */
+  private pump(pool: Pool, q: ClaimQueue): void {
+    if (q.pumping) return;
+    q.pumping = true;
+    setImmediate(() => {
+      q.pumping = false;
+      while (q.sending < CLAIMS_IN_FLIGHT && q.waiting.length > 0) {
+        const batch = takeBatch(this.c, q.waiting);
+        q.sending += 1;
+        void this.send(pool, batch).finally(() => {
+          q.sending -= 1;
+          this.pump(pool, q);
+        });
+      }
+    });
+  }
+
+  /**
+   * One transaction for a batch of claims: every chosen address key absent and without a conflict record →
+   * the leases (each with its host index key and counted) and the cursor written. Otherwise: each chosen key,
+   * the conflict records, and the run where the next attempt starts if a race was lost.
+   */
+  private async send(pool: Pool, batch: PendingClaim[]): Promise<void> {
+    const c = this.c;
+    const all = batch.flatMap((p) => p.chosen);
+    const ops = successOps(c, batch);
     // The cursor rides along as a shared hint (allocators side by side may leave it a step behind or ahead;
     // reading skips held addresses anyway).
-    const last = chosen.filter((x) => x.kind === 'free').pop();
-    const cursorPut = last === undefined ? [] : [c.client.put(c.cursorKey(pool)).value(formatMac(macAt(pool, advance(pool, last.index!))))];
+    const last = all.filter((x) => x.kind === 'free').pop();
+    if (last !== undefined) ops.push({ request_put: { key: Buffer.from(c.cursorKey(pool)), value: Buffer.from(formatMac(macAt(pool, advance(pool, last.index!)))) } });
     // Where the next attempt starts if this one loses a race: right after the address lost (in order, as a
     // view read a moment too early wants), and after a second race lost in a row, at a random point ahead.
+    const races = Math.max(...batch.map((p) => p.races));
     const span = Math.min(pool.size, JUMP << Math.min(Math.max(races - 1, 0), 4), JUMP_MAX);
     const run = last === undefined ? undefined : runFrom(pool, (last.index! + 1 + (races === 0 ? 0 : Math.floor(Math.random() * span))) % pool.size);
-    // What the next attempt needs if this one fails is read by the failing transaction itself: one round trip
-    // per attempt.
-    const lostReads = [...chosen.map((x) => c.client.get(c.macKey(x.mac))), conflictKeysOp(c), ...(run ? [heldKeysOp(c, pool, run)] : [])];
-    const result = await c.call('allocation', () => txn.then(...puts, ...count.ops(c), ...cursorPut).else(...lostReads).commit());
+    const absent = (key: string) => ({ key: Buffer.from(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 });
+    let result: Awaited<ReturnType<EtcdConn['client']['kv']['txn']>>;
+    try {
+      result = await c.call('allocation', () =>
+        c.client.kv.txn({
+          compare: all.flatMap((x) => [absent(c.macKey(x.mac)), absent(c.conflictKey(x.mac))]),
+          success: ops,
+          // What the next attempt needs if this one fails is read by the failing transaction itself: one round
+          // trip per attempt.
+          failure: [...all.map((x) => ({ request_range: { key: Buffer.from(c.macKey(x.mac)) } })), conflictKeysOp(c), ...(run ? [heldKeysOp(c, pool, run)] : [])],
+        }),
+      );
+    } catch (err) {
+      for (const p of batch) p.fail(err);
+      return;
+    }
+    const revision = BigInt(result.header.revision);
     if (result.succeeded) {
-      const revision = BigInt(result.header.revision);
       const now = Date.now();
       for (const [mac, t] of this.took) {
         if (now - t.at < TOOK_MEMORY_MS) break; // in the order taken: the rest are younger
         this.took.delete(mac);
       }
-      for (const x of chosen) {
+      for (const x of all) {
         this.took.delete(x.mac); // to the end of the order
         this.took.set(x.mac, { revision, at: now });
       }
-      return leases;
+      for (const p of batch) p.done(p.leases);
+      return;
     }
     const r = result.responses;
-    const held = chosen.map((_, i) => r[i]!.response_range.kvs[0]?.value.toString() ?? null);
-    const conflicted = hexOfKeys(r[chosen.length]!.response_range.kvs);
-    const fresh = run ? { run, held: hexOfKeys(r[chosen.length + 1]!.response_range.kvs) } : undefined;
-    return { held, conflicted, fresh, revision: BigInt(result.header.revision) };
+    const conflicted = hexOfKeys(r[all.length]!.response_range!.kvs);
+    let at = 0;
+    const lost = batch.map((p) => {
+      const held = p.chosen.map(() => r[at++]!.response_range!.kvs[0]?.value.toString() ?? null);
+      return { held, conflicted, revision };
+    });
+    // A free address found held is a race lost: the view starts again where the failed transaction read.
+    if (run && batch.some((p, i) => p.chosen.some((x, j) => x.kind === 'free' && lost[i]!.held[j] !== null))) {
+      const a: Ahead = { free: [], next: run.from, scanned: 0, fullRuns: 0, revision, readAt: Date.now() };
+      const held = hexOfKeys(r[all.length + 1]!.response_range!.kvs);
+      this.absorb(pool, a, run.from, { free: freeInRun(pool, run, held, conflicted), next: run.to >= pool.size ? 0 : run.to, revision });
+      this.ahead.set(pool.prefix, a);
+    }
+    batch.forEach((p, i) => p.done(lost[i]!));
   }
 
   /** What a failed claim teaches: explicit addresses held are an error; a free address held is a lost race. */
@@ -262,31 +329,77 @@ export class EtcdAllocator {
       } else if (text !== null) raced = true;
       else if (!conflict) keep.push(x.index!); // an address under a conflict record is passed, not raced for
     });
-    if (!raced) {
-      this.view(pool).free.unshift(...keep);
-      return races;
-    }
-    // Lost a race: start again where the failed claim read.
-    if (lost.fresh) {
-      const a: Ahead = { free: [], next: lost.fresh.run.from, scanned: 0, fullRuns: 0, revision: lost.revision, readAt: Date.now() };
-      const view: RunView = {
-        free: freeInRun(pool, lost.fresh.run, lost.fresh.held, lost.conflicted),
-        next: lost.fresh.run.to >= pool.size ? 0 : lost.fresh.run.to,
-        revision: lost.revision,
-      };
-      this.absorb(pool, a, lost.fresh.run.from, view);
-      this.ahead.set(pool.prefix, a);
-    }
-    return races + 1;
+    if (!raced) this.view(pool).free.unshift(...keep);
+    // A race lost: the failed transaction put a fresh view of where the next attempt starts (send).
+    return raced ? races + 1 : races;
   }
 }
 
-/** What a failed claim read: each chosen key's value (null: absent), the conflict records, the run ahead. */
+/** What a failed claim read: each chosen key's value (null: absent), the conflict records, at which revision. */
 interface Lost {
   held: (string | null)[];
   conflicted: Set<string>;
-  fresh: { run: { from: number; to: number }; held: Set<string> } | undefined;
   revision: bigint;
+}
+
+/** A claim waiting for (or in) a transaction: its addresses, the leases it writes and the etcd lease of each. */
+interface PendingClaim {
+  chosen: Chosen[];
+  leases: Lease[];
+  onLease: (string | undefined)[];
+  races: number;
+  done: (r: Lease[] | Lost) => void;
+  fail: (err: unknown) => void;
+}
+
+interface ClaimQueue {
+  waiting: PendingClaim[];
+  /** Transactions out. */
+  sending: number;
+  /** A send of what waits is due at the end of this turn of the event loop. */
+  pumping: boolean;
+}
+
+/** The puts of a batch: each lease with its host index key (on no etcd lease, etcd-host-index.ts), and the count (etcd-held-count.ts). */
+function successOps(c: EtcdConn, batch: PendingClaim[]): IRequestOp[] {
+  const count = new CountDelta();
+  const ops: IRequestOp[] = [];
+  for (const p of batch) {
+    p.leases.forEach((l, i) => {
+      const lease = p.onLease[i];
+      count.add(l.mac, c.host, lease, 1);
+      const put = { key: Buffer.from(c.macKey(l.mac)), value: Buffer.from(serializeLease(l)) };
+      ops.push({ request_put: lease === undefined ? put : { ...put, lease } }, { request_put: { key: Buffer.from(c.indexKey(c.host, l.mac)), value: Buffer.alloc(0) } });
+    });
+  }
+  ops.push(...count.ops(c));
+  return ops;
+}
+
+/**
+ * The claims that go in the next transaction, taken from the front of `waiting`: the first always; then, in
+ * order, each that fits (TXN_CHUNK addresses in all, the puts under etcd's 128 operations) and names no address
+ * of another claim in it (etcd refuses a transaction that writes one key twice; the later claim waits).
+ */
+function takeBatch(c: EtcdConn, waiting: PendingClaim[]): PendingClaim[] {
+  const count = new CountDelta();
+  const counted = (p: PendingClaim, n: 1 | -1) => p.leases.forEach((l, i) => count.add(l.mac, c.host, p.onLease[i], n));
+  const batch = [waiting.shift()!];
+  counted(batch[0]!, 1);
+  const macs = new Set(batch[0]!.chosen.map((x) => x.mac));
+  while (waiting.length > 0) {
+    const next = waiting[0]!;
+    if (macs.size + next.chosen.length > TXN_CHUNK || next.chosen.some((x) => macs.has(x.mac))) break;
+    counted(next, 1);
+    // Two puts per address, the count's, the cursor's.
+    if (2 * (macs.size + next.chosen.length) + count.ops(c).length + 1 > MAX_TXN_OPS) {
+      counted(next, -1);
+      break;
+    }
+    batch.push(waiting.shift()!);
+    for (const x of next.chosen) macs.add(x.mac);
+  }
+  return batch;
 }
 
 function parseQuietly(text: string, key: string): Lease | null {
