@@ -150,7 +150,7 @@ export async function reassert(a: EtcdAccess, id: string, expected: Lease[], kno
   const wants = expected
     .map((lease, pos): Want => {
       const hex = lease.mac.replaceAll(':', '');
-      return { lease, pos, hex, key: Buffer.from(a.macKey(lease.mac)), index: Buffer.from(a.indexKey(a.host, lease.mac)), conflict: standing.has(hex), owners: JSON.stringify(lease.owners) };
+      return { lease, pos, hex, num: parseInt(hex, 16), key: Buffer.from(a.macKey(lease.mac)), index: Buffer.from(a.indexKey(a.host, lease.mac)), conflict: standing.has(hex), owners: JSON.stringify(lease.owners) };
     })
     .sort((x, y) => (x.hex < y.hex ? -1 : x.hex > y.hex ? 1 : 0));
   const chunks: Want[][] = [];
@@ -187,6 +187,8 @@ interface Want {
   lease: Lease;
   pos: number;
   hex: string;
+  /** The MAC as a number. */
+  num: number;
   key: Buffer;
   index: Buffer;
   conflict: boolean;
@@ -211,8 +213,45 @@ function parseQuietly(text: string, key: string): Lease | null {
   }
 }
 
-/** A key as one read (or the last pass) saw it, and whether its index key is on no etcd lease; null: absent. */
-type Seen = { mod: string; lease: string; holder: Lease | null; indexFree: boolean } | null;
+/**
+ * A key as one read (or the last pass) saw it, and whether its index key is on no etcd lease; null: absent.
+ * `value`: the record's bytes as read (none for a key the last pass left known).
+ */
+type Seen = { mod: string; lease: string; holder: Lease | null; indexFree: boolean; value?: Buffer } | null;
+
+/**
+ * Neighbouring MACs of a chunk at most this far apart are read with one range: what lies between them (other
+ * hosts' leases, manual ones), at most READ_GAP - 1 keys per gap, comes along and is passed over. etcd and the
+ * client then handle one operation and one answer for a run of keys instead of one per key.
+ */
+const READ_GAP = 4;
+const ZERO = Buffer.from([0]);
+
+/** The reads of `wants` (in MAC order), a range per run of neighbours and a get for one alone; `found` gives each want's key from the answers (undefined: absent). */
+function keyReads(wants: Want[]): { ops: { request_range: { key: Buffer; range_end?: Buffer } }[]; found: (responses: unknown[]) => (Kv | undefined)[] } {
+  const runs: [number, number][] = [];
+  wants.forEach((w, i) => {
+    const last = runs.at(-1);
+    if (last && w.num - wants[last[1]]!.num <= READ_GAP) last[1] = i;
+    else runs.push([i, i]);
+  });
+  const ops = runs.map(([s, e]) => ({ request_range: s === e ? { key: wants[s]!.key } : { key: wants[s]!.key, range_end: Buffer.concat([wants[e]!.key, ZERO]) } }));
+  const found = (responses: unknown[]): (Kv | undefined)[] => {
+    const out: (Kv | undefined)[] = [];
+    runs.forEach(([s, e], k) => {
+      // Keys come in etcd's order (by their bytes), as the wants are.
+      const kvs = kvsOf(responses[k] as Parameters<typeof kvsOf>[0]);
+      let j = 0;
+      for (let i = s; i <= e; i++) {
+        const key = wants[i]!.key;
+        while (j < kvs.length && Buffer.compare(kvs[j]!.key, key) < 0) j++;
+        out.push(j < kvs.length && kvs[j]!.key.equals(key) ? kvs[j] : undefined);
+      }
+    });
+    return out;
+  };
+  return { ops, found };
+}
 
 /**
  * The keys of a chunk (those known from the last pass compared on their revision, the rest read) and, when
@@ -221,25 +260,30 @@ type Seen = { mod: string; lease: string; holder: Lease | null; indexFree: boole
 async function readChunk(c: Reasserting, chunk: Want[]): Promise<Seen[]> {
   const { a } = c;
   const known = chunk.map((w) => c.before.get(w.lease.mac));
-  const get = (w: Want) => ({ request_range: { key: w.key } });
-  const indexRange = { request_range: { key: chunk[0]!.index, range_end: Buffer.concat([chunk.at(-1)!.index, Buffer.from([0])]), keys_only: true, limit: INDEX_READ_LIMIT } };
+  const indexRange = { request_range: { key: chunk[0]!.index, range_end: Buffer.concat([chunk.at(-1)!.index, ZERO]), keys_only: true, limit: INDEX_READ_LIMIT } };
   const unknown = chunk.filter((_, i) => !known[i]);
+  const every = keyReads(chunk);
+  const some = unknown.length === chunk.length ? every : keyReads(unknown);
   // The compares: each known key unchanged since the last pass (none: the transaction is a batch of reads).
   const r = await a.call('re-assert', () =>
     a.client.kv.txn({
       compare: chunk.flatMap((w, i) => (known[i] ? [modIs(w.key, known[i]!.mod)] : [])),
-      success: unknown.length > 0 ? [...unknown.map(get), indexRange] : [],
-      failure: [...chunk.map(get), indexRange],
+      success: unknown.length > 0 ? [...some.ops, indexRange] : [],
+      failure: [...every.ops, indexRange],
     }),
   );
   // An index key not in the range (missing, or past its limit) is put with its lease key: as if on an etcd lease.
   const free = new Set<string>();
   for (const kv of kvsOf(r.responses.at(-1))) if (String(kv.lease) === '0') free.add(kv.key.toString().slice(-12));
   const seen = (kv: Kv | undefined, w: Want): Seen =>
-    kv ? { mod: String(kv.mod_revision), lease: String(kv.lease), holder: parseQuietly(kv.value.toString(), kv.key.toString()), indexFree: free.has(w.hex) } : null;
-  if (!r.succeeded) return chunk.map((w, i) => seen(kvsOf(r.responses[i])[0], w));
+    kv ? { mod: String(kv.mod_revision), lease: String(kv.lease), holder: parseQuietly(kv.value.toString(), kv.key.toString()), indexFree: free.has(w.hex), value: kv.value } : null;
+  if (!r.succeeded) {
+    const kvs = every.found(r.responses);
+    return chunk.map((w, i) => seen(kvs[i], w));
+  }
+  const kvs = some.found(r.responses);
   let u = 0;
-  return chunk.map((w, i) => (known[i] ? { ...known[i]! } : seen(kvsOf(r.responses[u++])[0], w)));
+  return chunk.map((w, i) => (known[i] ? { ...known[i]! } : seen(kvs[u++], w)));
 }
 
 /** Ours or absent keys of a chunk, read once and written in one transaction (or as few as fit); returns the leases left for one by one. */
@@ -260,13 +304,13 @@ async function reassertChunk(c: Reasserting, chunk: Want[]): Promise<Want[]> {
     else if (kv.lease === id && JSON.stringify(holder.owners) === w.owners && !w.conflict) {
       c.out.kept += 1;
       c.known.set(w.lease.mac, { mod: kv.mod, lease: kv.lease, holder, indexFree: kv.indexFree });
-    } else writes.push({ w, from: { mod: kv.mod, lease: kv.lease, holder }, next: { ...holder, owners: w.lease.owners }, putIndex: !kv.indexFree });
+    } else writes.push({ w, from: { mod: kv.mod, lease: kv.lease, holder, value: kv.value }, next: { ...holder, owners: w.lease.owners }, putIndex: !kv.indexFree });
   });
   return writes.length > 0 ? [...left, ...(await writeGroup(c, writes))] : left;
 }
 
 /** A key to write: absent (from null) or ours as read, the record it gets, and whether its index key is put (on no etcd lease). */
-type Write = { w: Want; from: { mod: string; lease: string; holder: Lease } | null; next: Lease; putIndex: boolean };
+type Write = { w: Want; from: { mod: string; lease: string; holder: Lease; value?: Buffer | undefined } | null; next: Lease; putIndex: boolean };
 
 /**
  * One transaction for a group of writes (halved until it fits etcd's limit), each compared on what was read;
@@ -278,10 +322,11 @@ async function writeGroup(c: Reasserting, group: Write[], tries = WRITE_TRIES): 
   const ops = group.flatMap(({ w, from, next, putIndex }) => {
     if (from) count.move(w.lease.mac, { host: from.holder.host, lease: from.lease }, { host: a.host, lease: id });
     else count.add(w.lease.mac, a.host, id, 1);
-    // A record that stays as it is goes by its etcd lease alone (no need to send it again).
+    // A record that stays as it is goes back as the bytes read (etcd then reads nothing for the put: cheaper for
+    // it than ignore_value, which the put of a key the last pass left known still uses).
     const same = from !== null && JSON.stringify(from.holder.owners) === w.owners;
     return [
-      { request_put: same ? { key: w.key, lease: id, ignore_value: true } : { key: w.key, value: Buffer.from(serializeLease(next)), lease: id } },
+      { request_put: { key: w.key, lease: id, ...(!same ? { value: Buffer.from(serializeLease(next)) } : from.value ? { value: from.value } : { ignore_value: true }) } },
       ...(putIndex ? [{ request_put: { key: w.index, value: Buffer.alloc(0) } }] : []),
       ...(w.conflict ? [{ request_delete_range: { key: Buffer.from(a.conflictKey(w.lease.mac)) } }] : []),
     ];
@@ -335,7 +380,7 @@ async function reassertOne(c: Reasserting, w: Want, tries = 3): Promise<void> {
       return;
     }
     // Its index key was not read: put with the lease key, on no etcd lease.
-    if ((await writeGroup(c, [{ w, from: { mod: String(kv.mod_revision), lease: String(kv.lease), holder }, next: { ...holder, owners: want.owners }, putIndex: true }])).length === 0) return;
+    if ((await writeGroup(c, [{ w, from: { mod: String(kv.mod_revision), lease: String(kv.lease), holder, value: kv.value }, next: { ...holder, owners: want.owners }, putIndex: true }])).length === 0) return;
   } else if (!kv && (await writeGroup(c, [{ w, from: null, next: want, putIndex: true }])).length === 0) return;
   if ((ours || !kv) && tries > 1) {
     await reassertOne(c, w, tries - 1);

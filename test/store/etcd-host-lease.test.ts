@@ -8,7 +8,7 @@
 import type { IKeyValue } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { writeEtcdLeases } from '../../scripts/lib/lease-fixture.mjs';
-import { parsePool } from '../../src/core/mac.js';
+import { formatMac, parsePool } from '../../src/core/mac.js';
 import type { Owner } from '../../src/core/owner.js';
 import { parseStore, type EtcdTarget } from '../../src/core/store-url.js';
 import { CountDelta } from '../../src/store/etcd-held-count.js';
@@ -138,6 +138,48 @@ describe('etcd re-assert at scale', () => {
     await consistent(p, store);
     await store.gc();
     expect((await kvs(`${p}/held-by/`)).size).toBe(TOTAL - 1000 + taken.length);
+    await store.close();
+    await other.close();
+  });
+
+  it('running VMs\' MACs in runs and apart, other hosts\' and manual leases between them, some keys gone: read by ranges, each found for its own lease, nothing else touched', async () => {
+    n += 1;
+    const p = `/lease-gaps-${process.pid}-${n}`;
+    const url = e.server.url(p.slice(1));
+    const store = new EtcdStore({ target: parseStore(url) as EtcdTarget, host: HOST });
+    const other = new EtcdStore({ target: parseStore(url) as EtcdTarget, host: 'h-other' });
+    // MACs apart by 1 (runs), by 4 (still one range), by 5 (a read of its own), and far.
+    const steps = [1, 1, 1, 1, 1, 1, 4, 5, 4, 2, 2, 50, 5, 5, 1, 3];
+    const wanted: number[] = [];
+    for (let at = 0x1000, k = 0; wanted.length < 340; k++) wanted.push((at += steps[k % steps.length]!));
+    const macOf = (x: number) => formatMac(pool.base + x);
+    const vmOf = (x: number) => ({ uuid: `00000000-0000-4000-8000-${x.toString(16).padStart(12, '0')}`, name: `g-${x.toString(16)}` });
+    const between = Array.from({ length: wanted.at(-1)! - wanted[0]! }, (_, i) => wanted[0]! + i).filter((x) => !wanted.includes(x));
+    // Half the running VMs' keys on this process's own etcd lease with their owners, half with none (their owners change).
+    await Promise.all(wanted.map((x, i) => store.allocate(pool, [{ vm: vmOf(x), nic: 0, owners: i % 2 ? [LIVE] : [], mac: macOf(x) }])));
+    // Between them: other hosts' leases and this host's manual ones, which run no VM.
+    await Promise.all(between.map((x, i) => (i % 2 ? other : store).allocate(pool, [{ vm: null, nic: null, owners: [], mac: macOf(x) }])));
+    const gone = wanted.filter((_, i) => i % 13 === 7);
+    for (const x of gone) expect(await store.release(macOf(x))).toBe(true);
+    const before = await kvs(`${p}/macs/`);
+    const expected: Lease[] = wanted.map((x) => ({ version: 1, mac: macOf(x), vm: vmOf(x), nic: 0, host: HOST, owners: [LIVE], created: new Date(0).toISOString() }));
+
+    const agent = await store.takeLease();
+    const r = await store.reassert(agent.id, expected);
+    expect(r.conflicts).toEqual([]);
+    expect(r.kept).toBe(wanted.length);
+    expect(r.recreated.map((l) => l.mac)).toEqual(gone.map(macOf));
+    const after = await kvs(`${p}/macs/`);
+    for (const x of wanted) {
+      const kv = after.get(hex(macOf(x)))!;
+      const rec = JSON.parse(kv.value.toString()) as Lease;
+      expect(String(kv.lease), macOf(x)).toBe(agent.id);
+      expect(rec).toMatchObject({ host: HOST, vm: vmOf(x), owners: [LIVE] });
+    }
+    for (const x of between) expect(after.get(hex(macOf(x)))!.mod_revision, macOf(x)).toBe(before.get(hex(macOf(x)))!.mod_revision);
+    expect(after.size).toBe(wanted.length + between.length);
+    await consistent(p, store);
+    await agent.lease.revoke();
     await store.close();
     await other.close();
   });
