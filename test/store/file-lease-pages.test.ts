@@ -40,28 +40,13 @@ function files(count: number): string[] {
   return names;
 }
 
-/** The worker of a listing, and a promise of its n-th page posted. */
-interface Watched {
-  worker: Worker;
-  posted: (n: number) => Promise<void>;
-}
-
-/** Every page of a listing through the worker; `atPage(i, watched)` runs once page i is taken. */
-async function throughWorker(names: string[], size: number, opts: ReadOptions, atPage: (i: number, w: Watched) => Promise<void> | void) {
-  let watched: Watched | undefined;
-  const onWorker = (worker: Worker) => {
-    let count = 0;
-    const waiting: { n: number; resolve: () => void }[] = [];
-    worker.on('message', () => {
-      count++;
-      for (const w of waiting.filter((w) => w.n <= count)) w.resolve();
-    });
-    watched = { worker, posted: (n) => new Promise((resolve) => (count >= n ? resolve() : waiting.push({ n, resolve }))) };
-  };
+/** Every page of a listing through the worker; `atPage(i, worker)` runs once page i is taken. */
+async function throughWorker(names: string[], size: number, opts: ReadOptions, atPage: (i: number, worker: Worker) => Promise<void> | void) {
+  let worker: Worker | undefined;
   const pages: TextPage[] = [];
-  for await (const page of readPages(dir, () => names, size, { ...opts, readAheadFrom: 1, onWorker })) {
+  for await (const page of readPages(dir, () => names, size, { ...opts, readAheadFrom: 1, onWorker: (w) => (worker = w) })) {
     pages.push(page);
-    await atPage(pages.length, watched!);
+    await atPage(pages.length, worker!);
   }
   return pages;
 }
@@ -120,7 +105,7 @@ describe('readPages', () => {
   it('a worker that dies mid-listing: the pages it had not given are read here, every file once and in order', async () => {
     const names = files(40);
     const before = threads();
-    const pages = await throughWorker(names, 3, {}, async (i, { worker }) => {
+    const pages = await throughWorker(names, 3, {}, async (i, worker) => {
       if (i === 1) await worker.terminate();
     });
     expect(pages.flatMap((p) => p.names)).toEqual(names);
@@ -147,21 +132,75 @@ describe('readPages', () => {
     await threadsBackTo(before);
   });
 
-  it('json: while the reader has a page waiting, the worker also prints the pages it reads, as printJson does', async () => {
+  it('json: the worker also prints each page it reads, as printJson does', async () => {
     const names = files(30);
     writeFileSync(join(dir, names[7]!), 'not json');
     mkdirSync(join(dir, 'dir.json'));
     const all = [...names, 'dir.json', 'gone.json'];
-    // Once the first page is taken, the reader waits until the worker has read ahead as far as it may (a page
-    // in hand and four more): it had pages waiting while the worker read the third to the fifth.
-    const pages = await throughWorker(all, 2, { json: true }, async (i, { posted }) => {
-      if (i === 1) await posted(5);
-    });
+    const pages = await throughWorker(all, 2, { json: true }, () => undefined);
     expect(pages.flatMap((p) => p.names)).toEqual(all);
-    expect(pages[0]!.json).toBeUndefined(); // the reader had nothing waiting: sent as read, at once
-    expect(pages.slice(2, 5).map((p) => p.json !== undefined)).toEqual([true, true, true]);
-    for (const p of pages) if (p.json) expect(p.json).toEqual(p.texts.map(printJson));
+    for (const p of pages) expect(p.json).toEqual(p.texts.map(printJson));
     expect(pages[3]!.json).toEqual([`  {\n    "n": "${names[6]}"\n  }`, null]); // not JSON: null
+    expect(pages.at(-1)!.json).toEqual([null, null]); // a directory, a file gone: nothing to print
+  });
+
+  // Leases as serializeLease writes them (printed by position), and texts one step off that form (printed by JSON).
+  const lease = { version: 1, mac: '42:00:00:00:00:07', vm: { uuid: '00000000-0000-4000-8000-000000000007', name: 'web 1' }, nic: 0, host: 'h', owners: [{ pid: 42, startTime: 123456789012345 }], created: '1970-01-01T00:00:00.000Z' };
+  const written: [string, object][] = [
+    ['as written', lease],
+    ['no vm, no nic, no owners (mac allocate)', { ...lease, vm: null, nic: null, owners: [] }],
+    ['a vm with a name alone', { ...lease, vm: { name: 'r1' } }],
+    ['two owners', { ...lease, owners: [{ pid: 1, startTime: 0 }, { pid: 2, startTime: 3 }] }],
+    ['non-ASCII text and U+2028 (JSON prints them as they are)', { ...lease, host: 'hôte\u2028\u007f', vm: { name: 'ü' } }],
+  ];
+  it.each(written)('printJson of a lease as written: %s, printed by position as JSON.stringify prints it', (_, value) => {
+    const text = `${JSON.stringify(value)}\n`;
+    const parse = JSON.parse;
+    // JSON.parse unusable: a text in the written form must not need it.
+    JSON.parse = () => {
+      throw new Error('JSON.parse called');
+    };
+    try {
+      expect(printJson(text)).toBe(JSON.stringify([value], null, 2).slice(2, -2));
+      expect(printJson(text.trimEnd())).toBe(JSON.stringify([value], null, 2).slice(2, -2));
+    } finally {
+      JSON.parse = parse;
+    }
+  });
+
+  const w = JSON.stringify(lease);
+  it.each([
+    ['an escape in a string', w.replace('web 1', 'web\\"1')],
+    ['an escaped letter', w.replace('web 1', 'web\\u00411')],
+    ['a control character escaped', w.replace('web 1', 'web\\n1')],
+    ['a lone surrogate escaped', w.replace('web 1', 'web\\ud8001')],
+    ['a space after a colon', w.replace('"nic":0', '"nic": 0')],
+    ['spaces after the record', `${w}  \n`],
+    ['keys in another order', w.replace('{"pid":42,"startTime":123456789012345}', '{"startTime":123456789012345,"pid":42}')],
+    ['another key', w.replace('"nic":0', '"nic":0,"x":[1,{}]')],
+    ['a fraction', w.replace('"nic":0', '"nic":1.50')],
+    ['an exponent', w.replace('"pid":42', '"pid":42e1')],
+    ['Infinity by exponent', w.replace('"pid":42', '"pid":1e400')],
+    ['a minus', w.replace('"pid":42', '"pid":-0')],
+    ['a surrogate pair (an emoji)', w.replace('web 1', 'web 🙂')],
+    ['a lone surrogate as it stands', w.replace('web 1', 'web\ud8001')],
+    ['a lone low surrogate as it stands', w.replace('web 1', 'web\udc001')],
+    ['16 digits', w.replace('123456789012345', '1234567890123456789')],
+    ['a uuid that is no string', w.replace('"00000000-0000-4000-8000-000000000007"', '7')],
+    ['nic as a string', w.replace('"nic":0', '"nic":"0"')],
+  ])('printJson of a lease off the written form (%s): as JSON.parse and JSON.stringify print it', (_, text) => {
+    expect(printJson(text)).toBe(JSON.stringify([JSON.parse(text)], null, 2).slice(2, -2));
+  });
+
+  it.each([
+    ['a leading zero', w.replace('"pid":42', '"pid":042')],
+    ['a control character as it stands', w.replace('web 1', 'web\n1')],
+    ['cut short', w.slice(0, -1)],
+    ['cut inside a string', w.slice(0, w.indexOf('web') + 2)],
+    ['something after the record', `${w}\nx`],
+  ])('printJson of a text that is not JSON (%s): null, as before', (_, text) => {
+    expect(() => JSON.parse(text)).toThrow();
+    expect(printJson(text)).toBeNull();
   });
 
   it('printJson: a text as JSON.stringify prints it inside an array indented by two; null when it is not JSON', () => {
