@@ -6,13 +6,14 @@
  * not grow with the pool. It reads only: each listing reads the files as they are, nothing is kept between
  * listings, so no crash or kill can make a listing show what the files do not hold.
  *
- * A reader that prints the records as JSON (`mac list --json`) may ask for them printed too: the worker then
- * prints each text it reads (printJson, TextPage.json), and this thread need not. Printing a lease in the
- * form this tool writes costs the worker less than reading it, and would cost this thread (which parses,
- * checks and states every lease) more, so the two threads are about as busy.
+ * A reader that prints the records as JSON (`mac list --json`) may ask for them printed too (TextPage.json):
+ * printJson prints a lease in the form this tool writes by a pattern, a fraction of what JSON.stringify of
+ * the parsed lease costs. It runs in this thread: printed in the worker, the text cost more to send here
+ * than to print.
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { WRITTEN_LEASE_RE } from './lease-text.js';
 
 /** A file's text; null: it vanished meanwhile; { error }: it could not be read (the message says why). */
 export type FileText = string | null | { error: string };
@@ -98,17 +99,14 @@ export function fileText(path: string): FileText {
 export interface TextPage {
   names: string[];
   texts: FileText[];
-  /**
-   * Asked for with `json`, from the worker: each text parsed and printed as an element of a JSON array
-   * indented by two spaces (printJson), null for a text that is not JSON.
-   */
+  /** Asked for with `json`: each text parsed and printed as an element of a JSON array (printJson), null for one that is not JSON. */
   json?: (string | null)[];
 }
 
 export interface ReadOptions {
   /** Files from which a worker reads ahead (default READ_AHEAD_FROM). */
   readAheadFrom?: number;
-  /** The reader prints the records as JSON: the worker prints them for it (TextPage.json). */
+  /** The reader prints the records as JSON: give them printed (TextPage.json). */
   json?: boolean;
   /** Tests: given the worker when it starts (to end it mid-listing, say). */
   onWorker?: (worker: Worker) => void;
@@ -121,16 +119,17 @@ export interface ReadOptions {
  */
 export async function* readPages(dir: string, list: () => string[], size: number, opts: ReadOptions = {}): AsyncGenerator<TextPage> {
   const readAheadFrom = opts.readAheadFrom ?? READ_AHEAD_FROM;
-  const start = () => new ReadAhead(dir, opts.json === true, opts.onWorker);
+  const start = () => new ReadAhead(dir, opts.onWorker);
+  const give = opts.json === true ? (page: TextPage) => ({ ...page, json: page.texts.map(printJson) }) : (page: TextPage) => page;
   let ahead = looksLarge(dir, readAheadFrom) ? start() : null;
   try {
     const names = list();
     if (names.length >= readAheadFrom) {
       ahead ??= start();
-      yield* ahead.pages(names, size);
+      for await (const page of ahead.pages(names, size)) yield give(page);
       return;
     }
-    for (let from = 0; from < names.length; from += size) yield readHere(dir, names, from, size);
+    for (let from = 0; from < names.length; from += size) yield give(readHere(dir, names, from, size));
   } finally {
     ahead?.stop();
   }
@@ -152,18 +151,15 @@ function looksLarge(dir: string, files: number): boolean {
 
 /**
  * A text parsed and printed as TextPage.json has it: `JSON.stringify([JSON.parse(text)], null, 2)` without
- * its brackets, null when it is not JSON. Runs in the worker (it uses nothing but its argument).
+ * its brackets, null when it is not JSON.
  *
- * A lease in the one form this tool writes (serializeLease: no spaces, its keys in their order, integers,
- * strings with nothing to escape) is matched by one pattern and printed with its values as they stand: the
- * same bytes as JSON.parse and JSON.stringify give, at a fraction of their cost (they were most of a large
- * listing's printing). Any other text (another key, order or spacing, an escape, a character JSON escapes or
- * a surrogate, a fraction, a minus, an integer of over 15 digits) goes through JSON.parse and JSON.stringify.
+ * A lease in the form this tool writes (WRITTEN_LEASE_RE) is printed with its values as they stand: the same
+ * bytes as JSON.parse and JSON.stringify give, at a fraction of their cost (they were most of a large
+ * listing's printing). Any other text goes through JSON.parse and JSON.stringify.
  */
 export function printJson(text: FileText): string | null {
   if (typeof text !== 'string') return null;
-  // Strings: no quote, backslash, control character or surrogate. Integers: as JSON prints them, exact in a double.
-  const m = /^\{"version":1,"mac":"([^"\\\u0000-\u001f\ud800-\udfff]*)","vm":(?:null|\{(?:"uuid":"([^"\\\u0000-\u001f\ud800-\udfff]*)",)?"name":"([^"\\\u0000-\u001f\ud800-\udfff]*)"\}),"nic":(null|(?:0|[1-9][0-9]{0,14})),"host":"([^"\\\u0000-\u001f\ud800-\udfff]*)","owners":\[((?:\{"pid":(?:0|[1-9][0-9]{0,14}),"startTime":(?:0|[1-9][0-9]{0,14})\}(?:,\{"pid":(?:0|[1-9][0-9]{0,14}),"startTime":(?:0|[1-9][0-9]{0,14})\})*)?)\],"created":"([^"\\\u0000-\u001f\ud800-\udfff]*)"\}\n?$/.exec(text);
+  const m = WRITTEN_LEASE_RE.exec(text);
   if (m !== null) {
     const [, mac, uuid, name, nic, host, owners, created] = m;
     const vm = name === undefined ? 'null' : `{\n${uuid === undefined ? '' : `      "uuid": "${uuid}",\n`}      "name": "${name}"\n    }`;
@@ -179,15 +175,14 @@ export function printJson(text: FileText): string | null {
 
 /**
  * The worker: waits for the names, then reads page after page, waiting while AHEAD of them are not taken yet
- * (`taken` counts them). Asked to print JSON, it prints each page it reads.
+ * (`taken` counts them).
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const readText = (${readText.toString()});
 const readPage = (${readPage.toString()});
-const printJson = (${printJson.toString()});
-const { dir, ahead, json } = workerData;
+const { dir, ahead } = workerData;
 const taken = new Int32Array(workerData.taken);
 parentPort.once('message', ({ list, size }) => {
   const names = list.split('\\0');
@@ -195,7 +190,7 @@ parentPort.once('message', ({ list, size }) => {
   for (let page = 0, from = 0; from < names.length; page++, from += size) {
     for (let seen = Atomics.load(taken, 0); page - seen >= ahead; seen = Atomics.load(taken, 0)) Atomics.wait(taken, 0, seen);
     const texts = readPage(fs, dir, names, from, Math.min(from + size, names.length), buf, readText);
-    parentPort.postMessage(json ? { texts, json: texts.map(printJson) } : { texts });
+    parentPort.postMessage(texts);
   }
 });`;
 
@@ -206,20 +201,19 @@ parentPort.once('message', ({ list, size }) => {
 class ReadAhead {
   private readonly worker: Worker;
   private readonly taken = new Int32Array(new SharedArrayBuffer(4));
-  private readonly ready: Omit<TextPage, 'names'>[] = [];
+  private readonly ready: FileText[][] = [];
   /** It ended (an error, or its exit) and has given all it will: the rest is read here. */
   private gone = false;
   private wake: () => void = () => undefined;
 
   constructor(
     private readonly dir: string,
-    json: boolean,
     onWorker?: (worker: Worker) => void,
   ) {
     // stdout/stderr kept apart: piping them to this process's would create process.stdout (cli/output.ts).
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, stdout: true, stderr: true, workerData: { dir, ahead: AHEAD, json, taken: this.taken.buffer } });
-    this.worker.on('message', (read: Omit<TextPage, 'names'>) => {
-      if (!this.gone) this.ready.push(read);
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, stdout: true, stderr: true, workerData: { dir, ahead: AHEAD, taken: this.taken.buffer } });
+    this.worker.on('message', (texts: FileText[]) => {
+      if (!this.gone) this.ready.push(texts);
       this.wake();
     });
     for (const event of ['error', 'exit']) {
@@ -236,14 +230,14 @@ class ReadAhead {
     this.worker.postMessage({ list: names.join('\0'), size });
     for (let from = 0; from < names.length; from += size) {
       while (this.ready.length === 0 && !this.gone) await new Promise<void>((resolve) => (this.wake = resolve));
-      const read = this.ready.shift();
-      if (read === undefined) {
+      const texts = this.ready.shift();
+      if (texts === undefined) {
         yield readHere(this.dir, names, from, size);
         continue;
       }
       Atomics.add(this.taken, 0, 1);
       Atomics.notify(this.taken, 0);
-      yield { names: names.slice(from, from + size), ...read };
+      yield { names: names.slice(from, from + size), texts };
     }
   }
 

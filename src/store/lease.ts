@@ -3,6 +3,7 @@ import { UncloudError } from '../core/errors.js';
 import { MAC_TEXT_RE } from '../core/mac.js';
 import { isPrintableText, LEASE_NAME_MAX } from '../core/quote.js';
 import { NAME_RE, UUID_RE } from '../core/vm-identity.js';
+import { writtenLease } from './lease-text.js';
 import type { Conflict, Lease, VmIdentity } from './store.js';
 
 /** The longest host name a lease may carry (DNS allows 253 characters). */
@@ -51,7 +52,8 @@ function keyHolds(where: string, mac: string): boolean {
  * with ".json"), and a record that names another MAC than its key is damaged, not trusted.
  */
 export function parseLease(text: string, where: string): Lease {
-  const l = parseRecord<Lease>(text, 'lease', where);
+  // Most records are in the form this tool writes: read by a pattern (lease-text.ts), checked as any other.
+  const l: Partial<Lease> = writtenLease(text) ?? parseRecord<Lease>(text, 'lease', where);
   const damagedLease = (w: string, why: string) => damaged('lease', w, why);
   if (typeof l.mac !== 'string' || !MAC_TEXT_RE.test(l.mac)) throw damagedLease(where, 'bad mac');
   if (!keyHolds(where, l.mac)) throw damagedLease(where, `its mac ${l.mac} is not the one its name holds`);

@@ -132,16 +132,19 @@ describe('readPages', () => {
     await threadsBackTo(before);
   });
 
-  it('json: the worker also prints each page it reads, as printJson does', async () => {
+  it('json: every page comes printed as printJson prints its texts, read here or by the worker', async () => {
     const names = files(30);
     writeFileSync(join(dir, names[7]!), 'not json');
     mkdirSync(join(dir, 'dir.json'));
     const all = [...names, 'dir.json', 'gone.json'];
-    const pages = await throughWorker(all, 2, { json: true }, () => undefined);
-    expect(pages.flatMap((p) => p.names)).toEqual(all);
-    for (const p of pages) expect(p.json).toEqual(p.texts.map(printJson));
-    expect(pages[3]!.json).toEqual([`  {\n    "n": "${names[6]}"\n  }`, null]); // not JSON: null
-    expect(pages.at(-1)!.json).toEqual([null, null]); // a directory, a file gone: nothing to print
+    for (const readAheadFrom of [1, 100]) {
+      const pages: TextPage[] = [];
+      for await (const page of readPages(dir, () => all, 2, { json: true, readAheadFrom })) pages.push(page);
+      expect(pages.flatMap((p) => p.names)).toEqual(all);
+      for (const p of pages) expect(p.json).toEqual(p.texts.map(printJson));
+      expect(pages[3]!.json).toEqual([`  {\n    "n": "${names[6]}"\n  }`, null]); // not JSON: null
+      expect(pages.at(-1)!.json).toEqual([null, null]); // a directory, a file gone: nothing to print
+    }
   });
 
   // Leases as serializeLease writes them (printed by position), and texts one step off that form (printed by JSON).
