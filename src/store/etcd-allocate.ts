@@ -385,6 +385,7 @@ function takeBatch(c: EtcdConn, waiting: PendingClaim[]): PendingClaim[] {
   const count = new CountDelta();
   const counted = (p: PendingClaim, n: 1 | -1) => p.leases.forEach((l, i) => count.add(l.mac, c.host, p.onLease[i], n));
   const batch = [waiting.shift()!];
+  if (waiting.length === 0) return batch; // alone (one allocator): nothing to weigh
   counted(batch[0]!, 1);
   const macs = new Set(batch[0]!.chosen.map((x) => x.mac));
   while (waiting.length > 0) {
