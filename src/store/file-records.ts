@@ -11,7 +11,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { indexOf, inPool, MAC_TEXT_RE, parseMac, type Pool } from '../core/mac.js';
-import { type AtomicWriteOptions, readTextIfExists, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
+import { type AtomicWriteOptions, readTextIfExists, type StagedFile, stageFile, TMP_PREFIX, writeFileAtomic } from '../system/atomic-file.js';
 import { ensurePrivateDir } from '../system/private-dir.js';
 import { type FileText, fileText, readFileText, type TextPage } from './file-lease-pages.js';
 import { damaged, parseLease, parseRecord } from './lease.js';
@@ -26,6 +26,9 @@ export interface PoolFile {
   /** MACs whose lease a change under the lock was creating or removing: each counts when its file exists. */
   pending?: string[];
 }
+
+/** pool.json's text. */
+export const poolText = (file: PoolFile): string => `${JSON.stringify(file)}\n`;
 
 /** 12 hex digits: a lease's file name and index entry. */
 export const hexOf = (mac: string): string => mac.replaceAll(':', '');
@@ -118,7 +121,13 @@ export class FileRecords {
   }
 
   writePoolFile(file: PoolFile): void {
-    this.writeAtomic(this.poolPath, `${JSON.stringify(file)}\n`);
+    this.writeAtomic(this.poolPath, poolText(file));
+  }
+
+  /** A record's new content in a temp file in tmpDir, not fsynced nor in place yet (system/atomic-file.ts stageFile). */
+  stage(path: string, data: string): StagedFile {
+    if (!this.ready) mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
+    return stageFile(path, data, 0o600, this.tmpDir);
   }
 
   /**

@@ -15,10 +15,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import { checkInPool, formatMac, macAt, parseMac, type Pool } from '../core/mac.js';
-import { createFileExclusive, removeQuietly } from '../system/atomic-file.js';
+import { linkStaged, placeStaged, removeQuietly, removeStaged, type StagedFile, syncStaged } from '../system/atomic-file.js';
 import { isOwnerAlive } from '../system/proc.js';
 import { withDirLock } from '../system/dir-lock.js';
-import { FileRecords, leasePageOf, namesIn } from './file-records.js';
+import { FileRecords, leasePageOf, namesIn, poolText } from './file-records.js';
 import { readPages } from './file-lease-pages.js';
 import { HostIndex, sweepIfOld } from './file-host-index.js';
 import { FileSideRecords } from './file-side-records.js';
@@ -69,24 +69,32 @@ export class FileStore extends FileSideRecords implements Store {
     );
   }
 
-  private allocateLocked(pool: Pool, requests: LeaseRequest[]): Lease[] {
+  private async allocateLocked(pool: Pool, requests: LeaseRequest[]): Promise<Lease[]> {
     for (let lost = 0; ; lost++) {
       const file = this.r.readPoolFile();
       const choice = chooseAddresses(this.r, pool, this.r.cursorOf(file, pool), requests);
       const leases = requests.map((req, i) => newLease(choice.macs[i]!, req, this.host));
       const next = beforeChange(file, this.r, choice.macs, [pool.prefix]);
       next.cursors = { ...file.cursors, [pool.prefix]: formatMac(macAt(pool, choice.cursor)) };
-      this.r.writePoolFile(next);
-      for (const l of leases) this.index.add(this.host, l.mac);
+      // pool.json and the lease files are fsynced together (one wait on the disk, not one per file), then put
+      // in place in the order the counts need: pool.json, the index entries, the lease files.
+      const staged: StagedFile[] = [];
       const taken: Lease[] = [];
       try {
-        for (const l of leases) {
-          if (!createFileExclusive(this.r.leasePath(l.mac), serializeLease(l), 0o600, this.r.tmpDir)) break;
+        staged.push(this.r.stage(this.r.poolPath, poolText(next)));
+        for (const l of leases) staged.push(this.r.stage(this.r.leasePath(l.mac), serializeLease(l)));
+        await syncStaged(staged);
+        placeStaged(staged[0]!);
+        for (const l of leases) this.index.add(this.host, l.mac);
+        for (const [i, l] of leases.entries()) {
+          if (!linkStaged(staged[i + 1]!)) break;
           taken.push(l);
         }
       } catch (err) {
         for (const l of taken) removeQuietly(this.r.leasePath(l.mac));
         throw err;
+      } finally {
+        removeStaged(staged);
       }
       if (taken.length === leases.length) return leases;
       // All or none; the index entries stay (an entry without a lease is skipped, and gc removes it).
@@ -240,7 +248,7 @@ export class FileStore extends FileSideRecords implements Store {
     });
   }
 
-  protected async withLock<T>(fn: () => T): Promise<T> {
+  protected async withLock<T>(fn: () => T | Promise<T>): Promise<T> {
     this.r.ensureDirs();
     return withDirLock(this.r.dir, { name: 'pool.lock', what: this.where, staleMs: this.lockStaleMs }, fn);
   }

@@ -1,5 +1,6 @@
 /** Whole-file writes that a crash cannot leave half-done: temp file + fsync + rename (or link). */
 import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import { processStartTime } from './proc.js';
@@ -63,6 +64,67 @@ export interface AtomicWriteOptions {
   durable?: boolean;
 }
 
+/** A file's new content, written to a temp file (in `tmpDir`) but not in place yet: staged by stageFile. */
+export interface StagedFile {
+  path: string;
+  tmp: string;
+}
+
+/**
+ * Several files made durable with one wait on the disk instead of one each: their temp files are written,
+ * fsynced together (on libuv's threads, so the file system commits them at once), and only then put in place
+ * one by one, in the caller's order (placeStaged, linkStaged). What readers see, and what a kill or a power
+ * loss can leave, is as with writeFileAtomic or createFileExclusive one after the other. The caller removes
+ * the temp files it did not place (removeStaged).
+ */
+export function stageFile(path: string, data: string, mode = 0o600, tmpDir?: string): StagedFile {
+  return { path, tmp: writeTemp(path, data, mode, tmpDir, false) };
+}
+
+export async function syncStaged(files: StagedFile[]): Promise<void> {
+  await Promise.all(
+    files.map(async (f) => {
+      try {
+        const handle = await open(f.tmp, 'r');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (err) {
+        throw writeFailed(f.path, err);
+      }
+    }),
+  );
+}
+
+/** Replace the file with its staged content (rename). */
+export function placeStaged(f: StagedFile): void {
+  try {
+    renameSync(f.tmp, f.path);
+  } catch (err) {
+    removeQuietly(f.tmp);
+    throw writeFailed(f.path, err);
+  }
+}
+
+/** Create the file with its staged content only if it does not exist (link); false when it does. */
+export function linkStaged(f: StagedFile): boolean {
+  try {
+    linkSync(f.tmp, f.path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw writeFailed(f.path, err);
+  } finally {
+    removeQuietly(f.tmp);
+  }
+}
+
+export function removeStaged(files: StagedFile[]): void {
+  for (const f of files) removeQuietly(f.tmp);
+}
+
 /**
  * Replace `path` with `data` atomically: readers see the old file or the new one, never a mix. `tmpDir` (same
  * file system) puts the temp file where leftovers are looked for. A kill at any instant leaves the old file or
@@ -71,13 +133,7 @@ export interface AtomicWriteOptions {
  * the boot), where a crash may leave the file empty or old and its reader takes that as a dead VM's.
  */
 export function writeFileAtomic(path: string, data: string, mode = 0o600, tmpDir?: string, opts: AtomicWriteOptions = {}): void {
-  const tmp = writeTemp(path, data, mode, tmpDir, opts.durable ?? true);
-  try {
-    renameSync(tmp, path);
-  } catch (err) {
-    removeQuietly(tmp);
-    throw writeFailed(path, err);
-  }
+  placeStaged({ path, tmp: writeTemp(path, data, mode, tmpDir, opts.durable ?? true) });
 }
 
 /**
@@ -86,16 +142,7 @@ export function writeFileAtomic(path: string, data: string, mode = 0o600, tmpDir
  * the temp file out of a directory that readers list.
  */
 export function createFileExclusive(path: string, data: string, mode = 0o600, tmpDir?: string): boolean {
-  const tmp = writeTemp(path, data, mode, tmpDir);
-  try {
-    linkSync(tmp, path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw writeFailed(path, err);
-  } finally {
-    removeQuietly(tmp);
-  }
+  return linkStaged({ path, tmp: writeTemp(path, data, mode, tmpDir) });
 }
 
 /**
