@@ -20,6 +20,8 @@ export interface VmRunFiles {
   record: string;
   /** Who is rebooting (or, under -no-reboot, resetting) the VM, its pid and start time, while qemu's power actions are changed. */
   rebootMark: string;
+  /** Held by `stop` and `reboot` while they act: one of them at a time takes a VM through its power-off. */
+  powerLock: string;
   ifup: (index: number) => string;
   ifdown: (index: number) => string;
 }
@@ -35,6 +37,7 @@ export function vmRunFiles(runDir: string, name: string): VmRunFiles {
     pidfile: join(dir, 'qemu.pid'),
     record: join(dir, 'vm.json'),
     rebootMark: join(dir, 'reboot.json'),
+    powerLock: join(dir, 'power.lock'),
     vncSocket: join(dir, 'vnc.sock'),
     seed: join(dir, 'seed.iso'),
     ifup: (i) => join(dir, `ifup-${i}.sh`),

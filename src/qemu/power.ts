@@ -3,7 +3,7 @@
  * power button with qemu told to pause instead of ending on the power-off, then reset and run: libvirt's
  * "fake reboot"). qemu's actions on power-off and reboot are put back however a verb ends.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { linkSync, rmSync, writeFileSync } from 'node:fs';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../core/owner.js';
 import { readTextIfExists } from '../system/atomic-file.js';
@@ -224,4 +224,59 @@ export async function settleAbandonedReboot(t: PowerTarget, qemuStatus?: string 
     rmSync(t.rebootMark, { force: true });
     return how;
   });
+}
+
+type PowerVerb = 'stopped' | 'rebooted';
+
+/** Who holds a power lock: its owner and what it is doing; null when there is none or it cannot be read. */
+function powerLockHolder(path: string): (Owner & { verb?: PowerVerb }) | null {
+  try {
+    const o = JSON.parse(readTextIfExists(path) ?? 'null') as (Owner & { verb?: PowerVerb }) | null;
+    return typeof o?.pid === 'number' && typeof o.startTime === 'number' ? o : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Run `fn` holding the VM's power lock (core/vm-files.ts powerLock): `stop` and `reboot` take a VM through
+ * its power-off one at a time. Raced, each undid the other's work: a stop during a reboot's wait made the
+ * guest's power-off end qemu while the reboot said it was booting again; a reboot during a stop's wait kept
+ * qemu and booted the guest again while the stop then quit it. Now the second is refused at once (VM_BUSY),
+ * naming the first. A lock whose holder died (killed) is taken over; the run dir's removal takes it away.
+ */
+export async function withPowerLock<T>(path: string, name: string, verb: PowerVerb, fn: () => Promise<T>): Promise<T> {
+  const me = currentOwner(process.pid);
+  const text = `${JSON.stringify({ ...me, verb })}\n`;
+  for (let attempt = 0; ; attempt++) {
+    // Written whole, then linked into place (fails if one is there): never seen empty, and so never taken
+    // for a dead holder's by a second verb reading it between its creation and its content.
+    const tmp = `${path}.${process.pid}`;
+    try {
+      writeFileSync(tmp, text, { mode: 0o600 });
+      linkSync(tmp, path);
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // The run dir is gone: the VM ended and was cleaned up meanwhile.
+      if (code === 'ENOENT') throw new UncloudError('NOT_RUNNING', `VM ${name} is not running (it ended meanwhile)`);
+      if (code !== 'EEXIST' || attempt > 0) throw new UncloudError('VM_BUSY', `VM ${name}: cannot take its power lock ${path}: ${(err as Error).message}`);
+      const holder = powerLockHolder(path);
+      if (holder && isOwnerAlive(holder)) {
+        throw new UncloudError('VM_BUSY', `VM ${name} is being ${holder.verb ?? 'stopped or rebooted'} by uncloud-vm (pid ${holder.pid}); wait for that to finish, then try again`);
+      }
+      try {
+        rmSync(path, { force: true });
+      } catch (e) {
+        throw new UncloudError('STATE_DAMAGED', `VM ${name}: its power lock ${path} cannot be removed (${(e as Error).message}); remove it by hand`);
+      }
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    if (powerLockHolder(path)?.pid === process.pid) rmSync(path, { force: true });
+  }
 }

@@ -89,8 +89,9 @@ async function assertRunning(vm: ObservedVm, deps: ReconcileDeps, report: Reconc
  * The caller has made sure no qemu of it runs (observed dead, or it awaited qemu's exit itself). A lease the
  * store would not take back (unreachable, disk full) is a GIVE_BACK_FAILED error, thrown after everything
  * else was given back; a damaged lease record is left to the operator (gc names it), not a failure here.
+ * `ran`: whether the VM's qemu ran (the error says the VM has ended) or the start failed before it did.
  */
-export async function giveBackHeld(store: Store, host: string, rec: VmRecord): Promise<Lease[]> {
+export async function giveBackHeld(store: Store, host: string, rec: VmRecord, ran = true): Promise<Lease[]> {
   const freed: Lease[] = [];
   const failed: string[] = [];
   for (const nic of rec.nics) {
@@ -106,21 +107,25 @@ export async function giveBackHeld(store: Store, host: string, rec: VmRecord): P
   }
   removeNicLeftovers(rec.taps);
   if (failed.length > 0) {
-    throw new UncloudError('GIVE_BACK_FAILED', `VM ${rec.name} has ended, but the store did not take back ${failed.join('; ')}; its run dir stays, and 'uncloud-vm gc' gives it back once the store answers`);
+    const what = ran ? `VM ${rec.name} has ended, but` : `VM ${rec.name} was not started, and`;
+    throw new UncloudError('GIVE_BACK_FAILED', `${what} the store did not take back ${failed.join('; ')}; its run dir stays, and 'uncloud-vm gc' gives it back once the store answers`);
   }
   return freed;
 }
 
 /** giveBackHeld, then the run dir; the run dir stays when a lease could not be given back (gc tries again). */
-export async function giveBackVm(store: Store, host: string, vm: Pick<ObservedVm, 'files' | 'record'>): Promise<Lease[]> {
-  const freed = vm.record ? await giveBackHeld(store, host, vm.record) : [];
+export async function giveBackVm(store: Store, host: string, vm: Pick<ObservedVm, 'files' | 'record'>, ran = true): Promise<Lease[]> {
+  const freed = vm.record ? await giveBackHeld(store, host, vm.record, ran) : [];
   removeDir(vm.files.dir);
   return freed;
 }
 
-/** On a path that is already failing: give back what the VM took; a give-back failure is told, not thrown over the first. */
-export async function giveBackAfterFailure(store: Store, host: string, vm: Pick<ObservedVm, 'files' | 'record'>, note?: (msg: string) => void): Promise<void> {
-  await giveBackVm(store, host, vm).catch((err: Error) => note?.(err.message));
+/**
+ * On a path that is already failing: give back what the VM took; a give-back failure is told, not thrown over
+ * the first. `ran`: qemu ran (past its gate) before the failure; by default the start failed before it did.
+ */
+export async function giveBackAfterFailure(store: Store, host: string, vm: Pick<ObservedVm, 'files' | 'record'>, note?: (msg: string) => void, ran = false): Promise<void> {
+  await giveBackVm(store, host, vm, ran).catch((err: Error) => note?.(err.message));
 }
 
 /**

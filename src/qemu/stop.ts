@@ -14,6 +14,8 @@ export { DEFAULT_STOP_TIMEOUT_S } from '../core/defaults.js';
 const QUIT_WAIT_MS = 5000;
 /** How often the power button is pressed again while the guest has not powered off. */
 export const PRESS_EVERY_MS = 5000;
+/** How long a qemu whose QMP closed is given to end by itself before it is sent SIGTERM. */
+const GONE_GRACE_MS = 1000;
 
 export interface StopTarget {
   name: string;
@@ -31,7 +33,10 @@ export interface StopOptions {
   pressEveryMs?: number;
 }
 
-/** `ended`: qemu went away while we waited, not by the guest's power-off (see `reason`). */
+/**
+ * `ended`: qemu went away while we waited, not by the guest's power-off (see `reason`); `not-running`: it was
+ * gone, or going by itself, before this stop reached it.
+ */
 export type StopOutcome = 'not-running' | 'powered-off' | 'quit' | 'killed' | 'ended';
 
 export interface StopResult {
@@ -56,6 +61,9 @@ export async function stopVm(t: StopTarget, opts: StopOptions): Promise<StopResu
   try {
     qmp = await QmpClient.connect(t.qmpSocket, 3000);
   } catch (err) {
+    // A qemu on its way out (ended by another command, or by its guest) closes QMP first: it is given a
+    // moment to finish, so this stop does not claim to have quit a VM it never reached.
+    if (await waitUntil(() => !alive(), GONE_GRACE_MS)) return done('not-running');
     opts.progress(`VM ${t.name}: ${(err as Error).message}; asking qemu to quit with SIGTERM`);
   }
   let shutdown: ShutdownData | null = null;
@@ -79,14 +87,15 @@ export async function stopVm(t: StopTarget, opts: StopOptions): Promise<StopResu
           await qmp.execute('cont').catch(() => undefined);
         }
         // QMP closing or going silent at the press (qemu dying, or hung): as without QMP, SIGTERM below.
-        const pressed = await qmp.execute('system_powerdown').then(
-          () => true,
-          (err: Error) => {
-            opts.progress(`VM ${t.name}: ${err.message}; asking qemu to quit with SIGTERM`);
-            return false;
-          },
+        const failed = await qmp.execute('system_powerdown').then(
+          (): Error | null => null,
+          (err: Error) => err,
         );
-        if (pressed) {
+        if (failed) {
+          if (await waitUntil(() => !alive(), GONE_GRACE_MS)) return ended();
+          opts.progress(`VM ${t.name}: ${failed.message}; asking qemu to quit with SIGTERM`);
+        }
+        if (!failed) {
           opts.progress(`VM ${t.name}: ACPI power button pressed; waiting up to ${opts.timeoutMs / 1000} s for the guest to power off`);
           await waitUntil(() => !alive() || poweredOff(), opts.timeoutMs, {
             every: opts.pressEveryMs ?? PRESS_EVERY_MS,

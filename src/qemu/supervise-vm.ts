@@ -128,7 +128,7 @@ export async function superviseVm(vm: PreparedVm, deps: LaunchDeps, heldSignals?
     if (!gateOpen) await forgetFailedStart(vm, deps);
     // qemu has ended: what it held goes back (its ifdown scripts ran unless it was killed). A store that will
     // not take it back is this run's error, unless it already has one.
-    if (failure) await giveBackAfterFailure(deps.store, deps.host, vm, deps.note);
+    if (failure) await giveBackAfterFailure(deps.store, deps.host, vm, deps.note, gateOpen);
     else await giveBackVm(deps.store, deps.host, vm);
   }
 }

@@ -12,10 +12,12 @@
  * lease file once, under the lock, and puts back what is missing. Without the marker, readers read every
  * lease file instead (they never write).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTextIfExists, removeQuietly, sweepTemp, TMP_PREFIX } from '../system/atomic-file.js';
 import { type FileRecords, HEX12_RE, hexOf, macOfHex, namesIn } from './file-records.js';
+import { damaged } from './lease.js';
+import type { DamagedRecord } from './store.js';
 
 const MARKER = '.complete';
 /** A temp file older than this was left by a writer killed between writing it and linking it. */
@@ -73,11 +75,24 @@ export class HostIndex {
   }
 
   /**
+   * The marker when something that is no regular file is in its place (a directory, a FIFO): a damaged
+   * record, named by gc and list and left to the operator. Until it is removed, readers read every lease.
+   */
+  damaged(): DamagedRecord[] {
+    const path = join(this.r.hostsDir, MARKER);
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st || st.isFile()) return [];
+    const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'not a regular file';
+    return [{ key: path, why: damaged('host index marker', path, `${kind}, not a regular file`).message }];
+  }
+
+  /**
    * A new store: no lease file yet, so the (empty) index is whole. Not fsynced, as the entries are not: after a
    * power loss the marker is missing (readers read every lease) or names an earlier boot, whatever it holds
-   * (an empty one too), so the first gc checks the index again either way.
+   * (an empty one too), so the first gc checks the index again either way. Not written over a damaged marker.
    */
   markNew(): void {
+    if (this.damaged().length > 0) return;
     mkdirSync(this.r.hostsDir, { recursive: true, mode: 0o700 });
     this.r.writeAtomic(join(this.r.hostsDir, MARKER), `${bootId()}\n`, { durable: false });
   }

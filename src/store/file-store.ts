@@ -170,7 +170,7 @@ export class FileStore extends FileSideRecords implements Store {
     if (this.index.state() === 'missing') {
       // Not known to be whole (a store from before the index, until gc builds it): every lease file, read only.
       const all = await this.list();
-      return { ...all, leases: all.leases.filter((l) => l.host === this.host) };
+      return { ...all, leases: all.leases.filter((l) => l.host === this.host), damaged: [...this.index.damaged(), ...all.damaged] };
     }
     const out: LeaseList = { leases: [], damaged: [], conflicts: [] };
     for (const mac of this.index.macs(this.host)) this.r.readLeaseInto(this.r.leasePath(mac), out.leases, out.damaged);

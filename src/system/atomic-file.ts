@@ -160,7 +160,7 @@ export function readTextIfExists(path: string): string | null {
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() && !st.isDirectory()) throw Object.assign(new Error('ENOTREG: not a regular file, read'), { code: 'ENOTREG' });
+    if (!st.isFile() && !st.isDirectory()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);

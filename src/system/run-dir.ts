@@ -55,7 +55,10 @@ export function readRecord(path: string): RecordRead {
   try {
     text = readTextIfExists(path);
   } catch (err) {
-    return { record: null, damaged: `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+    const code = (err as NodeJS.ErrnoException).code;
+    // Named plainly: ENOTREG is no errno an operator could look up.
+    const why = code === 'EISDIR' ? 'a directory' : code === 'ENOTREG' ? 'not a regular file' : (code ?? (err as Error).message);
+    return { record: null, damaged: `cannot be read (${why})` };
   }
   if (text === null) return { record: null, damaged: null };
   try {

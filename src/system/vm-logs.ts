@@ -2,7 +2,8 @@
  * A VM's logs on the state side (core/vm-files.ts `vmLogFiles`): the serial log qemu appends to and qemu's
  * stderr. Capped by rotation when a VM starts: a file over the cap becomes `<file>.1` (one older generation).
  */
-import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, type Stats, statSync, writeSync } from 'node:fs';
+import { UncloudError } from '../core/errors.js';
 import type { VmLogFiles } from '../core/vm-files.js';
 import { ensurePrivateDir } from './private-dir.js';
 
@@ -17,23 +18,49 @@ export function sizeOf(path: string): number {
   }
 }
 
-function lastByte(path: string, size: number): string {
-  const fd = openSync(path, 'r');
+/** What is in a log's place when it is not a regular file, for the one line that names it. */
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+function notALog(path: string, kind: string): UncloudError {
+  return new UncloudError('STATE_DAMAGED', `log ${path} is ${kind}, not a regular file; it was left untouched: remove it`);
+}
+
+/**
+ * A log opened non-blocking, and only if it is a regular file: a FIFO in its place would block the open (a
+ * writer waits for a reader) or every read, with the event loop, so not even a signal could end the command.
+ */
+function openLog(path: string, flags: number): number {
+  let fd: number;
   try {
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, size - 1);
-    return b.toString('latin1');
-  } finally {
-    closeSync(fd);
+    fd = openSync(path, flags | constants.O_NONBLOCK, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // EISDIR: a directory opened for writing; ENXIO: a FIFO no one reads, opened for writing.
+    if (code === 'EISDIR') throw notALog(path, 'a directory');
+    if (code === 'ENXIO') throw notALog(path, 'a FIFO');
+    throw err;
   }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw notALog(path, kindOf(st));
+  }
+  return fd;
 }
 
 function append(path: string, text: string): void {
-  const size = sizeOf(path);
-  // A guest's last line often has no newline: the header starts on a line of its own.
-  const sep = size > 0 && lastByte(path, size) !== '\n' ? '\n' : '';
-  const fd = openSync(path, 'a', 0o600);
+  const fd = openLog(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT);
   try {
+    const size = fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    // A guest's last line often has no newline: the header starts on a line of its own.
+    const sep = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a ? '\n' : '';
     writeSync(fd, `${sep}${text}\n`);
   } finally {
     closeSync(fd);
@@ -46,6 +73,11 @@ function append(path: string, text: string): void {
  */
 export function openVmLogs(logs: VmLogFiles, header: string, capBytes = LOG_CAP_BYTES): number {
   ensurePrivateDir(logs.dir);
+  // Both checked before either is written: a start refused for one log leaves no header in the other.
+  for (const file of [logs.serial, logs.qemu]) {
+    const st = statSync(file, { throwIfNoEntry: false });
+    if (st && !st.isFile()) throw notALog(file, kindOf(st));
+  }
   for (const file of [logs.serial, logs.qemu]) {
     if (sizeOf(file) > capBytes) renameSync(file, `${file}.1`);
     append(file, header);
@@ -53,12 +85,13 @@ export function openVmLogs(logs: VmLogFiles, header: string, capBytes = LOG_CAP_
   return sizeOf(logs.qemu);
 }
 
-/** The bytes of a file from an offset on (none when it does not exist). */
+/** The bytes of a log from an offset on (none when it does not exist; an error naming it when it is not a regular file). */
 export function readBytesFrom(path: string, offset: number): Buffer {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
-  } catch {
+    fd = openLog(path, constants.O_RDONLY);
+  } catch (err) {
+    if (err instanceof UncloudError) throw err;
     return Buffer.alloc(0);
   }
   try {

@@ -321,7 +321,7 @@ describe('prepareVm: a failure after the claim gives back everything it took', (
     const opts = { launcher: currentOwner(launcher.pid!)!, interrupted: () => (++asked > 1 ? ('SIGTERM' as const) : undefined) };
     const err = await failWith(f.prepare(plan, opts, { store: refusing }));
     expect(err.code).toBe('INTERRUPTED');
-    expect(f.notes).toEqual([`VM web1 has ended, but the store did not take back ${MAC(1)} (disk full); its run dir stays, and 'uncloud-vm gc' gives it back once the store answers`]);
+    expect(f.notes).toEqual([`VM web1 was not started, and the store did not take back ${MAC(1)} (disk full); its run dir stays, and 'uncloud-vm gc' gives it back once the store answers`]);
     expect(await f.held()).toEqual([`${MAC(1)} web1`]);
     expect(f.runDirs()).toEqual(['web1']);
     expect(recordOn('web1').nics.map((n) => n.mac)).toEqual([MAC(1)]);

@@ -236,7 +236,7 @@ describe('spawnOrGiveBack', () => {
     const vm = await f.prepare(f.plan(f.shQemu('exit 0')));
     await expect(spawnOrGiveBack(vm, { ...f.deps, store: storeWith({ release: refused }) }, () => Promise.reject(new Error('execa will not load')))).rejects.toThrow('execa will not load');
     expect(f.notes).toHaveLength(1);
-    expect(f.notes[0]).toMatch(/^VM uncloud-\S+ has ended, but the store did not take back 42:00:00:00:00:01 \(disk full\)/);
+    expect(f.notes[0]).toMatch(/^VM uncloud-\S+ was not started, and the store did not take back 42:00:00:00:00:01 \(disk full\)/);
     expect(await f.held()).toHaveLength(1);
     expect(f.runDirs()).toEqual([vm.spec.name]);
   });

@@ -2,6 +2,7 @@
 import { UncloudError } from '../../core/errors.js';
 import { vmLogFiles } from '../../core/vm-files.js';
 import { validateName } from '../../core/vm-identity.js';
+import { withRunDirLock } from '../../system/run-dir.js';
 import { hasLogs, removeVmLogs } from '../../system/vm-logs.js';
 import { observeVm } from '../../system/vm-state.js';
 import type { Context } from '../context.js';
@@ -30,6 +31,13 @@ Examples:
 
 export async function forget(name: string, ctx: Context): Promise<number> {
   validateName(name);
+  // Under the run dir's claim lock, as a start claims its VM: a start of this name cannot slip in between the
+  // check that the VM does not run and the removal of its identity and logs (it would run forgotten, its
+  // serial log deleted under it). One of the two wins; the other is refused.
+  return withRunDirLock(ctx.settings.runDir, () => forgetUnlocked(name, ctx));
+}
+
+async function forgetUnlocked(name: string, ctx: Context): Promise<number> {
   const vm = observeVm(ctx.settings.runDir, name);
   const running = `VM ${name} is ${vm.phase === 'starting' ? 'starting' : 'running'}; stop it first ('uncloud-vm stop ${name}'), then forget it`;
   if (vm.phase !== 'dead') throw new UncloudError('VM_RUNNING', running);

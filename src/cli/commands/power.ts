@@ -59,10 +59,10 @@ export async function reset(target: string, ctx: Context): Promise<number> {
 
 export async function reboot(target: string, flags: { timeout?: string }, ctx: Context): Promise<number> {
   const timeoutS = parseTimeout(flags.timeout ?? String(DEFAULT_STOP_TIMEOUT_S), '--timeout');
-  const { power } = requireRunning(target, ctx);
-  const { rebootVm } = await import('../../qemu/power.js');
+  const { power, powerLock } = requireRunning(target, ctx);
+  const { rebootVm, withPowerLock } = await import('../../qemu/power.js');
   const t0 = Date.now();
-  const how = await rebootVm(power, { timeoutMs: timeoutS * 1000, progress: ctx.err });
+  const how = await withPowerLock(powerLock, power.name, 'rebooted', () => rebootVm(power, { timeoutMs: timeoutS * 1000, progress: ctx.err }));
   const s = ((Date.now() - t0) / 1000).toFixed(1);
   ctx.err(how === 'power-cycled' ? `VM ${power.name} powered off after ${s} s and is booting again` : `VM ${power.name} rebooted itself after ${s} s`);
   return 0;

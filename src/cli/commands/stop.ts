@@ -26,13 +26,15 @@ export async function stop(target: string, flags: { timeout?: string; force?: bo
     if (vm) await cleanupAfterQemu(vm.name, ctx);
     throw new UncloudError('NOT_RUNNING', `VM ${target} is not running (no live qemu in ${ctx.settings.runDir})`);
   }
-  const { stopVm } = await import('../../qemu/stop.js');
-  const r = await stopVm(
-    { name: vm.name, qmpSocket: vm.files.qmpSocket, qemu: vm.qemu },
-    { timeoutMs: timeoutS * 1000, force: flags.force ?? false, progress: ctx.err },
+  const qemu = vm.qemu;
+  const { stopVm, stopOutcomeText } = await import('../../qemu/stop.js');
+  const { withPowerLock } = await import('../../qemu/power.js');
+  const r = await withPowerLock(vm.files.powerLock, vm.name, 'stopped', () =>
+    stopVm({ name: vm.name, qmpSocket: vm.files.qmpSocket, qemu }, { timeoutMs: timeoutS * 1000, force: flags.force ?? false, progress: ctx.err }),
   );
-  const { stopOutcomeText } = await import('../../qemu/stop.js');
-  ctx.err(`VM ${vm.name} ${stopOutcomeText(r)} after ${(r.ms / 1000).toFixed(1)} s`);
   await cleanupAfterQemu(vm.name, ctx);
+  // Ended before this stop reached it (by itself, or by another command): as for a VM found not running.
+  if (r.outcome === 'not-running') throw new UncloudError('NOT_RUNNING', `VM ${vm.name} is not running (its qemu ended before this stop reached it)`);
+  ctx.err(`VM ${vm.name} ${stopOutcomeText(r)} after ${(r.ms / 1000).toFixed(1)} s`);
   return 0;
 }

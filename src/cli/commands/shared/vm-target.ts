@@ -36,6 +36,8 @@ export interface RunningVm {
   rec: VmRecord | null;
   qemu: Owner;
   power: PowerTarget;
+  /** Held while `stop` or `reboot` acts on it. */
+  powerLock: string;
   /** Its console socket: null when the console is on the terminal of its `start --console`; undefined when unknown. */
   consoleSocket: string | null | undefined;
 }
@@ -53,7 +55,7 @@ export function requireRunning(target: string, ctx: Context): RunningVm {
   if (!rec) ctx.err(`note: VM ${vm.name}: its record ${vm.files.record} is damaged (${vm.damaged}); acting through its pidfile and sockets`);
   const noReboot = rec ? (rec.noReboot ?? false) : (processCmdline(vm.qemu.pid)?.includes('-no-reboot') ?? false);
   const consoleSocket = rec ? rec.consoleSocket : existsSync(vm.files.consoleSocket) ? vm.files.consoleSocket : null;
-  return { name: vm.name, rec, qemu: vm.qemu, power: { name: vm.name, qmpSocket: vm.files.qmpSocket, noReboot, rebootMark: vm.files.rebootMark }, consoleSocket };
+  return { name: vm.name, rec, qemu: vm.qemu, power: { name: vm.name, qmpSocket: vm.files.qmpSocket, noReboot, rebootMark: vm.files.rebootMark }, powerLock: vm.files.powerLock, consoleSocket };
 }
 
 /** After qemu is gone: a live launcher gives everything back itself (waited for briefly); otherwise we do. */
