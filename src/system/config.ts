@@ -2,7 +2,7 @@
  * Settings: built-in defaults < config file < environment < flags.
  * Paths follow the FHS for root and XDG for everyone else.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
@@ -72,24 +72,43 @@ export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {
   };
 }
 
+/**
+ * A file's text, opened non-blocking and read only if it is a regular file: a FIFO given as the config
+ * file would hang every command (and a blocked read holds off even SIGTERM).
+ */
+function readRegularFile(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw Object.assign(new Error('it is a directory'), { code: 'EISDIR' });
+    if (!st.isFile()) throw new Error('it is not a regular file (a FIFO, socket or device)');
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function readConfigFile(path: string, mustExist: boolean): Partial<Settings> {
   let text: string;
+  // A path from the command line or the environment: shown escaped (a newline in it stays on one line).
+  const shown = printable(path);
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !mustExist) return {};
-    if (code === 'ENOENT') throw usageError(`config file ${path} does not exist`);
-    throw new UncloudError('CONFIG', `cannot read config file ${path}: ${(err as Error).message}`);
+    if (code === 'ENOENT') throw usageError(`config file ${shown} does not exist`);
+    const why = code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
+    throw new UncloudError('CONFIG', `cannot read config file ${shown}: ${why}`);
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch {
-    throw new UncloudError('CONFIG', `config file ${path} is not valid JSON`, 2);
+    throw new UncloudError('CONFIG', `config file ${shown} is not valid JSON`, 2);
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new UncloudError('CONFIG', `config file ${path} must hold a JSON object`, 2);
+    throw new UncloudError('CONFIG', `config file ${shown} must hold a JSON object`, 2);
   }
   const out: Partial<Settings> = {};
   for (const [key, value] of Object.entries(data)) {

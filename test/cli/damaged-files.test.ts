@@ -86,3 +86,19 @@ describe('a run record that is a FIFO', () => {
     expect(st.stderr).not.toContain('ENOTREG');
   });
 });
+
+describe('a config file that is no regular file, or a path with a newline', () => {
+  it('a FIFO or a directory as --config: one line naming it, exit 1, no hang; a newline in the path stays on the line', async () => {
+    const base = join(fake.sb.stateDir, '..');
+    const fifo = join(base, 'config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const r = await verb(['--config', fifo, 'list']);
+    expect([r.signal, r.code, r.stderr]).toEqual([null, 1, `uncloud-vm: cannot read config file ${fifo}: it is not a regular file (a FIFO, socket or device)\n`]);
+    const dir = join(base, 'config.d');
+    mkdirSync(dir);
+    const d = await verb(['--config', dir, 'list']);
+    expect([d.code, d.stderr]).toEqual([1, `uncloud-vm: cannot read config file ${dir}: it is a directory\n`]);
+    const nl = await verb(['--config', `${base}/a\nb.json`, 'list']);
+    expect([nl.code, nl.stderr]).toEqual([2, `uncloud-vm: config file ${base}/a\\nb.json does not exist\n`]);
+  });
+});
