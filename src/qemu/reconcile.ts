@@ -159,7 +159,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   for (const vm of vms.filter((v) => v.phase === 'dead')) {
     await withRunDirLock(deps.runDir, async () => {
       const now = observeVm(deps.runDir, vm.name);
-      if (now.phase !== 'dead') return;
+      // Gone meanwhile (another gc, a stop's cleanup took it): not this gc's to report as removed.
+      if (now.phase !== 'dead' || !existsSync(now.files.dir)) return;
       // A record that is not this dir's own (a copy of another VM's run dir) or names a VM whose qemu
       // runs elsewhere under this run dir gives nothing back: its leases and taps are that VM's.
       const foreign = now.record !== null && (now.record.name !== vm.name || liveUuids.has(now.record.uuid));

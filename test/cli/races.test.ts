@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CliResult } from '../helpers/cli.js';
+import { type CliResult, waitFor } from '../helpers/cli.js';
 import { fakeQemuEnvironment } from '../helpers/fake-qemu.js';
 import { checkInvariants, liveQemus } from '../helpers/invariants.js';
 import { writeRunDirVm } from '../helpers/run-dir-vm.js';
@@ -95,4 +95,23 @@ describe('forget and start of one name at once', () => {
     expect(existsSync(join(fake.sb.stateDir, 'logs', 'x', 'serial.log'))).toBe(true);
     rmSync(join(fake.sb.runDir, 'x'), { recursive: true });
   }, 30_000);
+});
+
+describe('two gcs at once', () => {
+  it("a dead VM's MAC and run dir are reclaimed once: exactly one gc reports each, and a third finds nothing", async () => {
+    for (let i = 0; i < 4; i++) {
+      const round = `round ${i}`;
+      expect((await fake.start(['--name', 'y', '--detach'])).code).toBe(0);
+      const [q] = liveQemus(fake.sb.runDir);
+      process.kill(q!.pid, 'SIGKILL');
+      await waitFor('qemu gone', () => liveQemus(fake.sb.runDir).length === 0);
+      const d = rnd(30);
+      const [a, b] = await Promise.all([fake.run(['gc']), after(d, () => fake.run(['gc']))]);
+      expect([a.code, b.code], round).toEqual([0, 0]);
+      const out = a.stdout + b.stdout;
+      expect(out.match(/^removed run dir y$/gm) ?? [], `${round}: ${a.stdout} / ${b.stdout}`).toHaveLength(1);
+      expect(out.match(/^freed /gm) ?? [], `${round}: ${a.stdout} / ${b.stdout}`).toHaveLength(1);
+      await settled(round);
+    }
+  }, 60_000);
 });
