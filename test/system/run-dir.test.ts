@@ -1,5 +1,5 @@
 /** Run records read back or said to be damaged (never thrown), and the staging dirs a killed claim leaves. */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,7 +41,10 @@ describe('readRecord', () => {
   it('no record: none, and not damaged; a directory in its place: damaged, said why', () => {
     expect(readRecord(join(tmp.path, 'vm.json'))).toEqual({ record: null, damaged: null });
     mkdirSync(join(tmp.path, 'vm.json'));
-    expect(readRecord(join(tmp.path, 'vm.json'))).toEqual({ record: null, damaged: 'cannot be read (EISDIR)' });
+    expect(readRecord(join(tmp.path, 'vm.json'))).toEqual({ record: null, damaged: 'cannot be read (a directory)' });
+    // A FIFO: named plainly, not by a made-up errno.
+    execFileSync('mkfifo', [join(tmp.path, 'fifo.json')]);
+    expect(readRecord(join(tmp.path, 'fifo.json'))).toEqual({ record: null, damaged: 'cannot be read (not a regular file)' });
   });
 });
 
