@@ -17,11 +17,15 @@ const ENTRY = 'uncloud-vm.cjs';
  * The code caches to try for a chunk, best first. The entry has one per verb whose start-up matters, holding
  * only what that verb's commands run (V8 reads a whole cache, and the verb's is a third to half smaller), and
  * one for every command: the verb is taken to be the first argument, as users write it; when it is not (a
- * global option first), the cache for every command serves.
+ * global option first), the cache for every command serves. A dry run has one of its own: it stops before the
+ * allocation and the launch that a start's cache also holds (~20% less to read). Which cache is taken never
+ * changes what a command does (V8 refuses one made for other code, and then compiles as it goes).
  */
 function cachesOf(file, args = process.argv) {
   const verb = file === ENTRY ? args[2] : undefined;
-  return [...(verb !== undefined && /^[a-z]+$/.test(verb) ? [`${file}.${verb}.v8cache`] : []), `${file}.v8cache`];
+  if (verb === undefined || !/^[a-z]+$/.test(verb)) return [`${file}.v8cache`];
+  const dryRun = verb === 'start' && args.includes('--dry-run') ? [`${file}.${verb}-dry-run.v8cache`] : [];
+  return [...dryRun, `${file}.${verb}.v8cache`, `${file}.v8cache`];
 }
 
 // One buffer that every chunk and cache is read into (a chunk's source is copied out of it as a string, and

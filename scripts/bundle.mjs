@@ -50,6 +50,17 @@ function lazyModule(name) {
   ].join('\n');
 }
 
+/** The CommonJS form of lazyModule: the module's exports, each required on first use of any. */
+function lazyCommonJs(name) {
+  return [
+    `let loaded;`,
+    `module.exports = new Proxy({}, {`,
+    `  get: (_t, p) => (loaded ??= require(${JSON.stringify(name)}))[p],`,
+    `  has: (_t, p) => p in (loaded ??= require(${JSON.stringify(name)})),`,
+    `});`,
+  ].join('\n');
+}
+
 // The modules of the core chunk: these and all they import statically (a dynamic import stays a chunk of its own).
 const CORE_ROOTS = ['src/cli/main.ts', 'src/cli/commands/start.ts', 'src/cli/commands/mac.ts'].map((f) => join(ROOT, f));
 // The launch chunk: our modules that these import dynamically (a start past its dry run), and what those import
@@ -95,16 +106,20 @@ const lazyPlugin = {
     if (!INLINED_RE.test(code)) throw new Error('bundle: src/system/templates.ts has no INLINED to fill');
     return code.replace(INLINED_RE, `const INLINED = ${JSON.stringify(templates())};`);
   },
-  resolveId(id, importer) {
+  resolveId(id, importer, extra) {
     if (id === 'graceful-fs') return '\0node-fs';
     if (!isLazy(id)) return null;
     // The lazy module's own require is the real, external one.
-    return importer?.startsWith('\0lazy:') ? { id, external: true } : `\0lazy:${id}`;
+    if (importer?.startsWith('\0lazy')) return { id, external: true };
+    // A package's require() of it (commander's of node:child_process): one proxy for the whole module. The lazy
+    // ES module would be copied whole for it, a getter and a proxy per export made at every start.
+    return extra?.kind === 'require-call' ? `\0lazy-cjs:${id}` : `\0lazy:${id}`;
   },
   load(id) {
     // proper-lockfile's graceful-fs is Node's own fs here: graceful-fs copies and patches all of fs when it
     // loads (~9 ms of every locking command), to retry opens on EMFILE, which a lock directory never meets.
     if (id === '\0node-fs') return "module.exports = require('node:fs');";
+    if (id.startsWith('\0lazy-cjs:')) return lazyCommonJs(id.slice('\0lazy-cjs:'.length));
     return id.startsWith('\0lazy:') ? lazyModule(id.slice('\0lazy:'.length)) : null;
   },
   renderChunk(code) {

@@ -2,9 +2,10 @@
 // against a throw-away state dir, then save the code V8 compiled for each chunk as that chunk's code cache
 // (<chunk>.cjs.v8cache). A chunk no command here ran gets the cache of its compiled top level.
 // The entry chunk also gets a cache per verb of VERB_CACHES (<entry>.<verb>.v8cache, which bin/uncloud-vm.cjs
-// prefers when the verb comes first): made in a process of its own that runs only that verb's commands, so it
-// holds what they compiled and no more (V8 reads a cache whole: a dry run's is ~190 KiB against ~290 KiB).
-// Usage: node scripts/code-cache.cjs <build dir> [verb: only the entry's cache for that verb]
+// prefers when the verb comes first), and one for a dry run (<entry>.start-dry-run.v8cache): each made in a
+// process of its own that runs only those commands, so it holds what they compiled and no more (V8 reads a
+// cache whole: a dry run's is ~190 KiB, a start's ~240 KiB, every command's ~300 KiB).
+// Usage: node scripts/code-cache.cjs <build dir> [a key of VERB_CACHES: only that cache of the entry]
 'use strict';
 const { spawnSync } = require('node:child_process');
 const { mkdtempSync, readdirSync, rmSync, writeFileSync } = require('node:fs');
@@ -12,7 +13,12 @@ const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { compile, compileChunk, ENTRY } = require('../bin/uncloud-vm.cjs');
 
-const VERB_CACHES = ['start', 'mac'];
+/** The entry's caches besides the one for every command: name and the commands (of COMMANDS) it is made of. */
+const VERB_CACHES = {
+  start: (args) => args[0] === 'start',
+  'start-dry-run': (args) => args[0] === 'start' && args.includes('--dry-run'),
+  mac: (args) => args[0] === 'mac',
+};
 
 const COMMANDS = [
   ['start', '--dry-run', '--memory', '1024', '--cores', '2'],
@@ -99,11 +105,11 @@ async function main() {
   const [dir, verb] = process.argv.slice(2);
   const scripts = new Map();
   if (verb !== undefined) {
-    await runAll(dir, COMMANDS.filter((args) => args[0] === verb), scripts);
+    await runAll(dir, COMMANDS.filter(VERB_CACHES[verb]), scripts);
     writeFileSync(join(dir, `${ENTRY}.${verb}.v8cache`), scripts.get(ENTRY).createCachedData());
     return;
   }
-  for (const v of VERB_CACHES) {
+  for (const v of Object.keys(VERB_CACHES)) {
     const r = spawnSync(process.execPath, [__filename, dir, v], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`code cache for ${v}: ${r.stderr || r.stdout}`);
   }

@@ -58,6 +58,11 @@ describe('start-up', () => {
       expect([verb, compileChunk(DEFAULT_DIR, ENTRY, [own!]).cachedDataRejected]).toEqual([verb, false]);
       expect(size(own!)).toBeLessThan(size(all!));
     }
+    // A dry run: its own cache first, accepted, and smaller than a start's (it holds no allocation or launch).
+    const [dry, start] = cachesOf(ENTRY, ['node', 'uncloud-vm', 'start', '--memory', '1024', '--dry-run']);
+    expect([dry, start]).toEqual([`${ENTRY}.start-dry-run.v8cache`, `${ENTRY}.start.v8cache`]);
+    expect(compileChunk(DEFAULT_DIR, ENTRY, [dry!]).cachedDataRejected).toBe(false);
+    expect(size(dry!)).toBeLessThan(size(start!));
     // A global option first: the cache for every command.
     expect(cachesOf(ENTRY, ['node', 'uncloud-vm', '--state-dir', '/x', 'start'])).toEqual([`${ENTRY}.v8cache`]);
     expect(cachesOf('launch-x.cjs', ['node', 'uncloud-vm', 'start'])).toEqual(['launch-x.cjs.v8cache']);
