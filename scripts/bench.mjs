@@ -50,7 +50,7 @@ function stats(samples) {
 function record(section, name, unit, samples, extra = {}) {
   const row = { section, name, unit, ...stats(samples), ...extra };
   rows.push(row);
-  const fmt = (v) => (unit === 'ms' ? v.toFixed(1) : unit === 'MiB' ? v.toFixed(1) : String(Math.round(v)));
+  const fmt = (v) => (unit === 'ms' || unit === 'MiB' ? v.toFixed(1) : unit === 'M' ? v.toFixed(2) : String(Math.round(v)));
   console.log(`${section.padEnd(22)} ${name.padEnd(52)} ${fmt(row.median).padStart(9)} ${unit.padEnd(4)} (min ${fmt(row.min)}, max ${fmt(row.max)}, n=${row.runs})${extra.note ? `  ${extra.note}` : ''}`);
   return row;
 }
@@ -97,6 +97,36 @@ function cliLatency() {
   d.ratio = ratio(d);
   p.ratio = ratio(p);
   console.log(`${''.padEnd(22)} ratio to node -e 0: dry-run ${d.ratio.toFixed(2)}x, mac pool ${p.ratio.toFixed(2)}x (target <= 1.3x)`);
+
+  // The same three as instructions (valgrind's callgrind, when installed): the machine's load does not move them,
+  // so the ratios hold on a shared machine. V8 searches a random prime for its hash secret at every start
+  // (detail::sprp, 8 +- 3 M instructions): left out of each count.
+  if (spawnSync('valgrind', ['--version']).status === 0) {
+    const instructions = (args) => {
+      const out = join(dir, 'callgrind.out');
+      const r = spawnSync('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, ...args], { env, encoding: 'utf8' });
+      const total = Number(/Collected : (\d+)/.exec(r.stderr)?.[1]);
+      if (r.status !== 0 || !total) throw new Error(`callgrind ${args.join(' ')}: ${r.stderr}`);
+      const annotated = spawnSync('callgrind_annotate', ['--threshold=100', out], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout;
+      const prime = /^\s*([\d,]+) .*detail::sprp/m.exec(annotated ?? '');
+      return (total - Number(prime?.[1].replaceAll(',', '') ?? 0)) / 1e6;
+    };
+    const runs = QUICK ? 1 : 3;
+    const ib = [];
+    const id = [];
+    const ip = [];
+    for (let i = 0; i < runs; i++) {
+      ib.push(instructions(['-e', '0']));
+      id.push(instructions([BIN, 'start', '--dry-run', '--memory', '1024', '--cores', '2']));
+      ip.push(instructions([BIN, 'mac', 'pool']));
+    }
+    const bi = record('cli instructions', 'node -e 0 (the floor)', 'M', ib);
+    const di = record('cli instructions', 'start --dry-run --memory 1024 --cores 2', 'M', id);
+    const pi = record('cli instructions', 'mac pool', 'M', ip);
+    di.ratio = di.median / bi.median;
+    pi.ratio = pi.median / bi.median;
+    console.log(`${''.padEnd(22)} instructions to node -e 0: dry-run ${di.ratio.toFixed(3)}x, mac pool ${pi.ratio.toFixed(3)}x`);
+  }
 
   // What each package the user chose costs a process, as the command loads it (its chunk of the build, beside
   // the entry chunk alone) and from node_modules (beside node -e 0). commander is in the entry chunk.
