@@ -4,6 +4,7 @@
  * "fake reboot"). qemu's actions on power-off and reboot are put back however a verb ends.
  */
 import { linkSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { UncloudError } from '../core/errors.js';
 import type { Owner } from '../core/owner.js';
 import { readTextIfExists } from '../system/atomic-file.js';
@@ -228,6 +229,9 @@ export async function settleAbandonedReboot(t: PowerTarget, qemuStatus?: string 
 
 type PowerVerb = 'stopped' | 'rebooted';
 
+/** The lock under which a dead holder's power lock is taken over (a proper-lockfile directory beside it). */
+const POWER_TAKEOVER_LOCK = 'power.lock.takeover';
+
 /** Who holds a power lock: its owner and what it is doing; null when there is none or it cannot be read. */
 function powerLockHolder(path: string): (Owner & { verb?: PowerVerb }) | null {
   try {
@@ -235,6 +239,28 @@ function powerLockHolder(path: string): (Owner & { verb?: PowerVerb }) | null {
     return typeof o?.pid === 'number' && typeof o.startTime === 'number' ? o : null;
   } catch {
     return null;
+  }
+}
+
+/** Refuse (VM_BUSY) when a live verb holds the power lock at `path`. */
+function refuseIfHeld(path: string, name: string): void {
+  const holder = powerLockHolder(path);
+  if (holder && isOwnerAlive(holder)) {
+    throw new UncloudError('VM_BUSY', `VM ${name} is being ${holder.verb ?? 'stopped or rebooted'} by uncloud-vm (pid ${holder.pid}); wait for that to finish, then try again`);
+  }
+}
+
+/** Link the lock written whole at `tmp` into place: false when one is there already. */
+function linkLock(tmp: string, path: string, name: string): boolean {
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    // The run dir is gone: the VM ended and was cleaned up meanwhile.
+    if (code === 'ENOENT') throw new UncloudError('NOT_RUNNING', `VM ${name} is not running (it ended meanwhile)`);
+    throw new UncloudError('VM_BUSY', `VM ${name}: cannot take its power lock ${path}: ${(err as Error).message}`);
   }
 }
 
@@ -247,32 +273,31 @@ function powerLockHolder(path: string): (Owner & { verb?: PowerVerb }) | null {
  */
 export async function withPowerLock<T>(path: string, name: string, verb: PowerVerb, fn: () => Promise<T>): Promise<T> {
   const me = currentOwner(process.pid);
-  const text = `${JSON.stringify({ ...me, verb })}\n`;
-  for (let attempt = 0; ; attempt++) {
-    // Written whole, then linked into place (fails if one is there): never seen empty, and so never taken
-    // for a dead holder's by a second verb reading it between its creation and its content.
-    const tmp = `${path}.${process.pid}`;
-    try {
-      writeFileSync(tmp, text, { mode: 0o600 });
-      linkSync(tmp, path);
-      break;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // The run dir is gone: the VM ended and was cleaned up meanwhile.
-      if (code === 'ENOENT') throw new UncloudError('NOT_RUNNING', `VM ${name} is not running (it ended meanwhile)`);
-      if (code !== 'EEXIST' || attempt > 0) throw new UncloudError('VM_BUSY', `VM ${name}: cannot take its power lock ${path}: ${(err as Error).message}`);
-      const holder = powerLockHolder(path);
-      if (holder && isOwnerAlive(holder)) {
-        throw new UncloudError('VM_BUSY', `VM ${name} is being ${holder.verb ?? 'stopped or rebooted'} by uncloud-vm (pid ${holder.pid}); wait for that to finish, then try again`);
-      }
-      try {
-        rmSync(path, { force: true });
-      } catch (e) {
-        throw new UncloudError('STATE_DAMAGED', `VM ${name}: its power lock ${path} cannot be removed (${(e as Error).message}); remove it by hand`);
-      }
-    } finally {
-      rmSync(tmp, { force: true });
+  // Written whole, then linked into place (fails if one is there): never seen empty, and so never taken for a
+  // dead holder's by a second verb reading it between its creation and its content.
+  const tmp = `${path}.${process.pid}`;
+  try {
+    writeFileSync(tmp, `${JSON.stringify({ ...me, verb })}\n`, { mode: 0o600 });
+    if (!linkLock(tmp, path, name)) {
+      refuseIfHeld(path, name);
+      // Its holder died. The dead lock is taken over under a lock of its own: two verbs that both found it dead
+      // would otherwise both remove it (the second removing the first's new lock) and both act.
+      const { withDirLock } = await import('../system/dir-lock.js');
+      await withDirLock(dirname(path), { name: POWER_TAKEOVER_LOCK, what: `the power lock of VM ${name}` }, () => {
+        refuseIfHeld(path, name);
+        try {
+          rmSync(path, { force: true });
+        } catch (e) {
+          throw new UncloudError('STATE_DAMAGED', `VM ${name}: its power lock ${path} cannot be removed (${(e as Error).message}); remove it by hand`);
+        }
+        if (!linkLock(tmp, path, name)) {
+          refuseIfHeld(path, name);
+          throw new UncloudError('VM_BUSY', `VM ${name}: another command took its power lock ${path} meanwhile; try again`);
+        }
+      });
     }
+  } finally {
+    rmSync(tmp, { force: true });
   }
   try {
     return await fn();
