@@ -2,12 +2,12 @@
  * Settings: built-in defaults < config file < environment < flags.
  * Paths follow the FHS for root and XDG for everyone else.
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { UncloudError, printable, usageError } from '../core/errors.js';
 import { type BridgeConfig, parseBridges } from '../core/nic-allowed.js';
 import { CONTROL_RE } from '../core/quote.js';
+import { readTextIfExists } from './atomic-file.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/uncloud-vm/config.json';
 
@@ -72,34 +72,22 @@ export function defaultSettings(env: NodeJS.ProcessEnv, uid: number): Settings {
   };
 }
 
-/**
- * A file's text, opened non-blocking and read only if it is a regular file: a FIFO given as the config
- * file would hang every command (and a blocked read holds off even SIGTERM).
- */
-function readRegularFile(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw Object.assign(new Error('it is a directory'), { code: 'EISDIR' });
-    if (!st.isFile()) throw new Error('it is not a regular file (a FIFO, socket or device)');
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export function readConfigFile(path: string, mustExist: boolean): Partial<Settings> {
-  let text: string;
   // A path from the command line or the environment: shown escaped (a newline in it stays on one line).
   const shown = printable(path);
+  let text: string | null;
   try {
-    text = readRegularFile(path);
+    // Non-blocking, and only a regular file: a FIFO given as the config file would hang every command (a
+    // blocked read holds off even SIGTERM).
+    text = readTextIfExists(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && !mustExist) return {};
-    if (code === 'ENOENT') throw usageError(`config file ${shown} does not exist`);
-    const why = code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
+    const why = code === 'EISDIR' ? 'it is a directory' : code === 'ENOTREG' ? 'it is not a regular file (a FIFO, socket or device)' : (err as Error).message;
     throw new UncloudError('CONFIG', `cannot read config file ${shown}: ${why}`);
+  }
+  if (text === null) {
+    if (!mustExist) return {};
+    throw usageError(`config file ${shown} does not exist`);
   }
   let data: unknown;
   try {
